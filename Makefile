@@ -1,0 +1,59 @@
+# Wharf: `make run` serves the site; `make test` runs every test with real services.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+export PORT ?= 8000
+
+.PHONY: run test venv deps dev-deps system-deps superuser lint format migrate bench clean
+
+$(PY):
+	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
+	  echo "Python's venv module is missing. On Debian: apt-get install python3-venv"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.deps: requirements.txt | $(PY)
+	$(PIP) install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-deps: requirements-dev.txt requirements.txt | $(PY)
+	$(PIP) install --quiet -r requirements-dev.txt
+	touch $@ $(VENV)/.deps
+
+venv: $(PY)
+deps: $(VENV)/.deps
+dev-deps: $(VENV)/.dev-deps
+
+migrate: deps
+	$(PY) manage.py migrate --noinput
+
+run: deps
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput --verbosity 0
+	exec $(PY) manage.py serve
+
+superuser: deps
+	$(PY) manage.py migrate --noinput
+	$(PY) manage.py createadmin
+
+# Debian packages the tests need (root only; a non-root developer installs them once by hand).
+system-deps:
+	@if [ "$$(id -u)" = 0 ]; then bash tests/system-packages.sh; \
+	else echo "Not root: assuming the packages in tests/system-packages.sh are installed."; fi
+
+test: dev-deps system-deps
+	bash tests/run-all.sh
+
+lint: dev-deps
+	$(VENV)/bin/ruff check .
+
+format: dev-deps
+	$(VENV)/bin/ruff format .
+
+bench: dev-deps system-deps
+	$(PY) bench/registry.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

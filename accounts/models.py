@@ -1,0 +1,224 @@
+"""Accounts, organizations, teams, namespaces and personal access tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import datetime
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractUser, UserManager
+from django.db import models, transaction
+from django.utils import timezone
+
+from accounts.names import validate_namespace_name
+
+
+class User(AbstractUser):
+    """A person. Their username is also their namespace (see Namespace)."""
+
+    username = models.CharField(
+        "username",
+        max_length=30,
+        unique=True,
+        validators=[validate_namespace_name],
+        help_text="4–30 lowercase letters and digits. This is also your namespace: <name>/<repository>.",
+        error_messages={"unique": "That username is already taken."},
+    )
+    email = models.EmailField("email address", blank=True)
+    full_name = models.CharField(max_length=150, blank=True)
+    company = models.CharField(max_length=100, blank=True)
+    location = models.CharField(max_length=100, blank=True)
+    website = models.URLField(blank=True)
+    default_private = models.BooleanField(
+        default=False, help_text="New repositories created by a push are private."
+    )
+
+    objects = UserManager()
+
+    class Meta:
+        ordering = ["username"]
+
+    def __str__(self) -> str:
+        return self.username
+
+    def save(self, *args, **kwargs) -> None:
+        # A user always owns the namespace of their name; claiming it in the same transaction
+        # means a name taken by an organization or a tombstone makes the whole save fail.
+        creating = self._state.adding
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            if creating:
+                Namespace.objects.create(name=self.username, kind=Namespace.Kind.USER, user=self)
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.username
+
+
+class Namespace(models.Model):
+    """One row per name ever used by a user or an organization: names are never handed out twice.
+
+    When an account or organization is deleted its row stays as a tombstone (owner links empty,
+    `deleted_at` set), so nobody can later publish under a name people already pull.
+    """
+
+    class Kind(models.TextChoices):
+        USER = "user", "User"
+        ORGANIZATION = "org", "Organization"
+        LIBRARY = "library", "Official images"
+
+    name = models.CharField(max_length=30, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="namespace"
+    )
+    organization = models.OneToOneField(
+        "accounts.Organization", null=True, blank=True, on_delete=models.SET_NULL, related_name="namespace"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    deleted_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def is_tombstone(self) -> bool:
+        return self.deleted_at is not None
+
+    @property
+    def is_library(self) -> bool:
+        return self.kind == self.Kind.LIBRARY
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=30, unique=True, validators=[validate_namespace_name])
+    full_name = models.CharField(max_length=150, blank=True)
+    company = models.CharField(max_length=100, blank=True)
+    location = models.CharField(max_length=100, blank=True)
+    website = models.URLField(blank=True)
+    email = models.EmailField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    default_private = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.name
+
+    @property
+    def owners_team(self) -> Team:
+        return self.teams.get(name=Team.OWNERS)
+
+    def is_owner(self, user) -> bool:
+        if not getattr(user, "is_authenticated", False):
+            return False
+        return Membership.objects.filter(team__organization=self, team__name=Team.OWNERS, user=user).exists()
+
+    def is_member(self, user) -> bool:
+        if not getattr(user, "is_authenticated", False):
+            return False
+        return Membership.objects.filter(team__organization=self, user=user).exists()
+
+    def members(self) -> models.QuerySet:
+        return User.objects.filter(memberships__team__organization=self).distinct()
+
+
+class Team(models.Model):
+    OWNERS = "owners"
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
+    name = models.CharField(max_length=30)
+    description = models.CharField(max_length=255, blank=True)
+    can_create_repositories = models.BooleanField(
+        default=False, help_text="Members may create repositories in the organization."
+    )
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["organization__name", "name"]
+        constraints = [models.UniqueConstraint(fields=["organization", "name"], name="team_unique_name")]
+
+    def __str__(self) -> str:
+        return f"{self.organization.name}/{self.name}"
+
+    @property
+    def is_owners(self) -> bool:
+        return self.name == self.OWNERS
+
+
+class Membership(models.Model):
+    team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["team", "user"], name="membership_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.team}"
+
+
+class AccessToken(models.Model):
+    """A personal access token: usable wherever a password is, capped by its scope."""
+
+    class Scope(models.TextChoices):
+        PUBLIC_READ = "repo:public_read", "Public repositories, read-only"
+        READ = "repo:read", "Read-only"
+        WRITE = "repo:write", "Read & write"
+        ADMIN = "repo:admin", "Read, write & delete"
+
+    PREFIX = "whf_pat_"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="access_tokens")
+    label = models.CharField(max_length=100)
+    scope = models.CharField(max_length=20, choices=Scope.choices, default=Scope.READ)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_hint = models.CharField(max_length=16, editable=False, help_text="The last characters, for recognition.")
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.user})"
+
+    @staticmethod
+    def hash_secret(secret: str) -> str:
+        # Tokens carry 256 bits of randomness: a fast keyed hash is the right tool (no brute force).
+        return hmac.new(b"wharf-access-token", secret.encode(), hashlib.sha256).hexdigest()
+
+    @classmethod
+    def generate_secret(cls) -> str:
+        return cls.PREFIX + secrets.token_urlsafe(32)
+
+    @classmethod
+    def looks_like_token(cls, value: str) -> bool:
+        return value.startswith(cls.PREFIX)
+
+    def is_active(self, now: datetime | None = None) -> bool:
+        now = now or timezone.now()
+        if self.revoked_at is not None:
+            return False
+        return self.expires_at is None or self.expires_at > now
+
+    @property
+    def status(self) -> str:
+        if self.revoked_at:
+            return "revoked"
+        if self.expires_at and self.expires_at <= timezone.now():
+            return "expired"
+        return "active"

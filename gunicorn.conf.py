@@ -1,0 +1,21 @@
+"""gunicorn settings for Wharf. Environment: HUB_BIND, PORT, HUB_WEB_WORKERS, HUB_WEB_THREADS."""
+
+import multiprocessing
+import os
+
+bind = f"{os.environ.get('HUB_BIND', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+worker_class = "gthread"
+workers = int(os.environ.get("HUB_WEB_WORKERS") or min(4, multiprocessing.cpu_count() + 1))
+threads = int(os.environ.get("HUB_WEB_THREADS") or 8)
+# Blob uploads of several GiB over slow links: a worker thread may be busy for a long time.
+timeout = int(os.environ.get("HUB_WEB_TIMEOUT") or 3600)
+graceful_timeout = 30
+keepalive = 75
+# No request-size limit of gunicorn's own: blobs stream through Django in fixed chunks.
+limit_request_line = 8190
+limit_request_field_size = 16380
+forwarded_allow_ips = os.environ.get("HUB_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+accesslog = os.environ.get("HUB_ACCESS_LOG", "-")
+errorlog = "-"
+wsgi_app = "hub.wsgi:application"
+sendfile = True

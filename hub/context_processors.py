@@ -1,0 +1,10 @@
+from django.conf import settings
+from django.http import HttpRequest
+
+
+def site(request: HttpRequest) -> dict:
+    return {
+        "SITE_NAME": "Wharf",
+        "REGISTRY_HOST": settings.HUB_PUBLIC_HOST,
+        "PUBLIC_URL": settings.HUB_PUBLIC_URL,
+    }

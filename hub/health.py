@@ -1,0 +1,53 @@
+"""Readiness checks: is each backing service reachable from this process?"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.core.cache import cache
+from django.core.files.base import ContentFile
+from django.core.files.storage import storages
+from django.db import connection
+
+
+def check_database() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchone()
+
+
+def check_storage() -> None:
+    storage = storages["blobs"]
+    name = f"_readyz/{uuid.uuid4().hex}"
+    saved = storage.save(name, ContentFile(b"ok"))
+    storage.delete(saved)
+
+
+def check_cache() -> None:
+    key = f"readyz:{uuid.uuid4().hex}"
+    cache.set(key, "1", 10)
+    if cache.get(key) != "1":
+        raise RuntimeError("cache did not return what was stored")
+    cache.delete(key)
+
+
+def check_broker() -> None:
+    from hub.celery import app
+
+    with app.connection_for_write() as conn:
+        conn.ensure_connection(max_retries=1, timeout=3)
+
+
+CHECKS = {"database": check_database, "storage": check_storage, "cache": check_cache, "broker": check_broker}
+
+
+def run_checks() -> dict[str, str]:
+    results: dict[str, str] = {}
+    for name, check in CHECKS.items():
+        try:
+            check()
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+            results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
+        else:
+            results[name] = "ok"
+    return results

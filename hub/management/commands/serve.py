@@ -1,0 +1,64 @@
+"""Run the whole site in the foreground: gunicorn and one Celery worker with beat.
+
+Ctrl-C or SIGTERM stops both cleanly; if either exits, the other is stopped too.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+
+BIN = Path(sys.executable).parent
+
+
+class Command(BaseCommand):
+    help = "Serve the site with gunicorn and run a Celery worker with beat (the embedded setup)."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument("--no-worker", action="store_true", help="Run gunicorn only.")
+        parser.add_argument("--no-beat", action="store_true", help="Run the worker without beat.")
+
+    def handle(self, *args, **options) -> None:
+        base = Path(settings.BASE_DIR)
+        env = {**os.environ, "HUB_DATA_DIR": str(settings.DATA_DIR)}
+        commands = [[str(BIN / "gunicorn"), "--config", str(base / "gunicorn.conf.py")]]
+        if not options["no_worker"]:
+            worker = [str(BIN / "celery"), "-A", "hub", "worker", "-Q", "celery,builds",
+                      "--loglevel", "INFO", "--concurrency", os.environ.get("HUB_WORKER_CONCURRENCY", "2")]
+            if not options["no_beat"]:
+                worker += ["-B", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
+            commands.append(worker)
+        self.stdout.write(f"Wharf at {settings.HUB_PUBLIC_URL} (data in {settings.DATA_DIR})")
+        children = [subprocess.Popen(command, cwd=base, env=env) for command in commands]
+
+        stopping = False
+
+        def stop(signum, frame) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping and all(child.poll() is None for child in children):
+                time.sleep(0.2)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
+            deadline = time.monotonic() + 30
+            for child in children:
+                try:
+                    child.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    child.kill()
+        failed = [child.returncode for child in children if child.returncode not in (0, -signal.SIGTERM)]
+        if failed and not stopping:
+            sys.exit(1)

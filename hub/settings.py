@@ -1,0 +1,371 @@
+"""Wharf settings: every value comes from the environment, with safe defaults.
+
+Every variable read here is listed in README.md ("Configuration"). Typed helpers fail
+loudly on bad values and accept `<NAME>_FILE` for secrets.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def env(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def envsecret(name: str, default: str = "") -> str:
+    """A secret from NAME or from the file named by NAME_FILE."""
+    path = os.environ.get(f"{name}_FILE")
+    if path:
+        return Path(path).read_text().strip()
+    return os.environ.get(name, default)
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r}: expected true or false")
+
+
+def envint(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected an integer") from None
+
+
+def envfloat(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r}: expected a number") from None
+
+
+def envlist(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in env(name, default).split(",") if item.strip()]
+
+
+# --- Data directory -------------------------------------------------------------------------
+DATA_DIR = Path(env("HUB_DATA_DIR") or BASE_DIR / "data").resolve()
+DATA_DIR.mkdir(parents=True, exist_ok=True)
+UPLOAD_STAGING_DIR = DATA_DIR / "uploads"
+KEYS_DIR = DATA_DIR / "keys"
+for _folder in (UPLOAD_STAGING_DIR, KEYS_DIR):
+    _folder.mkdir(parents=True, exist_ok=True)
+
+
+def _generated_secret_key() -> str:
+    """A secret key created on first start and kept in the data dir (mode 0600)."""
+    path = KEYS_DIR / "secret_key"
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        pass
+    key = secrets.token_urlsafe(50)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process won the race
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key)
+    return key
+
+
+SECRET_KEY = envsecret("SECRET_KEY") or _generated_secret_key()
+DEBUG = envbool("DEBUG", False)
+
+# --- Public URL: hosts, CSRF origins and the registry token service derive from it ----------
+PORT = envint("PORT", 8000)
+HUB_BIND = env("HUB_BIND", "127.0.0.1")
+HUB_PUBLIC_URL = env("HUB_PUBLIC_URL", f"http://127.0.0.1:{PORT}").rstrip("/")
+_public = urlsplit(HUB_PUBLIC_URL)
+if _public.scheme not in {"http", "https"} or not _public.hostname:
+    raise ImproperlyConfigured(f"HUB_PUBLIC_URL={HUB_PUBLIC_URL!r}: expected http(s)://host[:port]")
+HUB_PUBLIC_HOST = _public.netloc  # host:port as clients write it in image names
+REGISTRY_SERVICE = HUB_PUBLIC_HOST
+ALLOWED_HOSTS = [_public.hostname, *envlist("HUB_EXTRA_HOSTS")]
+if DEBUG or _public.hostname in {"127.0.0.1", "localhost"}:
+    ALLOWED_HOSTS += ["127.0.0.1", "localhost", "[::1]", "testserver"]
+CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"]
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("HUB_BEHIND_PROXY", False) else None
+USE_X_FORWARDED_HOST = False
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _public.scheme == "https"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = envint("HUB_HSTS_SECONDS", 0)
+
+# --- Applications ---------------------------------------------------------------------------
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "django.contrib.humanize",
+    "rest_framework",
+    "drf_spectacular",
+    "django_htmx",
+    "allauth",
+    "allauth.account",
+    "allauth.mfa",
+    "hub",
+    "accounts",
+    "repositories",
+    "registry",
+    "webhooks",
+    "builds",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+]
+
+ROOT_URLCONF = "hub.urls"
+WSGI_APPLICATION = "hub.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "hub.context_processors.site",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------------------
+DATABASE_URL = env("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("HUB_DB_CONN_MAX_AGE", 60))}
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+else:
+    # Embedded default: SQLite tuned for several processes writing at once.
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": DATA_DIR / "hub.sqlite3",
+            "OPTIONS": {
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 30,
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;"
+                    "PRAGMA synchronous=NORMAL;"
+                    "PRAGMA busy_timeout=30000;"
+                    "PRAGMA foreign_keys=ON;"
+                ),
+            },
+            "TEST": {"NAME": env("HUB_SQLITE_TEST_NAME") or None},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache: Redis when configured, else the database cache (shared between processes) -------
+REDIS_URL = env("REDIS_URL")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "hub_cache"}}
+
+# --- Storage: bytes only through aliases ----------------------------------------------------
+HUB_S3_BUCKET = env("HUB_S3_BUCKET")
+HUB_S3_ENDPOINT_URL = env("HUB_S3_ENDPOINT_URL") or None
+HUB_S3_REGION = env("HUB_S3_REGION") or None
+USE_S3 = bool(HUB_S3_BUCKET)
+
+
+def _byte_storage(folder: str) -> dict:
+    if USE_S3:
+        return {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {
+                "bucket_name": HUB_S3_BUCKET,
+                "endpoint_url": HUB_S3_ENDPOINT_URL,
+                "region_name": HUB_S3_REGION,
+                "location": folder,
+                "file_overwrite": True,
+                "default_acl": None,
+                "querystring_auth": True,
+                "querystring_expire": 600,
+            },
+        }
+    return {
+        "BACKEND": "django.core.files.storage.FileSystemStorage",
+        "OPTIONS": {"location": str(DATA_DIR / folder), "file_permissions_mode": 0o640},
+    }
+
+
+STORAGES = {
+    "default": _byte_storage("media"),
+    "blobs": _byte_storage("blobs"),
+    "build-logs": _byte_storage("build-logs"),
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+STATIC_URL = "/static/"
+STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+
+# --- Celery ---------------------------------------------------------------------------------
+CELERY_QUEUES_DIR = DATA_DIR / "celery"
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
+else:
+    for _folder in ("queue", "processed"):
+        (CELERY_QUEUES_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(CELERY_QUEUES_DIR / "queue"),
+        "data_folder_out": str(CELERY_QUEUES_DIR / "queue"),
+        "processed_folder": str(CELERY_QUEUES_DIR / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ALWAYS_EAGER = envbool("HUB_CELERY_EAGER", False)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+CELERY_TASK_ROUTES = {"builds.tasks.*": {"queue": "builds"}}
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_QUEUES_DIR / "beat-schedule")
+PULL_COUNTER_FLUSH_SECONDS = envfloat("HUB_PULL_FLUSH_SECONDS", 30.0)
+
+# --- Accounts and authentication ------------------------------------------------------------
+AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 9}},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "account_login"
+LOGIN_REDIRECT_URL = "/"
+ACCOUNT_USER_MODEL_USERNAME_FIELD = "username"
+ACCOUNT_LOGIN_METHODS = {"username", "email"}
+ACCOUNT_SIGNUP_FIELDS = ["username*", "email*", "password1*", "password2*"]
+ACCOUNT_EMAIL_VERIFICATION = env("HUB_EMAIL_VERIFICATION", "optional")  # mandatory | optional | none
+if ACCOUNT_EMAIL_VERIFICATION not in {"mandatory", "optional", "none"}:
+    raise ImproperlyConfigured("HUB_EMAIL_VERIFICATION must be mandatory, optional or none")
+ACCOUNT_UNIQUE_EMAIL = True
+ACCOUNT_USERNAME_MIN_LENGTH = 4
+ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
+ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Wharf] "
+ACCOUNT_RATE_LIMITS = {
+    "login": "30/m/ip",
+    "login_failed": "10/m/ip,5/5m/key",
+    "signup": "20/m/ip",
+    "reset_password": "20/m/ip,5/m/key",
+}
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = env("HUB_SITE_NAME", "Wharf")
+
+# --- Email ----------------------------------------------------------------------------------
+EMAIL_URL = env("EMAIL_URL")
+DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", f"Wharf <noreply@{_public.hostname}>")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+if EMAIL_URL:
+    _mail = urlsplit(EMAIL_URL)
+    if _mail.scheme not in {"smtp", "smtps", "smtp+tls"}:
+        raise ImproperlyConfigured("EMAIL_URL must be smtp://, smtp+tls:// or smtps://user:pass@host:port")
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = _mail.hostname or "localhost"
+    EMAIL_PORT = _mail.port or (465 if _mail.scheme == "smtps" else 587 if _mail.scheme == "smtp+tls" else 25)
+    EMAIL_HOST_USER = unquote(_mail.username or "")
+    EMAIL_HOST_PASSWORD = unquote(_mail.password or "")
+    EMAIL_USE_SSL = _mail.scheme == "smtps"
+    EMAIL_USE_TLS = _mail.scheme == "smtp+tls"
+    EMAIL_TIMEOUT = 20
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+    EMAIL_FILE_PATH = DATA_DIR / "mail"
+
+# --- Registry -------------------------------------------------------------------------------
+REGISTRY_TOKEN_TTL = envint("HUB_REGISTRY_TOKEN_TTL", 300)
+REGISTRY_REFRESH_TOKEN_TTL = envint("HUB_REGISTRY_REFRESH_TTL", 60 * 60 * 24 * 90)
+REGISTRY_MAX_MANIFEST_BYTES = envint("HUB_MAX_MANIFEST_BYTES", 4 * 1024 * 1024)
+REGISTRY_UPLOAD_CHUNK_BYTES = 1024 * 1024
+REGISTRY_STALE_UPLOAD_HOURS = envfloat("HUB_STALE_UPLOAD_HOURS", 24)
+REGISTRY_GC_GRACE_HOURS = envfloat("HUB_GC_GRACE_HOURS", 24)
+DEFAULT_REPOSITORY_PRIVATE = envbool("HUB_DEFAULT_PRIVATE", False)
+
+# --- Webhooks -------------------------------------------------------------------------------
+HUB_WEBHOOK_ALLOWED_NETWORKS = envlist("HUB_WEBHOOK_ALLOWED_NETWORKS")
+HUB_WEBHOOK_BACKOFF_SECONDS = envfloat("HUB_WEBHOOK_BACKOFF_SECONDS", 60.0)
+
+# --- REST framework -------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Wharf Hub API",
+    "DESCRIPTION": "Docker Hub-compatible JSON API.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+}
+
+# --- Internationalisation and logging -------------------------------------------------------
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env("HUB_LOG_LEVEL", "INFO")},
+    "loggers": {"django.db.backends": {"level": "WARNING"}},
+}
+HUB_SIGNUP_OPEN = envbool("HUB_SIGNUP_OPEN", True)

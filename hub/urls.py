@@ -1,0 +1,19 @@
+"""Every app mounted on one site: the registry at /v2/ and /token, pages and the Hub API."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from hub import views
+
+urlpatterns = [
+    path("healthz", views.healthz, name="healthz"),
+    path("readyz", views.readyz, name="readyz"),
+    path("", include("registry.urls")),
+    path("", views.home, name="home"),
+    path("accounts/", include("allauth.urls")),
+    path("", include("accounts.urls")),
+    path("admin/", admin.site.urls),
+]
+
+handler404 = "hub.views.not_found"
+handler500 = "hub.views.server_error"

@@ -1,0 +1,123 @@
+"""The one permission rule: what may this user (or token) do with this repository?
+
+Used by the registry's token service, the web pages and the Hub API alike.
+
+- the namespace's user: everything;
+- organization repositories: the owners team has everything; other teams what their
+  permission on the repository gives (read → pull; write → pull, push; admin → everything);
+- personal repositories: collaborators pull and push;
+- `library/` (official images): staff have everything;
+- anyone, signed in or not, pulls a public repository;
+- a personal access token caps the result by its scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from accounts.models import AccessToken, Membership, Namespace, Team
+from repositories.models import Collaborator, Repository, TeamPermission
+
+PULL = "pull"
+PUSH = "push"
+DELETE = "delete"
+ADMIN = "admin"
+ALL_ACTIONS: frozenset[str] = frozenset({PULL, PUSH, DELETE, ADMIN})
+NO_ACTIONS: frozenset[str] = frozenset()
+
+LEVEL_ACTIONS: dict[str, frozenset[str]] = {
+    TeamPermission.Level.READ: frozenset({PULL}),
+    TeamPermission.Level.WRITE: frozenset({PULL, PUSH}),
+    TeamPermission.Level.ADMIN: ALL_ACTIONS,
+}
+
+SCOPE_CAPS: dict[str, frozenset[str]] = {
+    AccessToken.Scope.PUBLIC_READ: frozenset({PULL}),
+    AccessToken.Scope.READ: frozenset({PULL}),
+    AccessToken.Scope.WRITE: frozenset({PULL, PUSH}),
+    AccessToken.Scope.ADMIN: ALL_ACTIONS,
+}
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is asking: a user (or nobody), and the scope of the token they used, if any."""
+
+    user: object | None = None
+    token_scope: str | None = None
+
+    @classmethod
+    def for_user(cls, user, token: AccessToken | None = None) -> Actor:
+        if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
+            return cls()
+        return cls(user=user, token_scope=token.scope if token is not None else None)
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.user is not None
+
+    @property
+    def username(self) -> str:
+        return self.user.username if self.user is not None else ""
+
+    def cap(self, actions: frozenset[str], *, is_private: bool) -> frozenset[str]:
+        if self.token_scope is None:
+            return actions
+        if self.token_scope == AccessToken.Scope.PUBLIC_READ and is_private:
+            return NO_ACTIONS
+        return actions & SCOPE_CAPS.get(self.token_scope, NO_ACTIONS)
+
+
+def _uncapped_actions(actor: Actor, repository: Repository) -> frozenset[str]:
+    public = NO_ACTIONS if repository.is_private else frozenset({PULL})
+    user = actor.user
+    if user is None:
+        return public
+    namespace: Namespace = repository.namespace
+    if namespace.kind == Namespace.Kind.LIBRARY:
+        return ALL_ACTIONS if user.is_staff else public
+    if namespace.user_id is not None:
+        if namespace.user_id == user.pk:
+            return ALL_ACTIONS
+        if Collaborator.objects.filter(repository=repository, user=user).exists():
+            return public | {PULL, PUSH}
+        return public
+    if namespace.organization_id is not None:
+        memberships = Membership.objects.filter(team__organization_id=namespace.organization_id, user=user)
+        if memberships.filter(team__name=Team.OWNERS).exists():
+            return ALL_ACTIONS
+        granted = set(public)
+        levels = TeamPermission.objects.filter(
+            repository=repository, team__memberships__user=user
+        ).values_list("permission", flat=True)
+        for level in levels:
+            granted |= LEVEL_ACTIONS.get(level, NO_ACTIONS)
+        return frozenset(granted)
+    return public  # a tombstoned namespace: nobody owns it any more
+
+
+def repository_actions(actor: Actor, repository: Repository) -> frozenset[str]:
+    """Everything `actor` may do with `repository`: a subset of pull, push, delete, admin."""
+    return actor.cap(_uncapped_actions(actor, repository), is_private=repository.is_private)
+
+
+def may_create_repository(actor: Actor, namespace: Namespace) -> bool:
+    """May `actor` create a repository in `namespace` (by a push or from the web)?"""
+    user = actor.user
+    if user is None or namespace.is_tombstone:
+        return False
+    if actor.token_scope is not None and PUSH not in SCOPE_CAPS.get(actor.token_scope, NO_ACTIONS):
+        return False
+    if namespace.kind == Namespace.Kind.LIBRARY:
+        return bool(user.is_staff)
+    if namespace.user_id is not None:
+        return namespace.user_id == user.pk
+    if namespace.organization_id is not None:
+        return Membership.objects.filter(
+            team__organization_id=namespace.organization_id, user=user, team__can_create_repositories=True
+        ).exists()
+    return False
+
+
+def may_admin_organization(user, organization) -> bool:
+    return organization.is_owner(user)

@@ -1,0 +1,15 @@
+"""Test settings: the real settings module, a private data dir and a fast password hasher."""
+
+import os
+import tempfile
+
+os.environ.setdefault("HUB_DATA_DIR", tempfile.mkdtemp(prefix="wharf-test-"))
+
+from hub.settings import *  # noqa: F403
+from hub.settings import DATA_DIR, DATABASES
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # A file, not :memory:, so a live gunicorn in another process can share the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
+ACCOUNT_RATE_LIMITS = {**ACCOUNT_RATE_LIMITS}  # noqa: F405
