@@ -176,15 +176,16 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL")
-if DATABASE_URL:
+if DATABASE_URL and not DATABASE_URL.startswith("sqlite:"):
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("HUB_DB_CONN_MAX_AGE", 60))}
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 else:
     # Embedded default: SQLite tuned for several processes writing at once.
+    SQLITE_PATH = dj_database_url.parse(DATABASE_URL)["NAME"] if DATABASE_URL else str(DATA_DIR / "hub.sqlite3")
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": DATA_DIR / "hub.sqlite3",
+            "NAME": SQLITE_PATH,
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
@@ -195,7 +196,6 @@ else:
                     "PRAGMA foreign_keys=ON;"
                 ),
             },
-            "TEST": {"NAME": env("HUB_SQLITE_TEST_NAME") or None},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -31,3 +31,47 @@ def staff(db):
 @pytest.fixture
 def alice_namespace(alice):
     return Namespace.objects.get(user=alice)
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir(tmp_path_factory):
+    """Logs and screenshots: kept under test-artifacts/ at the repo root when it can be written."""
+    from tests.live import REPO_ROOT
+
+    path = REPO_ROOT / "test-artifacts"
+    try:
+        path.mkdir(exist_ok=True)
+    except OSError:
+        path = tmp_path_factory.mktemp("artifacts")
+    return path
+
+
+@pytest.fixture(scope="session")
+def live_hub(django_db_setup, django_db_blocker, artifacts_dir):
+    """gunicorn and a Celery worker (with beat) on a free loopback port, on the test database.
+
+    Data a test makes for the live server must be committed: use the `committed` fixture, and
+    unique names (the database is shared by every test of the session, never flushed).
+    """
+    from tests.live import start_hub
+
+    hub = start_hub(artifacts_dir)
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture
+def committed(django_db_blocker):
+    """A context in which ORM writes are committed for real (visible to the live server)."""
+    return django_db_blocker.unblock
+
+
+@pytest.fixture
+def live_user(committed):
+    """Make a committed user (unique name) that can log in to the live server with PASSWORD."""
+
+    def make(**kwargs):
+        with committed():
+            return UserFactory(**kwargs)
+
+    return make

@@ -1,0 +1,159 @@
+"""A real gunicorn (and a real Celery worker) on loopback, sharing the test database."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+from django.conf import settings
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """The URL of the test database pytest-django created (call after django_db_setup)."""
+    db = settings.DATABASES["default"]
+    if db["ENGINE"].endswith("sqlite3"):
+        return f"sqlite:///{db['NAME']}"
+    user = db.get("USER") or ""
+    password = f":{db['PASSWORD']}" if db.get("PASSWORD") else ""
+    return f"postgres://{user}{password}@{db['HOST']}:{db['PORT']}/{db['NAME']}"
+
+
+def hub_environment(port: int, **extra: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "hub.settings",
+        "HUB_DATA_DIR": str(settings.DATA_DIR),
+        "DATABASE_URL": test_database_url(),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "PORT": str(port),
+        "HUB_BIND": "127.0.0.1",
+        "HUB_PUBLIC_URL": f"http://127.0.0.1:{port}",
+        "HUB_WEB_WORKERS": "2",
+        "HUB_WEB_THREADS": "8",
+        "HUB_ACCESS_LOG": "",
+        "HUB_WEBHOOK_ALLOWED_NETWORKS": "127.0.0.0/8",
+        "HUB_WEBHOOK_BACKOFF_SECONDS": "0.2",
+        "HUB_PULL_FLUSH_SECONDS": "1",
+    }
+    env.pop("HUB_CELERY_EAGER", None)
+    if not os.environ.get("REDIS_URL"):
+        env.pop("REDIS_URL", None)
+    env.update(extra)
+    return env
+
+
+class GiveUp(Exception):
+    """Raised by a predicate to stop `wait_until` at once."""
+
+
+def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message: str = "condition"):
+    """Poll `predicate` until it returns something truthy, or fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = predicate()
+            if result:
+                return result
+        except GiveUp:
+            raise
+        except Exception as exc:  # noqa: BLE001 - keep polling until the deadline
+            last_error = exc
+        time.sleep(interval)
+    raise AssertionError(f"timed out waiting for {message}" + (f": {last_error!r}" if last_error else ""))
+
+
+_static_collected: set[str] = set()
+
+
+def collect_static(env: dict[str, str]) -> None:
+    """collectstatic once per data dir, as `make run` does before starting gunicorn."""
+    if env["HUB_DATA_DIR"] in _static_collected:
+        return
+    subprocess.run(
+        [sys.executable, "manage.py", "collectstatic", "--noinput", "--verbosity", "0"],
+        cwd=REPO_ROOT, env=env, check=True,
+    )
+    _static_collected.add(env["HUB_DATA_DIR"])
+
+
+@dataclass
+class LiveHub:
+    port: int
+    process: subprocess.Popen
+    log_path: Path
+    worker: subprocess.Popen | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-8000:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self) -> None:
+        for proc in (self.worker, self.process):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+        for proc in (self.worker, self.process):
+            if proc is not None:
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+def start_hub(log_dir: Path, *, with_worker: bool = True, **extra: str) -> LiveHub:
+    port = free_port()
+    env = hub_environment(port, **extra)
+    collect_static(env)
+    log_path = log_dir / f"gunicorn-{port}.log"
+    log = open(log_path, "ab")  # noqa: SIM115 - handed to the child process
+    process = subprocess.Popen(
+        [str(BIN / "gunicorn"), "--config", str(REPO_ROOT / "gunicorn.conf.py")],
+        cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    worker = None
+    if with_worker:
+        worker_log = open(log_dir / f"celery-{port}.log", "ab")  # noqa: SIM115
+        worker = subprocess.Popen(
+            [str(BIN / "celery"), "-A", "hub", "worker", "-B", "-Q", "celery,builds", "--concurrency", "2",
+             "--loglevel", "INFO", "--schedule", str(log_dir / f"beat-{port}")],
+            cwd=REPO_ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
+        )
+    hub = LiveHub(port=port, process=process, log_path=log_path, worker=worker, extra=extra)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise GiveUp(f"gunicorn exited:\n{hub.log()}")
+        return requests.get(f"{hub.url}/healthz", timeout=2).status_code == 200
+
+    try:
+        wait_until(answers, timeout=60, message="gunicorn to answer /healthz")
+    except Exception:
+        hub.stop()
+        raise
+    return hub
