@@ -1,2 +1,7 @@
+from django.urls import path
 
-urlpatterns: list = []
+from registry import tokens
+
+urlpatterns = [
+    path("token", tokens.token_view, name="registry-token"),
+]
