@@ -222,6 +222,7 @@ def _byte_storage(folder: str) -> dict:
                 "bucket_name": HUB_S3_BUCKET,
                 "endpoint_url": HUB_S3_ENDPOINT_URL,
                 "region_name": HUB_S3_REGION,
+                "signature_version": "s3v4",  # presigned URLs: AWS refuses SigV2 in newer regions
                 "location": folder,
                 "file_overwrite": True,
                 "default_acl": None,
