@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from hub import views
+from registry import urls as registry_urls
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
@@ -13,6 +14,7 @@ urlpatterns = [
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    *registry_urls.fallback_urlpatterns,
 ]
 
 handler404 = "hub.views.not_found"

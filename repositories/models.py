@@ -100,3 +100,31 @@ class TeamPermission(models.Model):
 
     def __str__(self) -> str:
         return f"{self.team}: {self.permission} on {self.repository}"
+
+
+class Star(models.Model):
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="stars")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="stars")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "user"], name="star_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.user} ★ {self.repository}"
+
+
+class PullStat(models.Model):
+    """Pulls of a repository per day; `tag` is empty for the repository-wide total."""
+
+    repository = models.ForeignKey(Repository, on_delete=models.CASCADE, related_name="pull_stats")
+    tag = models.CharField(max_length=128, blank=True, default="")
+    day = models.DateField()
+    count = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "tag", "day"], name="pull_stat_unique")]
+        indexes = [models.Index(fields=["repository", "day"])]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.tag or '*'} {self.day}: {self.count}"

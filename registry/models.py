@@ -1,0 +1,145 @@
+"""What the registry stores: blobs (content-addressed, shared), uploads, manifests and tags."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Blob(models.Model):
+    """A verified blob in the blob storage. Stored once, however many repositories link it."""
+
+    digest = models.CharField(max_length=135, unique=True)
+    size = models.BigIntegerField()
+    created_at = models.DateTimeField(default=timezone.now)
+    # Refreshed by HEAD, mount and link: garbage collection spares blobs touched in its grace period.
+    last_touched_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return self.digest
+
+
+class RepositoryBlob(models.Model):
+    """A repository may read only the blobs linked to it."""
+
+    repository = models.ForeignKey("repositories.Repository", on_delete=models.CASCADE, related_name="blob_links")
+    blob = models.ForeignKey(Blob, on_delete=models.CASCADE, related_name="repository_links")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "blob"], name="repository_blob_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.repository} → {self.blob}"
+
+
+class BlobUpload(models.Model):
+    """An upload in progress. Its bytes are staged in a file named after its id under the data dir."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    repository = models.ForeignKey("repositories.Repository", on_delete=models.CASCADE, related_name="uploads")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    size = models.BigIntegerField(default=0, help_text="Bytes received so far.")
+    # sha256 of bytes [0, size) when one request wrote all of them (the common single-PATCH path):
+    # hash state cannot be kept between requests, so anything else is re-read at finalize.
+    single_pass_digest = models.CharField(max_length=135, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return str(self.id)
+
+
+class Manifest(models.Model):
+    """A manifest or index, kept as the exact bytes the client pushed."""
+
+    repository = models.ForeignKey("repositories.Repository", on_delete=models.CASCADE, related_name="manifests")
+    digest = models.CharField(max_length=135)
+    media_type = models.CharField(max_length=255)
+    artifact_type = models.CharField(max_length=255, blank=True)
+    content = models.BinaryField()
+    size = models.IntegerField()
+    subject_digest = models.CharField(max_length=135, blank=True, db_index=True)
+    config_digest = models.CharField(max_length=135, blank=True)
+    annotations = models.JSONField(default=dict, blank=True)
+    # [{"os", "architecture", "variant", "digest", "size"}]: one entry for an image, one per child for an index.
+    platforms = models.JSONField(default=list, blank=True)
+    total_size = models.BigIntegerField(default=0, help_text="Compressed size of config and layers.")
+    created_at = models.DateTimeField(default=timezone.now)
+    pushed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "digest"], name="manifest_unique_digest")]
+
+    def __str__(self) -> str:
+        return f"{self.repository}@{self.digest}"
+
+    @property
+    def is_index(self) -> bool:
+        return bool(self.platforms) and self.media_type in {
+            "application/vnd.oci.image.index.v1+json",
+            "application/vnd.docker.distribution.manifest.list.v2+json",
+        }
+
+
+class ManifestBlob(models.Model):
+    """A blob (config or layer) named by a manifest."""
+
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="blob_refs")
+    blob = models.ForeignKey(Blob, on_delete=models.PROTECT, related_name="manifest_refs")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["manifest", "blob"], name="manifest_blob_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.manifest_id} → {self.blob_id}"
+
+
+class ManifestChild(models.Model):
+    """A manifest named by an index."""
+
+    parent = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="child_refs")
+    child = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="parent_refs")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["parent", "child"], name="manifest_child_unique")]
+
+    def __str__(self) -> str:
+        return f"{self.parent_id} → {self.child_id}"
+
+
+class Tag(models.Model):
+    repository = models.ForeignKey("repositories.Repository", on_delete=models.CASCADE, related_name="tags")
+    name = models.CharField(max_length=128)
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="tags")
+    pushed_at = models.DateTimeField(default=timezone.now)
+    pushed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    last_pulled_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["repository", "name"], name="tag_unique_name")]
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.repository}:{self.name}"
+
+
+class PendingPull(models.Model):
+    """A pull not yet counted, in the embedded default (Redis holds these when configured)."""
+
+    repository_id = models.BigIntegerField()
+    tag = models.CharField(max_length=128, blank=True)
+    day = models.DateField()
+    pulled_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.repository_id}:{self.tag} {self.day}"

@@ -1,0 +1,211 @@
+"""Manifest push, lookup and delete; tags; attachments (signatures, SBOMs) follow their subject."""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from registry import storage
+from registry.errors import DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
+from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Tag
+from registry.oci import mediatypes
+from registry.oci.digests import InvalidDigest, is_valid_digest, parse_digest
+from registry.oci.manifests import InvalidManifest, ParsedManifest, image_platform, parse_manifest
+from registry.oci.names import is_attachment_tag, is_valid_tag
+from registry.signals import image_pushed, tag_deleted
+from repositories.models import Repository
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def is_digest_reference(reference: str) -> bool:
+    return ":" in reference
+
+
+def manifest_lookup(*, repository: Repository, reference: str) -> Manifest:
+    """The manifest a tag or digest names in `repository`, or MANIFEST_UNKNOWN."""
+    if is_digest_reference(reference):
+        if not is_valid_digest(reference):
+            raise DigestInvalid("invalid digest", detail={"digest": reference[:200]})
+        manifest = Manifest.objects.filter(repository=repository, digest=reference).first()
+    else:
+        if not is_valid_tag(reference):
+            raise TagInvalid(detail={"tag": reference[:200]})
+        tag = Tag.objects.filter(repository=repository, name=reference).select_related("manifest").first()
+        manifest = tag.manifest if tag is not None else None
+    if manifest is None:
+        raise ManifestUnknown(detail={"reference": reference[:200]})
+    return manifest
+
+
+def _platforms_of_image(parsed: ParsedManifest, blobs: dict[str, Blob], digest: str, size: int) -> list[dict]:
+    config = parsed.config
+    platform = {"os": "", "architecture": "", "variant": ""}
+    if config is not None and config.media_type in mediatypes.IMAGE_CONFIG_TYPES and config.size <= MAX_CONFIG_BYTES:
+        try:
+            data = storage.read_small_blob(config.digest, MAX_CONFIG_BYTES)
+        except (FileNotFoundError, OSError):
+            data = None
+        if data is not None:
+            details = image_platform(data)
+            platform = {key: details[key] for key in ("os", "architecture", "variant")}
+    if not (platform["os"] or platform["architecture"]):
+        return []  # an artifact, not a runnable image
+    layers_size = sum(layer.size for layer in parsed.layers)
+    return [{**platform, "digest": digest, "size": layers_size}]
+
+
+def _platforms_of_index(parsed: ParsedManifest, children: dict[str, Manifest]) -> list[dict]:
+    platforms = []
+    for descriptor in parsed.manifests:
+        child = children.get(descriptor.digest)
+        platform = descriptor.platform or {}
+        if not platform and child is not None and child.platforms:
+            platform = child.platforms[0]
+        if not platform:
+            continue  # attestation manifests and the like carry no platform
+        platforms.append({
+            "os": platform.get("os", ""),
+            "architecture": platform.get("architecture", ""),
+            "variant": platform.get("variant", ""),
+            "digest": descriptor.digest,
+            "size": child.total_size if child is not None else descriptor.size,
+        })
+    return platforms
+
+
+def manifest_put(*, repository: Repository, reference: str, body: bytes, content_type: str | None,
+                 user) -> Manifest:
+    """Store a pushed manifest (exact bytes) and point the tag at it when `reference` is a tag."""
+    tag_name = None
+    if is_digest_reference(reference):
+        try:
+            claimed = parse_digest(reference)
+        except InvalidDigest:
+            raise DigestInvalid("invalid digest", detail={"digest": reference[:200]}) from None
+        actual = f"{claimed.algorithm}:{hashlib.new(claimed.algorithm, body).hexdigest()}"
+        if actual != str(claimed):
+            raise DigestInvalid(detail={"expected": str(claimed), "computed": actual})
+        if claimed.algorithm != "sha256":
+            raise DigestInvalid("manifests are addressed by sha256", detail={"digest": str(claimed)})
+    else:
+        if not is_valid_tag(reference):
+            raise TagInvalid(detail={"tag": reference[:200]})
+        tag_name = reference
+    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    try:
+        parsed = parse_manifest(body, content_type)
+    except InvalidManifest as exc:
+        raise ManifestInvalid(str(exc)) from None
+
+    blob_digests = parsed.blob_references()
+    blobs = {blob.digest: blob for blob in Blob.objects.filter(digest__in=blob_digests,
+                                                               repository_links__repository=repository)}
+    for needed in blob_digests:
+        if needed not in blobs:
+            raise ManifestBlobUnknown(detail={"digest": needed})
+    child_digests = parsed.manifest_references()
+    children = {m.digest: m for m in Manifest.objects.filter(repository=repository, digest__in=child_digests)}
+    for needed in child_digests:
+        if needed not in children:
+            raise ManifestBlobUnknown(detail={"digest": needed})
+
+    if parsed.is_index:
+        platforms = _platforms_of_index(parsed, children)
+        total_size = sum(p["size"] for p in platforms)
+    else:
+        platforms = _platforms_of_image(parsed, blobs, digest, len(body))
+        total_size = sum(layer.size for layer in parsed.layers) + (parsed.config.size if parsed.config else 0)
+
+    now = timezone.now()
+    is_attachment = parsed.subject is not None or (tag_name is not None and is_attachment_tag(tag_name))
+    with transaction.atomic():
+        manifest, created = Manifest.objects.get_or_create(
+            repository=repository, digest=digest,
+            defaults={
+                "media_type": parsed.media_type, "artifact_type": parsed.artifact_type or "",
+                "content": body, "size": len(body),
+                "subject_digest": parsed.subject.digest if parsed.subject else "",
+                "config_digest": parsed.config.digest if parsed.config else "",
+                "annotations": parsed.annotations, "platforms": platforms, "total_size": total_size,
+                "created_at": now, "pushed_by": user,
+            },
+        )
+        if created:
+            ManifestBlob.objects.bulk_create([ManifestBlob(manifest=manifest, blob=b) for b in blobs.values()])
+            ManifestChild.objects.bulk_create([ManifestChild(parent=manifest, child=c) for c in children.values()])
+        if blobs:
+            Blob.objects.filter(pk__in=[b.pk for b in blobs.values()]).update(last_touched_at=now)
+        if tag_name is not None:
+            tag, _ = Tag.objects.update_or_create(
+                repository=repository, name=tag_name,
+                defaults={"manifest": manifest, "pushed_at": now, "pushed_by": user},
+            )
+            if not is_attachment:
+                Repository.objects.filter(pk=repository.pk).update(last_pushed_at=now)
+                repository.last_pushed_at = now
+                image_pushed.send(sender=Manifest, repository=repository, tag=tag, manifest=manifest, pusher=user)
+    return manifest
+
+
+def _attachment_tag_filter(digest: str) -> Q:
+    algorithm, _, hexdigest = digest.partition(":")
+    return Q(name=f"{algorithm}-{hexdigest}") | Q(name__startswith=f"{algorithm}-{hexdigest}.")
+
+
+def manifest_delete(*, repository: Repository, manifest: Manifest, user) -> None:
+    """Delete a manifest, its tags and everything attached to it (referrers, `sha256-….sig` tags)."""
+    with transaction.atomic():
+        doomed = [manifest]
+        seen = {manifest.pk}
+        while doomed:
+            current = doomed.pop()
+            for tag in Tag.objects.filter(repository=repository, manifest=current):
+                if not is_attachment_tag(tag.name):
+                    tag_deleted.send(sender=Tag, repository=repository, tag_name=tag.name,
+                                     digest=current.digest, user=user)
+            attached = Manifest.objects.filter(repository=repository).filter(
+                Q(subject_digest=current.digest)
+                | Q(pk__in=Tag.objects.filter(repository=repository).filter(
+                    _attachment_tag_filter(current.digest)).values("manifest_id"))
+            )
+            for other in attached:
+                if other.pk not in seen:
+                    seen.add(other.pk)
+                    doomed.append(other)
+        Manifest.objects.filter(pk__in=seen).delete()
+
+
+def tag_delete(*, repository: Repository, tag_name: str, user) -> None:
+    with transaction.atomic():
+        tag = Tag.objects.select_for_update().filter(repository=repository, name=tag_name).first()
+        if tag is None:
+            raise ManifestUnknown(detail={"tag": tag_name[:200]})
+        digest = tag.manifest.digest
+        tag.delete()
+        if not is_attachment_tag(tag_name):
+            tag_deleted.send(sender=Tag, repository=repository, tag_name=tag_name, digest=digest, user=user)
+
+
+def referrers(*, repository: Repository, digest: str, artifact_type: str | None) -> list[dict]:
+    """Descriptors of the manifests whose subject is `digest` (OCI 1.1 referrers API)."""
+    manifests = Manifest.objects.filter(repository=repository, subject_digest=digest).order_by("created_at", "pk")
+    if artifact_type:
+        manifests = manifests.filter(artifact_type=artifact_type)
+    descriptors = []
+    for manifest in manifests.only("media_type", "digest", "size", "artifact_type", "annotations"):
+        descriptor = {"mediaType": manifest.media_type, "digest": manifest.digest, "size": manifest.size}
+        if manifest.artifact_type:
+            descriptor["artifactType"] = manifest.artifact_type
+        if manifest.annotations:
+            descriptor["annotations"] = manifest.annotations
+        descriptors.append(descriptor)
+    return descriptors
+
+
+def max_manifest_bytes() -> int:
+    return settings.REGISTRY_MAX_MANIFEST_BYTES

@@ -1,0 +1,235 @@
+"""Blob uploads: stream bytes to the staging folder, verify the digest, then publish the blob.
+
+Upload state lives in the database (BlobUpload) and the staging folder, never in a process, so
+any worker of the node can take the next request. Bytes are read in fixed-size chunks and hashed
+as they arrive; an upload written by several requests is verified by re-reading it at finalize.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import re
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from registry import storage
+from registry.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
+from registry.models import Blob, BlobUpload, RepositoryBlob
+from registry.oci.digests import InvalidDigest, parse_digest
+from repositories.models import Repository
+
+CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
+HASHERS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+
+class IncompleteBody(Exception):
+    """The client went away before sending the bytes it announced."""
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body to be streamed: its declared length (None when chunked) and its chunks."""
+
+    length: int | None
+    chunks: Iterator[bytes]
+
+    @property
+    def empty(self) -> bool:
+        return self.length == 0
+
+
+def request_body(request: HttpRequest) -> Body:
+    """The request body as fixed-size chunks, whether it has a Content-Length or is chunked.
+
+    Django bounds its stream by CONTENT_LENGTH, so a `Transfer-Encoding: chunked` body (podman,
+    buildah) reads as empty through request.read(): read gunicorn's decoded wsgi.input instead.
+    """
+    chunk_size = settings.REGISTRY_UPLOAD_CHUNK_BYTES
+    raw_length = request.META.get("CONTENT_LENGTH") or ""
+    chunked = "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower()
+    if raw_length:
+        try:
+            length = int(raw_length)
+        except ValueError:
+            raise BlobUploadInvalid("invalid Content-Length") from None
+        if length < 0:
+            raise BlobUploadInvalid("invalid Content-Length")
+
+        def sized() -> Iterator[bytes]:
+            remaining = length
+            while remaining > 0:
+                chunk = request.read(min(chunk_size, remaining))
+                if not chunk:
+                    raise IncompleteBody(f"expected {length} bytes, got {length - remaining}")
+                remaining -= len(chunk)
+                yield chunk
+
+        return Body(length, sized())
+    if chunked:
+        stream = request.environ["wsgi.input"]
+
+        def unsized() -> Iterator[bytes]:
+            while True:
+                chunk = stream.read(chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+
+        return Body(None, unsized())
+    return Body(0, iter(()))
+
+
+def parse_content_range(value: str) -> tuple[int, int]:
+    match = CONTENT_RANGE_RE.match(value.strip())
+    if not match:
+        raise RangeInvalid("invalid Content-Range", detail={"Content-Range": value[:100]})
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start:
+        raise RangeInvalid("invalid Content-Range", detail={"Content-Range": value[:100]})
+    return start, end
+
+
+def upload_start(*, repository: Repository, user) -> BlobUpload:
+    upload = BlobUpload.objects.create(repository=repository, created_by=user if user is not None else None)
+    with storage.open_staged(upload.id, create=True):
+        pass
+    return upload
+
+
+def upload_get(*, repository: Repository, upload_id: str) -> BlobUpload:
+    try:
+        return BlobUpload.objects.get(pk=uuid.UUID(upload_id), repository=repository)
+    except (BlobUpload.DoesNotExist, ValueError):
+        raise BlobUploadUnknown(detail={"uuid": upload_id[:64]}) from None
+
+
+def upload_append(*, upload: BlobUpload, body: Body, content_range: str | None = None) -> BlobUpload:
+    """Write `body` at the end of the upload; the range, when given, must start exactly there."""
+    try:
+        handle = storage.open_staged(upload.id)
+    except FileNotFoundError:
+        upload.delete()
+        raise BlobUploadUnknown(detail={"uuid": str(upload.id)}) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.EACCES):
+                raise BlobUploadInvalid("another request is writing to this upload") from None
+            raise
+        upload.refresh_from_db(fields=["size", "single_pass_digest"])
+        start = upload.size
+        if content_range:
+            range_start, range_end = parse_content_range(content_range)
+            if range_start != start:
+                raise RangeInvalid(
+                    detail={"expected_start": start, "got": range_start},
+                    headers=_range_headers(upload),
+                )
+            if body.length is not None and body.length != range_end - range_start + 1:
+                raise RangeInvalid("Content-Range does not match Content-Length", headers=_range_headers(upload))
+        handle.truncate(start)  # drop what an interrupted request may have left
+        handle.seek(start)
+        hasher = hashlib.sha256() if start == 0 else None
+        written = 0
+        try:
+            for chunk in body.chunks:
+                handle.write(chunk)
+                if hasher is not None:
+                    hasher.update(chunk)
+                written += len(chunk)
+            handle.flush()
+        except BaseException:
+            handle.truncate(start)
+            raise
+    if written == 0:
+        return upload
+    digest = f"sha256:{hasher.hexdigest()}" if hasher is not None else ""
+    updated = BlobUpload.objects.filter(pk=upload.pk, size=start).update(
+        size=start + written, single_pass_digest=digest, updated_at=timezone.now()
+    )
+    if not updated:
+        raise BlobUploadInvalid("the upload changed while this request was writing")
+    upload.size, upload.single_pass_digest = start + written, digest
+    return upload
+
+
+def _range_headers(upload: BlobUpload) -> dict[str, str]:
+    return {"Range": f"0-{max(upload.size - 1, 0)}", "Docker-Upload-UUID": str(upload.id)}
+
+
+def _staged_digest(upload: BlobUpload, algorithm: str) -> str:
+    if algorithm == "sha256" and upload.single_pass_digest:
+        return upload.single_pass_digest
+    hasher = HASHERS[algorithm]()
+    with storage.open_staged(upload.id) as handle:
+        while chunk := handle.read(settings.REGISTRY_UPLOAD_CHUNK_BYTES):
+            hasher.update(chunk)
+    return f"{algorithm}:{hasher.hexdigest()}"
+
+
+def upload_finish(*, upload: BlobUpload, digest: str, body: Body, content_range: str | None = None) -> Blob:
+    """Append the last chunk, verify the digest, publish the blob and link it to the repository."""
+    try:
+        expected = parse_digest(digest)
+    except InvalidDigest as exc:
+        raise DigestInvalid(f"invalid digest: {exc}", detail={"digest": digest[:200]}) from None
+    if expected.algorithm not in HASHERS:
+        raise DigestInvalid("unsupported digest algorithm", detail={"digest": digest[:200]})
+    if not body.empty:
+        upload = upload_append(upload=upload, body=body, content_range=content_range)
+    else:
+        upload.refresh_from_db(fields=["size", "single_pass_digest"])
+    actual = _staged_digest(upload, expected.algorithm)
+    if actual != str(expected):
+        upload_cancel(upload=upload)
+        raise DigestInvalid(detail={"expected": str(expected), "computed": actual})
+    return _publish(upload, str(expected))
+
+
+def _publish(upload: BlobUpload, digest: str) -> Blob:
+    now = timezone.now()
+    with transaction.atomic():
+        blob = Blob.objects.select_for_update().filter(digest=digest).first()
+        if blob is None:
+            blob = Blob.objects.create(digest=digest, size=upload.size, created_at=now, last_touched_at=now)
+        else:
+            if blob.size != upload.size:
+                raise SizeInvalid(detail={"digest": digest})
+            Blob.objects.filter(pk=blob.pk).update(last_touched_at=now)
+        # Inside the transaction that holds the blob row: garbage collection locks the same row
+        # before it deletes a file, so it can never remove the bytes we are publishing.
+        storage.commit_staged_blob(upload.id, digest)
+        RepositoryBlob.objects.get_or_create(repository_id=upload.repository_id, blob=blob)
+        upload.delete()
+    return blob
+
+
+def upload_cancel(*, upload: BlobUpload) -> None:
+    storage.discard_staged(upload.id)
+    upload.delete()
+
+
+def blob_link(*, repository: Repository, blob: Blob) -> None:
+    """Cross-repository mount: link an existing blob into `repository` (touching it for GC)."""
+    with transaction.atomic():
+        Blob.objects.filter(pk=blob.pk).update(last_touched_at=timezone.now())
+        RepositoryBlob.objects.get_or_create(repository=repository, blob=blob)
+
+
+def monolithic_upload(*, repository: Repository, user, digest: str, body: Body) -> Blob:
+    upload = upload_start(repository=repository, user=user)
+    try:
+        return upload_finish(upload=upload, digest=digest, body=body)
+    except BaseException:
+        if BlobUpload.objects.filter(pk=upload.pk).exists():
+            upload_cancel(upload=upload)
+        raise

@@ -1,0 +1,98 @@
+"""Manifest GET/HEAD/PUT/DELETE: exact stored bytes, Accept honoured, pulls counted."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+
+from registry import pulls
+from registry.errors import ManifestInvalid, ManifestTooLarge, ManifestUnknown, Unsupported
+from registry.models import Manifest
+from registry.oci import mediatypes
+from registry.services import manifests as manifest_service
+from registry.services.uploads import IncompleteBody, request_body
+from registry.views.base import RegistryView, empty
+
+
+def accepted_media_types(request: HttpRequest) -> set[str]:
+    """Every media type in every Accept header (clients send several headers; WSGI joins them)."""
+    raw = request.META.get("HTTP_ACCEPT", "")
+    return {part.split(";", 1)[0].strip().lower() for part in raw.split(",") if part.strip()}
+
+
+def _acceptable(manifest: Manifest, accepted: set[str]) -> bool:
+    # Docker schema 2 and OCI are interchangeable for old clients only by conversion, which we don't do.
+    return not accepted or "*/*" in accepted or manifest.media_type in accepted
+
+
+class ManifestView(RegistryView):
+    http_method_names = ["get", "head", "put", "delete"]
+    creates_repository = True
+
+    def _negotiate(self, request: HttpRequest, manifest: Manifest) -> Manifest:
+        accepted = accepted_media_types(request)
+        if _acceptable(manifest, accepted):
+            return manifest
+        if manifest.media_type in mediatypes.INDEX_TYPES:
+            # Like the reference registry: a client that cannot read an index gets linux/amd64.
+            for platform in manifest.platforms:
+                if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
+                    child = Manifest.objects.filter(repository=self.repository, digest=platform["digest"]).first()
+                    if child is not None and _acceptable(child, accepted):
+                        return child
+        raise ManifestUnknown(
+            f"the manifest is a {manifest.media_type}, which the client does not accept",
+            detail={"accepted": sorted(accepted)[:10]},
+        )
+
+    def _response(self, manifest: Manifest, *, head: bool) -> HttpResponse:
+        content = bytes(manifest.content)
+        response = HttpResponse(b"" if head else content, content_type=manifest.media_type)
+        response["Content-Length"] = str(len(content))
+        response["Docker-Content-Digest"] = manifest.digest
+        response["ETag"] = f'"{manifest.digest}"'
+        return response
+
+    def head(self, request: HttpRequest, reference: str) -> HttpResponse:
+        manifest = manifest_service.manifest_lookup(repository=self.repository, reference=reference)
+        return self._response(self._negotiate(request, manifest), head=True)
+
+    def get(self, request: HttpRequest, reference: str) -> HttpResponse:
+        manifest = manifest_service.manifest_lookup(repository=self.repository, reference=reference)
+        served = self._negotiate(request, manifest)
+        pulls.record_manifest_get(request=request, repository=self.repository, reference=reference, manifest=served)
+        return self._response(served, head=False)
+
+    def put(self, request: HttpRequest, reference: str) -> HttpResponse:
+        limit = manifest_service.max_manifest_bytes()
+        body = request_body(request)
+        if body.length is not None and body.length > limit:
+            raise ManifestTooLarge(detail={"limit": limit})
+        data = bytearray()
+        try:
+            for chunk in body.chunks:
+                data += chunk
+                if len(data) > limit:
+                    raise ManifestTooLarge(detail={"limit": limit})
+        except (IncompleteBody, OSError) as exc:
+            raise ManifestInvalid(f"incomplete request body: {exc}") from None
+        manifest = manifest_service.manifest_put(
+            repository=self.repository, reference=reference, body=bytes(data),
+            content_type=request.META.get("CONTENT_TYPE"), user=self.access.user,
+        )
+        headers = {
+            "Location": f"/v2/{self.url_name()}/manifests/{manifest.digest}",
+            "Docker-Content-Digest": manifest.digest,
+        }
+        if manifest.subject_digest:
+            headers["OCI-Subject"] = manifest.subject_digest
+        return empty(201, headers)
+
+    def delete(self, request: HttpRequest, reference: str) -> HttpResponse:
+        if manifest_service.is_digest_reference(reference):
+            manifest = manifest_service.manifest_lookup(repository=self.repository, reference=reference)
+            manifest_service.manifest_delete(repository=self.repository, manifest=manifest, user=self.access.user)
+        else:
+            if not reference:
+                raise Unsupported()
+            manifest_service.tag_delete(repository=self.repository, tag_name=reference, user=self.access.user)
+        return empty(202)
