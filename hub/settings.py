@@ -370,3 +370,10 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 HUB_SIGNUP_OPEN = envbool("HUB_SIGNUP_OPEN", True)
+
+# --- Periodic tasks (one beat per cluster) --------------------------------------------------
+CELERY_BEAT_SCHEDULE = {
+    "flush-pull-counters": {"task": "registry.flush_pull_counters", "schedule": PULL_COUNTER_FLUSH_SECONDS},
+    "cleanup-stale-uploads": {"task": "registry.cleanup_stale_uploads", "schedule": 3600.0},
+    "collect-garbage": {"task": "registry.collect_garbage", "schedule": envfloat("HUB_GC_INTERVAL_SECONDS", 86400.0)},
+}

@@ -12,34 +12,11 @@ from functools import cached_property
 from django.conf import settings
 from django.http import HttpRequest
 
-from accounts.models import Namespace, User
+from accounts.models import User
 from registry.errors import TooManyRequests, Unauthorized
-from repositories.models import Repository
-from repositories.permissions import ALL_ACTIONS, Actor, may_create_repository, repository_actions
+from repositories.permissions import Actor
 
 PULL, PUSH, DELETE, WILDCARD = "pull", "push", "delete", "*"
-
-
-def registry_actions_for(actor: Actor, namespace: str, name: str) -> frozenset[str]:
-    """Registry actions (pull, push, delete, *) `actor` has on `namespace/name`.
-
-    A repository that does not exist grants pull and push only to those who may create it, so a
-    private repository one may not see and a missing one give exactly the same (empty) answer.
-    """
-    repository = (
-        Repository.objects.select_related("namespace")
-        .filter(namespace__name=namespace, name=name).first()
-    )
-    if repository is not None:
-        allowed = repository_actions(actor, repository)
-        granted = {action for action in (PULL, PUSH, DELETE) if action in allowed}
-        if allowed == ALL_ACTIONS:
-            granted.add(WILDCARD)
-        return frozenset(granted)
-    ns = Namespace.objects.filter(name=namespace).select_related("user", "organization").first()
-    if ns is not None and may_create_repository(actor, ns):
-        return frozenset({PULL, PUSH})
-    return frozenset()
 
 
 def challenge(scope: str | None = None, error: str | None = None) -> str:
@@ -78,7 +55,9 @@ class RegistryAccess:
             if self.claims is not None:
                 self._cache[key] = self.claims.actions_for(namespace, name)
             else:
-                self._cache[key] = registry_actions_for(self.actor or Actor(), namespace, name)
+                from registry.tokens import allowed_repository_actions
+
+                self._cache[key] = allowed_repository_actions(self.actor or Actor(), f"{namespace}/{name}")
         return self._cache[key]
 
     def may_list_catalog(self) -> bool:
@@ -95,7 +74,7 @@ class RegistryAccess:
 
 def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> RegistryAccess:
     """Identify the caller or raise Unauthorized with the challenge that tells the client what to do."""
-    from registry.auth import authenticate_credentials, parse_basic_authorization
+    from registry.auth import TooManyAttempts, authenticate_credentials, parse_basic_authorization
     from registry.tokens import verify_registry_token
 
     header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -111,11 +90,12 @@ def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> R
         parsed = parse_basic_authorization(header)
         if parsed is not None:
             username, password = parsed
-            result = authenticate_credentials(username, password, remote_addr=request.META.get("REMOTE_ADDR", ""))
-            if getattr(result, "throttled", False):
-                raise TooManyRequests("too many failed login attempts; try again later")
-            if result is not None and getattr(result, "user", None) is not None:
-                actor = Actor.for_user(result.user, getattr(result, "token", None))
+            try:
+                result = authenticate_credentials(username, password, remote_addr=request.META.get("REMOTE_ADDR", ""))
+            except TooManyAttempts as exc:
+                raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+            if result is not None:
+                actor = Actor.for_user(result.user, result.token)
                 return RegistryAccess(username=result.user.username, actor=actor)
         raise Unauthorized("incorrect username or password", headers={"WWW-Authenticate": challenge(scope)})
     raise Unauthorized(headers={"WWW-Authenticate": challenge(scope)})

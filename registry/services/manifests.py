@@ -124,7 +124,15 @@ def manifest_put(*, repository: Repository, reference: str, body: bytes, content
     now = timezone.now()
     is_attachment = parsed.subject is not None or (tag_name is not None and is_attachment_tag(tag_name))
     with transaction.atomic():
-        manifest, created = Manifest.objects.get_or_create(
+        # Lock what the manifest names: garbage collection locks the same rows before deleting.
+        if blobs:
+            still_there = set(Blob.objects.select_for_update().filter(pk__in=[b.pk for b in blobs.values()])
+                              .values_list("digest", flat=True))
+            for needed in blob_digests:
+                if needed not in still_there:
+                    raise ManifestBlobUnknown(detail={"digest": needed})
+        existing = Manifest.objects.select_for_update().filter(repository=repository, digest=digest).first()
+        manifest, created = (existing, False) if existing is not None else Manifest.objects.get_or_create(
             repository=repository, digest=digest,
             defaults={
                 "media_type": parsed.media_type, "artifact_type": parsed.artifact_type or "",

@@ -1,0 +1,122 @@
+"""Garbage collection: mark what is reachable, sweep the rest once it is older than a grace period.
+
+Reachable: every tagged manifest, the children of a reachable index, every manifest whose
+`subject` is reachable (signatures, SBOMs), and the config and layer blobs of all of those.
+Anything else goes only when older than the grace period; blobs touched (HEAD, mount, link) in
+that period survive. Each deletion re-checks under a row lock, so a push racing the sweep wins.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from registry import storage
+from registry.models import Blob, BlobUpload, Manifest, ManifestBlob, ManifestChild, Tag
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class GcReport:
+    manifests_deleted: int = 0
+    blobs_deleted: int = 0
+    bytes_freed: int = 0
+    uploads_deleted: int = 0
+
+
+def reachable_manifest_ids() -> set[int]:
+    reachable = set(Tag.objects.values_list("manifest_id", flat=True))
+    frontier = set(reachable)
+    while frontier:
+        children = set(ManifestChild.objects.filter(parent_id__in=frontier).values_list("child_id", flat=True))
+        digests = Manifest.objects.filter(pk__in=frontier).values_list("repository_id", "digest")
+        referrers: set[int] = set()
+        by_repository: dict[int, list[str]] = {}
+        for repository_id, digest in digests:
+            by_repository.setdefault(repository_id, []).append(digest)
+        for repository_id, subject_digests in by_repository.items():
+            referrers |= set(Manifest.objects.filter(repository_id=repository_id,
+                                                     subject_digest__in=subject_digests).values_list("pk", flat=True))
+        frontier = (children | referrers) - reachable
+        reachable |= frontier
+    return reachable
+
+
+def _sweep_manifest(manifest_id: int, cutoff) -> bool:
+    with transaction.atomic():
+        manifest = Manifest.objects.select_for_update().filter(pk=manifest_id, created_at__lt=cutoff).first()
+        if manifest is None or Tag.objects.filter(manifest_id=manifest_id).exists():
+            return False
+        if ManifestChild.objects.filter(child_id=manifest_id).exists():
+            return False  # still named by an index (which is swept first when unreachable)
+        manifest.delete()
+        return True
+
+
+def _sweep_blob(blob_id: int, cutoff) -> int:
+    """Delete one blob if it is still unreferenced and untouched; returns bytes freed."""
+    with transaction.atomic():
+        blob = Blob.objects.select_for_update().filter(
+            pk=blob_id, last_touched_at__lt=cutoff, created_at__lt=cutoff
+        ).first()
+        if blob is None or ManifestBlob.objects.filter(blob_id=blob_id).exists():
+            return 0
+        storage.delete_blob(blob.digest)
+        size = blob.size
+        blob.delete()
+        return size
+
+
+def collect_garbage(*, grace: timedelta | None = None, dry_run: bool = False) -> GcReport:
+    grace = grace if grace is not None else timedelta(hours=settings.REGISTRY_GC_GRACE_HOURS)
+    cutoff = timezone.now() - grace
+    report = GcReport()
+    reachable = reachable_manifest_ids()
+    # Parents before children, so an unreachable index releases its children in the same run.
+    candidates = list(
+        Manifest.objects.filter(created_at__lt=cutoff).exclude(pk__in=reachable).order_by("-pk")
+        .values_list("pk", flat=True)
+    )
+    for manifest_id in _parents_first(candidates):
+        if dry_run or _sweep_manifest(manifest_id, cutoff):
+            report.manifests_deleted += 1
+    unreferenced = (
+        Blob.objects.filter(last_touched_at__lt=cutoff, created_at__lt=cutoff)
+        .exclude(pk__in=ManifestBlob.objects.values("blob_id"))
+        .values_list("pk", "size")
+    )
+    for blob_id, size in list(unreferenced):
+        if dry_run:
+            report.blobs_deleted += 1
+            report.bytes_freed += size
+            continue
+        freed = _sweep_blob(blob_id, cutoff)
+        if freed or Blob.objects.filter(pk=blob_id).count() == 0:
+            report.blobs_deleted += 1
+            report.bytes_freed += freed
+    logger.info("garbage collection: %s", report)
+    return report
+
+
+def _parents_first(manifest_ids: list[int]) -> list[int]:
+    ids = set(manifest_ids)
+    children = set(ManifestChild.objects.filter(parent_id__in=ids, child_id__in=ids).values_list("child_id", flat=True))
+    return [i for i in manifest_ids if i not in children] + [i for i in manifest_ids if i in children]
+
+
+def cleanup_stale_uploads(*, older_than: timedelta | None = None) -> int:
+    """Delete uploads nobody has written to for a while, with their staged bytes."""
+    older_than = older_than or timedelta(hours=settings.REGISTRY_STALE_UPLOAD_HOURS)
+    cutoff = timezone.now() - older_than
+    count = 0
+    for upload in BlobUpload.objects.filter(updated_at__lt=cutoff):
+        storage.discard_staged(upload.id)
+        upload.delete()
+        count += 1
+    return count

@@ -1,0 +1,21 @@
+"""Periodic registry work. Tasks are interfaces: they call services."""
+
+from celery import shared_task
+
+from registry.pulls import flush_pull_counters
+from registry.services.gc import cleanup_stale_uploads, collect_garbage
+
+
+@shared_task(name="registry.flush_pull_counters")
+def flush_pull_counters_task() -> int:
+    return flush_pull_counters()
+
+
+@shared_task(name="registry.cleanup_stale_uploads")
+def cleanup_stale_uploads_task() -> int:
+    return cleanup_stale_uploads()
+
+
+@shared_task(name="registry.collect_garbage")
+def collect_garbage_task() -> int:
+    return collect_garbage().blobs_deleted
