@@ -253,13 +253,14 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
 else:
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (CELERY_QUEUES_DIR / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_QUEUES_DIR / "queue"),
         "data_folder_out": str(CELERY_QUEUES_DIR / "queue"),
         "processed_folder": str(CELERY_QUEUES_DIR / "processed"),
+        "control_folder": str(CELERY_QUEUES_DIR / "control"),  # else kombu writes ./control in the cwd
         "store_processed": False,
     }
 CELERY_TASK_ALWAYS_EAGER = envbool("HUB_CELERY_EAGER", False)
