@@ -25,6 +25,10 @@ class RegistryView(View):
     # Which action each method needs; "delete" for DELETE.
     method_actions = {"GET": PULL, "HEAD": PULL, "POST": PUSH, "PUT": PUSH, "PATCH": PUSH, "DELETE": "delete"}
     creates_repository = False  # POST uploads and manifest PUT create the repository on first push
+    # containers/image checks blobs with HEAD before pushing and cannot read a 401 without a body:
+    # a caller who holds a token but may not pull gets "unknown blob", so it goes on to the POST that
+    # tells it why it may not push. A private repository and a missing one still answer alike.
+    missing_pull_means_unknown: type[RegistryError] | None = None
 
     access: RegistryAccess
     repository: Repository | None
@@ -87,6 +91,9 @@ class RegistryView(View):
     def _refusal(self, request: HttpRequest, action: str) -> RegistryError:
         """Pulls of what one may not see are 401 whether it exists or not; pushes are DENIED."""
         scope = self.scope_for(request)
+        has_credentials = self.access.claims is not None or self.access.actor is not None
+        if action == PULL and request.method == "HEAD" and has_credentials and self.missing_pull_means_unknown:
+            return self.missing_pull_means_unknown()
         if action != PULL and self.access.is_authenticated:
             if self.namespace_name == "library" and not getattr(self.access.user, "is_staff", False):
                 message = ROOT_PUSH_MESSAGE.format(user=self.access.username, repo=self.repository_name)

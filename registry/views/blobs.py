@@ -79,6 +79,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
 
 class BlobView(RegistryView):
     http_method_names = ["get", "head", "delete"]
+    missing_pull_means_unknown = BlobUnknown
 
     def _headers(self, blob: Blob) -> dict[str, str]:
         return {
