@@ -1,7 +1,516 @@
-"""Placeholder: the token service is being written (see registry/tokens.py in a later commit)."""
+"""The registry's token service: Docker token authentication (distribution docs/spec/auth).
 
-from django.http import HttpRequest, HttpResponse
+- Keys: an ES256 (P-256) key and a self-signed certificate for it, made on first use in KEYS_DIR.
+- `issue_registry_token`: the intersection of the asked and allowed actions, as a signed JWT.
+- `verify_registry_token`: what the registry views call on every request (cached per token).
+- Refresh tokens: the docker CLI logs in once (GET, `offline_token=true`) and then trades the
+  refresh token for access tokens with POST. They carry another audience, so neither kind of
+  token is ever accepted in place of the other.
+- `token_view`: GET and POST `/token`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+import secrets
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.utils.crypto import constant_time_compare, salted_hmac
+from django.views.decorators.cache import never_cache
+from django.views.decorators.csrf import csrf_exempt
+
+from accounts.models import AccessToken, Namespace, User
+from accounts.services import user_has_mfa
+from registry.auth import (
+    Authenticated,
+    TooManyAttempts,
+    authenticate_credentials,
+    client_address,
+    parse_basic_authorization,
+)
+from registry.errors import TooManyRequests
+from registry.oci.names import InvalidName, normalize_repository_name
+from registry.oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
+from repositories.models import Repository, validate_repository_name
+from repositories.permissions import DELETE, PULL, PUSH, Actor, may_create_repository, repository_actions
+
+logger = logging.getLogger(__name__)
+
+ALGORITHM = "ES256"
+KEY_FILE = "registry-token.key"
+CERT_FILE = "registry-token.crt"
+LEEWAY_SECONDS = 30
+MIN_TOKEN_TTL = 60
+MAX_TOKEN_LENGTH = 16 * 1024
+VERIFIED_CACHE_SIZE = 4096
+REGISTRY_ACTIONS = frozenset({PULL, PUSH, DELETE})
+NOTHING: frozenset[str] = frozenset()
 
 
+# --- Signing key --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    private_key: ec.EllipticCurvePrivateKey
+    certificate: x509.Certificate
+    kid: str
+    x5c: tuple[str, ...]
+
+    @property
+    def public_key(self) -> ec.EllipticCurvePublicKey:
+        return self.private_key.public_key()
+
+
+def libtrust_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """The key id Docker's libtrust uses: base32 of 240 bits of sha256(SPKI DER), in groups of 4."""
+    der = public_key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    encoded = base64.b32encode(hashlib.sha256(der).digest()[:30]).decode().rstrip("=")
+    return ":".join(encoded[i:i + 4] for i in range(0, len(encoded), 4))
+
+
+def _create_exclusively(path: Path, data: bytes, mode: int) -> bool:
+    """Create `path` holding `data` unless it exists; True when this call created it.
+
+    The bytes go to a private O_EXCL temporary file first, which is then hard-linked into place:
+    the link fails if another process won, and nobody ever reads a half-written file.
+    """
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            return False
+        return True
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _load_or_create_private_key(directory: Path) -> ec.EllipticCurvePrivateKey:
+    path = directory / KEY_FILE
+    if not path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        if _create_exclusively(path, pem, 0o600):
+            logger.info("created the registry token signing key %s", path)
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ImproperlyConfigured(f"{path} must hold an EC P-256 private key (ES256)")
+    return key
+
+
+def _build_certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Wharf registry token signer")])
+    now = datetime.now(UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1)).not_valid_after(now + timedelta(days=3650))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(digital_signature=True, content_commitment=False, key_encipherment=False,
+                                     data_encipherment=False, key_agreement=False, key_cert_sign=False,
+                                     crl_sign=False, encipher_only=False, decipher_only=False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _load_or_create_certificate(directory: Path, key: ec.EllipticCurvePrivateKey) -> x509.Certificate:
+    path = directory / CERT_FILE
+    wanted = key.public_key().public_bytes(serialization.Encoding.DER,
+                                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    for _ in range(2):
+        try:
+            certificate = x509.load_pem_x509_certificate(path.read_bytes())
+        except (FileNotFoundError, ValueError):
+            certificate = None
+        if certificate is not None and certificate.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == wanted:
+            return certificate
+        if certificate is None and not path.exists():
+            _create_exclusively(path, _build_certificate(key), 0o644)
+        else:  # unreadable, or made for another key: replace it atomically
+            temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}")
+            temporary.write_bytes(_build_certificate(key))
+            os.replace(temporary, path)
+    raise ImproperlyConfigured(f"cannot write a certificate for the registry token key at {path}")
+
+
+_signing_keys: dict[str, SigningKey] = {}
+_signing_keys_lock = threading.Lock()
+
+
+def get_signing_key() -> SigningKey:
+    """The token signing key for settings.KEYS_DIR: loaded (or created) once per process."""
+    directory = Path(settings.KEYS_DIR)
+    cached = _signing_keys.get(str(directory))
+    if cached is not None:
+        return cached
+    with _signing_keys_lock:
+        cached = _signing_keys.get(str(directory))
+        if cached is None:
+            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            key = _load_or_create_private_key(directory)
+            certificate = _load_or_create_certificate(directory, key)
+            der = certificate.public_bytes(serialization.Encoding.DER)
+            cached = SigningKey(private_key=key, certificate=certificate, kid=libtrust_key_id(key.public_key()),
+                                x5c=(base64.b64encode(der).decode(),))
+            _signing_keys[str(directory)] = cached
+    return cached
+
+
+def _sign(claims: dict[str, Any]) -> str:
+    key = get_signing_key()
+    return jwt.encode(claims, key.private_key, algorithm=ALGORITHM,
+                      headers={"typ": "JWT", "kid": key.kid, "x5c": list(key.x5c)})
+
+
+def _decode(token: str, *, audience: str) -> dict[str, Any] | None:
+    if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
+        return None
+    try:
+        return jwt.decode(
+            token, get_signing_key().public_key, algorithms=[ALGORITHM], audience=audience,
+            issuer=settings.HUB_PUBLIC_URL, leeway=LEEWAY_SECONDS,
+            options={"require": ["iss", "aud", "exp", "nbf", "iat"]},
+        )
+    except jwt.PyJWTError:
+        return None
+
+
+# --- Issuing access tokens ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: str
+    expires_in: int
+    issued_at: datetime
+    access: list[dict[str, Any]]
+
+    @property
+    def issued_at_rfc3339(self) -> str:
+        return self.issued_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    @property
+    def granted_scope(self) -> str:
+        """The granted access in scope syntax, space-separated (the POST response's `scope`)."""
+        return " ".join(f"{e['type']}:{e['name']}:{','.join(e['actions'])}" for e in self.access if e["actions"])
+
+
+def _as_registry_actions(actions: frozenset[str]) -> frozenset[str]:
+    granted = actions & REGISTRY_ACTIONS
+    return granted | {ALL} if granted == REGISTRY_ACTIONS else granted
+
+
+def allowed_repository_actions(actor: Actor, name: str) -> frozenset[str]:
+    """What `actor` may do with repository `name` as a client wrote it (`ubuntu`, `alice/app`).
+
+    A repository that does not exist gets pull and push only when the actor may create it by a
+    push; so a private repository the actor cannot see and a missing one look exactly alike.
+    """
+    try:
+        namespace_name, repository_name = normalize_repository_name(name)
+    except InvalidName:
+        return NOTHING
+    repository = (
+        Repository.objects.select_related("namespace")
+        .filter(namespace__name=namespace_name, name=repository_name).first()
+    )
+    if repository is not None:
+        return _as_registry_actions(repository_actions(actor, repository))
+    namespace = Namespace.objects.filter(name=namespace_name).first()
+    if namespace is None or not may_create_repository(actor, namespace):
+        return NOTHING
+    try:
+        validate_repository_name(repository_name)
+    except ValidationError:
+        return NOTHING
+    return frozenset({PULL, PUSH})
+
+
+def issue_registry_token(*, actor: Actor, scopes: list[Scope]) -> IssuedToken:
+    """A signed access token granting, per scope, the asked actions the actor is allowed."""
+    access = []
+    for scope in scopes:
+        if scope.type == REPOSITORY:
+            granted = scope.actions & allowed_repository_actions(actor, scope.name)
+        elif scope.type == REGISTRY and scope.name == CATALOG:
+            granted = scope.actions  # everyone may list; the catalog filters what it shows
+        else:
+            granted = NOTHING
+        access.append({"type": scope.type, "name": scope.name, "actions": sorted(granted)})
+    now = int(time.time())
+    expires_in = max(MIN_TOKEN_TTL, int(settings.REGISTRY_TOKEN_TTL))
+    claims = {
+        "iss": settings.HUB_PUBLIC_URL, "sub": actor.username, "aud": settings.REGISTRY_SERVICE,
+        "exp": now + expires_in, "nbf": now, "iat": now, "jti": secrets.token_urlsafe(16), "access": access,
+    }
+    return IssuedToken(token=_sign(claims), expires_in=expires_in,
+                       issued_at=datetime.fromtimestamp(now, UTC), access=access)
+
+
+# --- Verifying access tokens ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RegistryClaims:
+    subject: str
+    expires_at: int
+    jti: str
+    access: tuple[dict[str, Any], ...]
+    repositories: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
+    catalog_actions: frozenset[str] = NOTHING
+
+    def actions_for(self, namespace: str, name: str) -> frozenset[str]:
+        """The granted actions on `namespace/name`; `*` implies pull, push and delete."""
+        return self.repositories.get((namespace, name), NOTHING)
+
+    @property
+    def has_registry_catalog(self) -> bool:
+        return ALL in self.catalog_actions
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> RegistryClaims | None:
+        access, subject = payload.get("access", []), payload.get("sub", "")
+        if not isinstance(access, list) or not isinstance(subject, str):
+            return None
+        repositories: dict[tuple[str, str], frozenset[str]] = {}
+        catalog: frozenset[str] = NOTHING
+        for entry in access:
+            if not isinstance(entry, dict):
+                return None
+            type_, name, actions = entry.get("type"), entry.get("name"), entry.get("actions", [])
+            if not isinstance(type_, str) or not isinstance(name, str) or not isinstance(actions, list) \
+                    or not all(isinstance(action, str) for action in actions):
+                return None
+            granted = frozenset(actions)
+            if type_ == REPOSITORY:
+                try:
+                    key = normalize_repository_name(name)
+                except InvalidName:
+                    continue
+                if ALL in granted:
+                    granted |= REGISTRY_ACTIONS
+                repositories[key] = repositories.get(key, NOTHING) | granted
+            elif type_ == REGISTRY and name == CATALOG:
+                catalog |= granted
+        return cls(subject=subject, expires_at=int(payload["exp"]), jti=str(payload.get("jti", "")),
+                   access=tuple(access), repositories=repositories, catalog_actions=catalog)
+
+
+_verified: OrderedDict[tuple[str, str, str], RegistryClaims] = OrderedDict()
+_verified_lock = threading.Lock()
+
+
+def verify_registry_token(token: str) -> RegistryClaims | None:
+    """The claims of a valid access token for this registry, or None (bad signature, audience, times)."""
+    if not isinstance(token, str):
+        return None
+    cache_key = (token, settings.REGISTRY_SERVICE, str(settings.KEYS_DIR))
+    with _verified_lock:
+        claims = _verified.get(cache_key)
+        if claims is not None:
+            if claims.expires_at + LEEWAY_SECONDS > time.time():
+                _verified.move_to_end(cache_key)
+                return claims
+            del _verified[cache_key]
+    payload = _decode(token, audience=settings.REGISTRY_SERVICE)
+    claims = RegistryClaims.from_payload(payload) if payload is not None else None
+    if claims is None:
+        return None
+    with _verified_lock:
+        _verified[cache_key] = claims
+        while len(_verified) > VERIFIED_CACHE_SIZE:
+            _verified.popitem(last=False)
+    return claims
+
+
+# --- Refresh tokens -------------------------------------------------------------------------------
+
+
+def _refresh_audience() -> str:
+    return f"{settings.REGISTRY_SERVICE}#refresh"
+
+
+def _password_fingerprint(user: User) -> str:
+    # Changes with the password, so a new password ends the sessions the old one started.
+    return salted_hmac("wharf.registry.refresh-token", user.password, algorithm="sha256").hexdigest()[:32]
+
+
+def issue_refresh_token(*, user: User, token: AccessToken | None = None) -> str:
+    """A long-lived token the docker CLI trades for access tokens (POST grant_type=refresh_token)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": settings.HUB_PUBLIC_URL, "sub": user.username, "aud": _refresh_audience(),
+        "exp": now + int(settings.REGISTRY_REFRESH_TOKEN_TTL), "nbf": now, "iat": now,
+        "jti": secrets.token_urlsafe(16), "uid": user.pk,
+    }
+    if token is not None:
+        claims["pat"] = token.pk
+    else:
+        claims["pwd"] = _password_fingerprint(user)
+    return _sign(claims)
+
+
+def authenticate_refresh_token(refresh_token: str) -> Authenticated | None:
+    """The account behind a refresh token, if the user, the login and any access token still stand."""
+    payload = _decode(refresh_token, audience=_refresh_audience())
+    if payload is None:
+        return None
+    uid, pat, subject = payload.get("uid"), payload.get("pat"), payload.get("sub")
+    if not isinstance(uid, int) or isinstance(uid, bool) or not isinstance(subject, str):
+        return None
+    user = User.objects.filter(pk=uid, username=subject, is_active=True).first()
+    if user is None:
+        return None
+    if pat is not None:
+        if not isinstance(pat, int) or isinstance(pat, bool):
+            return None
+        access_token = AccessToken.objects.filter(pk=pat, user=user).first()
+        if access_token is None or not access_token.is_active():
+            logger.info("refresh token refused for %s: access token %s is revoked or expired", subject, pat)
+            return None
+        now = timezone.now()
+        if access_token.last_used_at is None or (now - access_token.last_used_at).total_seconds() > 60:
+            AccessToken.objects.filter(pk=access_token.pk).update(last_used_at=now)
+        return Authenticated(user=user, token=access_token)
+    if user_has_mfa(user):
+        logger.info("refresh token refused for %s: two-factor authentication requires an access token", subject)
+        return None
+    fingerprint = payload.get("pwd")
+    if not isinstance(fingerprint, str) or not constant_time_compare(fingerprint, _password_fingerprint(user)):
+        return None
+    return Authenticated(user=user, token=None)
+
+
+# --- The /token endpoint --------------------------------------------------------------------------
+
+
+def _error(status: int, error: str, description: str) -> JsonResponse:
+    return JsonResponse({"error": error, "error_description": description, "details": description}, status=status)
+
+
+def _unauthorized() -> JsonResponse:
+    response = JsonResponse({"details": "incorrect username or password"}, status=401)
+    response["WWW-Authenticate"] = f'Basic realm="{settings.HUB_PUBLIC_URL}"'
+    return response
+
+
+def _throttled(error: TooManyAttempts) -> HttpResponse:
+    return TooManyRequests(str(error), headers={"Retry-After": str(error.retry_after)}).response()
+
+
+def _check_service(service: str | None, *, required: bool) -> JsonResponse | None:
+    if not service and not required:
+        return None
+    if service != settings.REGISTRY_SERVICE:
+        return _error(400, "invalid_request", f"unknown service {str(service)[:100]!r}: this token service "
+                                              f"is for {settings.REGISTRY_SERVICE!r}")
+    return None
+
+
+def _actor(authenticated: Authenticated | None) -> Actor:
+    return Actor.for_user(authenticated.user, authenticated.token) if authenticated else Actor()
+
+
+def _token_get(request: HttpRequest) -> HttpResponse:
+    problem = _check_service(request.GET.get("service"), required=False)
+    if problem:
+        return problem
+    try:
+        scopes = parse_scopes(request.GET.getlist("scope"))
+    except InvalidScope as error:
+        return _error(400, "invalid_scope", str(error))
+    authenticated = None
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if header.strip().lower().startswith("basic"):
+        credentials = parse_basic_authorization(header)
+        if credentials is None:
+            return _unauthorized()
+        try:
+            authenticated = authenticate_credentials(*credentials, remote_addr=client_address(request))
+        except TooManyAttempts as error:
+            return _throttled(error)
+        if authenticated is None:
+            return _unauthorized()
+    issued = issue_registry_token(actor=_actor(authenticated), scopes=scopes)
+    body = {"token": issued.token, "access_token": issued.token, "expires_in": issued.expires_in,
+            "issued_at": issued.issued_at_rfc3339}
+    if authenticated is not None and request.GET.get("offline_token", "").lower() in {"true", "1"}:
+        body["refresh_token"] = issue_refresh_token(user=authenticated.user, token=authenticated.token)
+    return JsonResponse(body)
+
+
+def _token_post(request: HttpRequest) -> HttpResponse:
+    form = request.POST
+    problem = _check_service(form.get("service"), required=True)
+    if problem:
+        return problem
+    if not form.get("client_id"):
+        return _error(400, "invalid_request", "client_id is required")
+    try:
+        scopes = parse_scopes(form.getlist("scope"))
+    except InvalidScope as error:
+        return _error(400, "invalid_scope", str(error))
+    grant_type = form.get("grant_type", "")
+    if grant_type == "password":
+        username, password = form.get("username", ""), form.get("password", "")
+        if not username or not password:
+            return _error(400, "invalid_request", "username and password are required")
+        try:
+            authenticated = authenticate_credentials(username, password, remote_addr=client_address(request))
+        except TooManyAttempts as error:
+            return _throttled(error)
+    elif grant_type == "refresh_token":
+        if not form.get("refresh_token"):
+            return _error(400, "invalid_request", "refresh_token is required")
+        authenticated = authenticate_refresh_token(form["refresh_token"])
+    else:
+        return _error(400, "unsupported_grant_type", "grant_type must be password or refresh_token")
+    if authenticated is None:
+        return _unauthorized()
+    issued = issue_registry_token(actor=_actor(authenticated), scopes=scopes)
+    body = {"access_token": issued.token, "scope": issued.granted_scope, "expires_in": issued.expires_in,
+            "issued_at": issued.issued_at_rfc3339}
+    if form.get("access_type") == "offline":
+        body["refresh_token"] = issue_refresh_token(user=authenticated.user, token=authenticated.token)
+    return JsonResponse(body)
+
+
+@csrf_exempt
+@never_cache
 def token_view(request: HttpRequest) -> HttpResponse:
-    return HttpResponse(status=404)
+    """GET and POST /token (Docker token authentication and its OAuth2 form)."""
+    if request.method == "GET":
+        return _token_get(request)
+    if request.method == "POST":
+        return _token_post(request)
+    response = _error(405, "method_not_allowed", "use GET or POST")
+    response["Allow"] = "GET, POST"
+    return response
