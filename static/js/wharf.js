@@ -1,0 +1,40 @@
+/* Small progressive enhancements; every page works without them. */
+(function () {
+  "use strict";
+
+  // Disclosure menus (<details data-menu>): Escape closes and returns focus, a click outside closes.
+  document.addEventListener("keydown", function (event) {
+    if (event.key !== "Escape") return;
+    document.querySelectorAll("details[data-menu][open]").forEach(function (menu) {
+      menu.removeAttribute("open");
+      menu.querySelector("summary").focus();
+    });
+  });
+  document.addEventListener("click", function (event) {
+    document.querySelectorAll("details[data-menu][open]").forEach(function (menu) {
+      if (!menu.contains(event.target)) menu.removeAttribute("open");
+    });
+  });
+
+  // Copy buttons: <button data-copy="text"> or data-copy-target="#id".
+  document.addEventListener("click", function (event) {
+    var button = event.target.closest("[data-copy], [data-copy-target]");
+    if (!button || !navigator.clipboard) return;
+    var text = button.getAttribute("data-copy");
+    if (text === null) {
+      var target = document.querySelector(button.getAttribute("data-copy-target"));
+      text = target ? (target.value || target.textContent).trim() : "";
+    }
+    navigator.clipboard.writeText(text).then(function () {
+      var label = button.textContent;
+      button.textContent = "Copied";
+      setTimeout(function () { button.textContent = label; }, 1500);
+    });
+  });
+
+  // Show copy buttons only where the clipboard API exists.
+  document.addEventListener("DOMContentLoaded", function () {
+    if (!navigator.clipboard) return;
+    document.querySelectorAll("[data-copy][hidden], [data-copy-target][hidden]").forEach(function (b) { b.hidden = false; });
+  });
+})();
