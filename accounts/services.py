@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
@@ -197,3 +198,16 @@ def user_deactivate(*, user: User) -> None:
     user.is_active = False
     user.save(update_fields=["is_active"])
     AccessToken.objects.filter(user=user, revoked_at=None).update(revoked_at=timezone.now())
+
+
+def user_organizations(*, user: User) -> QuerySet[Organization]:
+    """The organizations `user` belongs to (any team), by name."""
+    return Organization.objects.filter(teams__memberships__user=user).distinct().order_by("name")
+
+
+def team_update(*, team: Team, description: str, can_create_repositories: bool) -> Team:
+    """Change a team's description and repository-creation right (the owners team always keeps it)."""
+    team.description = description.strip()[:255]
+    team.can_create_repositories = True if team.is_owners else can_create_repositories
+    team.save(update_fields=["description", "can_create_repositories"])
+    return team

@@ -2,6 +2,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 
+from accounts.services import user_organizations
 from hub.health import run_checks
 
 
@@ -20,7 +21,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    return render(request, "hub/home.html", {})
+    """Signed out: what the site is. Signed in: the dashboard."""
+    context: dict = {}
+    if request.user.is_authenticated:
+        context["organizations"] = user_organizations(user=request.user)
+    return render(request, "hub/home.html", context)
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
