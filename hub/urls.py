@@ -13,6 +13,11 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
+    path("", include("repositories.urls")),
+    path("", include("webhooks.urls")),
+    # The Hub JSON API shares /v2/ with the registry: registry shapes are matched first (above),
+    # API path words are reserved namespace names, and anything else under /v2/ gets the registry's 404.
+    path("", include("repositories.api_urls")),
     path("admin/", admin.site.urls),
     *registry_urls.fallback_urlpatterns,
 ]

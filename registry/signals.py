@@ -6,3 +6,6 @@ from django.dispatch import Signal
 image_pushed = Signal()
 # repository, tag_name (str), digest (str), user (User | None)
 tag_deleted = Signal()
+# repository_snapshot (dict: namespace, name, is_private, ...), user (User | None).
+# Sent before the rows go, inside the deleting transaction.
+repository_deleted = Signal()

@@ -49,3 +49,132 @@ def repository_get_or_create_for_push(*, namespace: Namespace, name: str, user) 
     except ValidationError:
         # Lost a race with a concurrent first push: the repository exists now.
         return Repository.objects.select_related("namespace").get(namespace=namespace, name=name)
+
+
+def repository_update(*, repository: Repository, description: str | None = None,
+                      full_description: str | None = None, is_private: bool | None = None) -> Repository:
+    fields = []
+    if description is not None:
+        if len(description) > 100:
+            raise ValidationError("The short description is limited to 100 characters.", code="description")
+        repository.description = description
+        fields.append("description")
+    if full_description is not None:
+        if len(full_description) > 25000:
+            raise ValidationError("The full description is limited to 25,000 characters.", code="full_description")
+        repository.full_description = full_description
+        fields.append("full_description")
+    if is_private is not None:
+        repository.is_private = is_private
+        fields.append("is_private")
+    if fields:
+        repository.save(update_fields=[*fields, "updated_at"])
+    return repository
+
+
+def repository_snapshot(repository: Repository) -> dict:
+    """What is worth remembering about a repository once it is gone (webhook history, audit)."""
+    return {
+        "id": repository.pk,
+        "namespace": repository.namespace.name,
+        "name": repository.name,
+        "repo_name": repository.display_name,
+        "is_private": repository.is_private,
+        "is_official": repository.is_official,
+        "description": repository.description,
+        "full_description": repository.full_description,
+        "star_count": repository.star_count,
+        "date_created": int(repository.created_at.timestamp()),
+    }
+
+
+def repository_delete(*, repository: Repository, user=None) -> None:
+    """Delete a repository: its tags, manifests and the blobs no other repository uses.
+
+    Pulls of it then fail with NAME_UNKNOWN (or the same 401 a stranger gets).
+    """
+    from django.utils import timezone
+
+    from registry.models import Blob
+    from registry.services.gc import sweep_blob
+    from registry.signals import repository_deleted
+
+    with transaction.atomic():
+        blob_ids = list(Blob.objects.filter(repository_links__repository=repository).values_list("pk", flat=True))
+        repository_deleted.send(sender=Repository, repository_snapshot=repository_snapshot(repository), user=user)
+        repository.delete()
+    cutoff = timezone.now()
+    for blob_id in blob_ids:
+        sweep_blob(blob_id, cutoff, require_unlinked=True)
+
+
+def star_add(*, repository: Repository, user) -> bool:
+    """Star a repository; returns False when it was already starred."""
+    from django.db.models import F
+
+    from repositories.models import Star
+
+    with transaction.atomic():
+        _, created = Star.objects.get_or_create(repository=repository, user=user)
+        if created:
+            Repository.objects.filter(pk=repository.pk).update(star_count=F("star_count") + 1)
+            repository.star_count += 1
+    return created
+
+
+def star_remove(*, repository: Repository, user) -> bool:
+    from django.db.models import F
+
+    from repositories.models import Star
+
+    with transaction.atomic():
+        deleted, _ = Star.objects.filter(repository=repository, user=user).delete()
+        if deleted:
+            Repository.objects.filter(pk=repository.pk, star_count__gt=0).update(star_count=F("star_count") - 1)
+            repository.star_count = max(0, repository.star_count - 1)
+    return bool(deleted)
+
+
+def collaborator_add(*, repository: Repository, username: str):
+    from accounts.models import User
+    from repositories.models import Collaborator
+
+    if repository.namespace.user is None:
+        raise ValidationError("Organization repositories use team permissions, not collaborators.", code="org")
+    user = User.objects.filter(username=username.strip().lower(), is_active=True).first()
+    if user is None:
+        raise ValidationError(f"There is no user called “{username}”.", code="unknown_user")
+    if user.pk == repository.namespace.user_id:
+        raise ValidationError("The owner already has full access.", code="owner")
+    collaborator, created = Collaborator.objects.get_or_create(repository=repository, user=user)
+    if not created:
+        raise ValidationError(f"{user.username} is already a collaborator.", code="duplicate")
+    return collaborator
+
+
+def collaborator_remove(*, repository: Repository, username: str) -> None:
+    from repositories.models import Collaborator
+
+    deleted, _ = Collaborator.objects.filter(repository=repository, user__username=username).delete()
+    if not deleted:
+        raise ValidationError(f"{username} is not a collaborator.", code="not_collaborator")
+
+
+def team_permission_set(*, repository: Repository, team, permission: str):
+    from repositories.models import TeamPermission
+
+    if repository.namespace.organization_id is None or team.organization_id != repository.namespace.organization_id:
+        raise ValidationError("Only teams of the repository's organization can be given access.", code="team")
+    if permission not in TeamPermission.Level.values:
+        raise ValidationError("Permission must be read, write or admin.", code="permission")
+    grant, _ = TeamPermission.objects.update_or_create(repository=repository, team=team,
+                                                       defaults={"permission": permission})
+    return grant
+
+
+def team_permission_remove(*, repository: Repository, team) -> None:
+    from repositories.models import TeamPermission
+
+    deleted, _ = TeamPermission.objects.filter(repository=repository, team=team).delete()
+    if not deleted:
+        raise ValidationError(f"Team {team.name} has no access to this repository.", code="not_granted")

@@ -59,13 +59,17 @@ def _sweep_manifest(manifest_id: int, cutoff) -> bool:
         return True
 
 
-def _sweep_blob(blob_id: int, cutoff) -> int:
-    """Delete one blob if it is still unreferenced and untouched; returns bytes freed."""
+def sweep_blob(blob_id: int, cutoff, *, require_unlinked: bool = False) -> int:
+    """Delete one blob if it is still unreferenced and untouched; returns bytes freed.
+
+    With `require_unlinked`, a blob still linked to any repository stays (deleting a repository
+    removes only the blobs no other repository uses).
+    """
     with transaction.atomic():
-        blob = Blob.objects.select_for_update().filter(
-            pk=blob_id, last_touched_at__lt=cutoff, created_at__lt=cutoff
-        ).first()
+        blob = Blob.objects.select_for_update().filter(pk=blob_id, last_touched_at__lte=cutoff).first()
         if blob is None or ManifestBlob.objects.filter(blob_id=blob_id).exists():
+            return 0
+        if require_unlinked and blob.repository_links.exists():
             return 0
         storage.delete_blob(blob.digest)
         size = blob.size
@@ -96,7 +100,7 @@ def collect_garbage(*, grace: timedelta | None = None, dry_run: bool = False) ->
             report.blobs_deleted += 1
             report.bytes_freed += size
             continue
-        freed = _sweep_blob(blob_id, cutoff)
+        freed = sweep_blob(blob_id, cutoff)
         if freed or Blob.objects.filter(pk=blob_id).count() == 0:
             report.blobs_deleted += 1
             report.bytes_freed += freed
