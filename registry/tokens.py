@@ -104,9 +104,22 @@ def _create_exclusively(path: Path, data: bytes, mode: int) -> bool:
             os.link(temporary, path)
         except FileExistsError:
             return False
+        except OSError:  # a filesystem without hard links: create the file itself with O_EXCL
+            return _create_in_place(path, data, mode)
         return True
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _create_in_place(path: Path, data: bytes, mode: int) -> bool:
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    except FileExistsError:
+        time.sleep(0.2)  # let the winner finish writing
+        return False
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    return True
 
 
 def _load_or_create_private_key(directory: Path) -> ec.EllipticCurvePrivateKey:
