@@ -104,3 +104,80 @@ def push_image(client, name: str, token: str, tag: str = "latest", media_type: s
     body = image_manifest(config, [layer], media_type=media_type)
     push_manifest(client, name, tag, body, token, media_type)
     return body, [config, layer]
+
+
+# --- Protocol test helpers (test_protocol_*.py) ---------------------------------------------------
+
+API_VERSION = ("Docker-Distribution-API-Version", "registry/2.0")
+SERVICE = "127.0.0.1:8000"
+
+
+def pull_push(client, user, name: str, actions: str = "pull,push") -> dict[str, str]:
+    """Bearer headers for `user` (or anonymous when None) asking `actions` on `name`."""
+    username = user.username if user is not None else None
+    return bearer(token_for(client, username, f"repository:{name}:{actions}"))
+
+
+def assert_error(response, status: int, code: str) -> dict:
+    """The response is the spec's error envelope with `code`, at `status`, with the API header."""
+    assert response.status_code == status, (response.status_code, response.content[:500])
+    assert response[API_VERSION[0]] == API_VERSION[1]
+    if response.wsgi_request.method == "HEAD":
+        assert response.content == b""
+        return {}
+    body = response.json()
+    assert list(body) == ["errors"]
+    [error] = body["errors"]
+    assert set(error) == {"code", "message", "detail"}
+    assert error["code"] == code, error
+    assert isinstance(error["message"], str) and error["message"]
+    return error
+
+
+def start_upload(client, name: str, headers: dict[str, str]) -> str:
+    response = client.post(f"/v2/{name}/blobs/uploads/", **headers)
+    assert response.status_code == 202, response.content
+    return response["Location"]
+
+
+def make_access_token(user, scope: str) -> str:
+    """A personal access token's secret (scope: repo:public_read, repo:read, repo:write, repo:admin)."""
+    from accounts.services import access_token_create
+
+    _, secret = access_token_create(user=user, label="test", scope=scope)
+    return secret
+
+
+def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
+    """`Bearer realm="r",service="s"` → ("Bearer", {"realm": "r", "service": "s"})."""
+    import re
+
+    scheme, _, rest = header.partition(" ")
+    return scheme, dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+def empty_blob() -> bytes:
+    return b"{}"
+
+
+def artifact_manifest(*, artifact_type: str, subject: dict | None = None, layers: list[bytes] = (),
+                      annotations: dict | None = None) -> bytes:
+    """An OCI artifact: the empty config `{}` and optional subject (the referrers API's shape)."""
+    manifest = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest_of(b"{}"), "size": 2},
+        "layers": [{"mediaType": "application/octet-stream", "digest": digest_of(layer), "size": len(layer)}
+                   for layer in layers] or [
+            {"mediaType": "application/vnd.oci.empty.v1+json", "digest": digest_of(b"{}"), "size": 2}],
+    }
+    if subject is not None:
+        manifest["subject"] = subject
+    if annotations:
+        manifest["annotations"] = annotations
+    return json.dumps(manifest).encode()
+
+
+def descriptor(body: bytes, media_type: str = OCI_MANIFEST) -> dict:
+    return {"mediaType": media_type, "digest": digest_of(body), "size": len(body)}
