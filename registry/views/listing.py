@@ -7,6 +7,7 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from registry.access import challenge
 from registry.errors import DigestInvalid, NameUnknown, PaginationNumberInvalid, Unauthorized
 from registry.models import Tag
 from registry.oci import mediatypes
@@ -84,7 +85,8 @@ class CatalogView(RegistryView):
         from repositories.selectors import repositories_visible_to
 
         if not self.access.may_list_catalog():
-            raise Unauthorized(headers={"WWW-Authenticate": 'Bearer scope="registry:catalog:*"'})
+            raise Unauthorized("insufficient scope", headers={
+                "WWW-Authenticate": challenge("registry:catalog:*", "insufficient_scope")})
         n = page_size(request)
         visible = (
             repositories_visible_to(self.access.visibility_actor())
