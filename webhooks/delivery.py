@@ -1,0 +1,226 @@
+"""The outbound HTTP client for webhooks, safe against server-side request forgery.
+
+- only http and https, no credentials in the URL;
+- the host is resolved once, every address is checked (loopback, private, link-local, multicast,
+  reserved and other non-global ranges are refused unless an allowed network contains them), and
+  the connection goes to that checked address (the Host header and the TLS server name carry the
+  name), so a second DNS answer cannot point it elsewhere;
+- redirects are never followed; connect and read time out; the response read is capped.
+
+No Django here: callers pass the allowed networks.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import urllib3
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+CONNECT_TIMEOUT = 5.0
+READ_TIMEOUT = 5.0
+TOTAL_READ_SECONDS = 10.0  # a server dripping bytes cannot hold a worker longer than this
+MAX_RESPONSE_BYTES = 64 * 1024  # read at most this much of a response
+MAX_URL_LENGTH = 2000
+
+
+class DeliveryRefused(Exception):
+    """The URL or the address it resolves to is not allowed: nothing was sent."""
+
+
+class DeliveryFailed(Exception):
+    """The request did not complete (DNS, connection, TLS, timeout): worth retrying."""
+
+
+@dataclass(frozen=True)
+class Target:
+    scheme: str
+    host: str  # IDNA-encoded name or IP literal, without brackets
+    port: int
+    path: str  # path and query
+    host_header: str
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: bytes  # at most MAX_RESPONSE_BYTES
+    truncated: bool
+    duration_ms: int
+    address: str
+
+
+def parse_networks(values: Iterable[str]) -> list[Network]:
+    """CIDRs from settings (`127.0.0.0/8`, `10.1.2.3`, `fd00::/8`); raises ValueError on a bad one."""
+    return [ipaddress.ip_network(value.strip(), strict=False) for value in values if value.strip()]
+
+
+def parse_url(url: str) -> Target:
+    """Check the URL's shape (no DNS); raises DeliveryRefused with a reason people can act on."""
+    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
+        raise DeliveryRefused(f"the URL must be 1–{MAX_URL_LENGTH} characters")
+    if any(ch.isspace() or ord(ch) < 32 for ch in url):
+        raise DeliveryRefused("the URL must not contain spaces or control characters")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise DeliveryRefused(f"the URL is not valid: {exc}") from None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise DeliveryRefused("only http:// and https:// URLs are allowed")
+    if "@" in parts.netloc or parts.username is not None or parts.password is not None:
+        raise DeliveryRefused("credentials in the URL are not allowed: use a secret or a custom header")
+    host = (parts.hostname or "").rstrip(".")
+    if not host:
+        raise DeliveryRefused("the URL has no host")
+    try:
+        ipaddress.ip_address(host)
+        ascii_host = host
+    except ValueError:
+        try:
+            ascii_host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise DeliveryRefused("the host name is not valid") from None
+    if port is None:
+        port = 443 if scheme == "https" else 80
+    if not 0 < port < 65536:
+        raise DeliveryRefused("the port is out of range")
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    shown_host = f"[{ascii_host}]" if ":" in ascii_host else ascii_host
+    default_port = 443 if scheme == "https" else 80
+    host_header = shown_host if port == default_port else f"{shown_host}:{port}"
+    return Target(scheme=scheme, host=ascii_host, port=port, path=path, host_header=host_header)
+
+
+def _plain(address: Address) -> Address:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def address_refusal(address: Address, allowed: Iterable[Network]) -> str | None:
+    """Why `address` may not be contacted, or None when it may."""
+    address = _plain(address)
+    for network in allowed:
+        if address.version == network.version and address in network:
+            return None
+    for label, flag in (
+        ("loopback", address.is_loopback),
+        ("link-local", address.is_link_local),
+        ("multicast", address.is_multicast),
+        ("unspecified", address.is_unspecified),
+        ("private", address.is_private),
+        ("reserved", address.is_reserved),
+    ):
+        if flag:
+            return f"{address} is a {label} address"
+    if not address.is_global:
+        return f"{address} is not a public address"
+    return None
+
+
+def resolve(target: Target, allowed: Iterable[Network]) -> str:
+    """The one address to connect to: the first allowed address the name resolves to."""
+    allowed = list(allowed)
+    try:
+        literal = ipaddress.ip_address(target.host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        candidates = [literal]
+    else:
+        try:
+            infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+        except (socket.gaierror, UnicodeError) as exc:
+            raise DeliveryFailed(f"cannot resolve {target.host}: {exc}") from None
+        candidates = []
+        for info in infos:
+            address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+            if address not in candidates:
+                candidates.append(address)
+        if not candidates:
+            raise DeliveryFailed(f"{target.host} has no address")
+    reasons = []
+    for address in candidates:
+        reason = address_refusal(address, allowed)
+        if reason is None:
+            return str(_plain(address))
+        reasons.append(reason)
+    raise DeliveryRefused(f"refused to connect to {target.host}: {reasons[0]}")
+
+
+def _pool(target: Target, address: str) -> urllib3.HTTPConnectionPool:
+    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
+    if target.scheme == "https":
+        return urllib3.HTTPSConnectionPool(
+            host=address, port=target.port, timeout=timeout, retries=False, maxsize=1,
+            server_hostname=target.host, assert_hostname=target.host, cert_reqs="CERT_REQUIRED",
+        )
+    return urllib3.HTTPConnectionPool(host=address, port=target.port, timeout=timeout, retries=False, maxsize=1)
+
+
+def post(url: str, body: bytes, headers: dict[str, str], *, allowed_networks: Iterable[Network] = (),
+         max_bytes: int = MAX_RESPONSE_BYTES) -> Response:
+    """POST `body` once. Raises DeliveryRefused (nothing sent) or DeliveryFailed (network trouble)."""
+    target = parse_url(url)
+    address = resolve(target, allowed_networks)
+    sent_headers = {**headers, "Host": target.host_header, "Content-Length": str(len(body))}
+    pool = _pool(target, address)
+    started = time.monotonic()
+    try:
+        response = pool.urlopen(
+            "POST", target.path, body=body, headers=sent_headers, redirect=False, retries=False,
+            preload_content=False, assert_same_host=False, release_conn=False,
+        )
+        try:
+            chunks, size, truncated = [], 0, False
+            while True:
+                chunk = response.read(min(16 * 1024, max_bytes + 1 - size))
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > max_bytes:
+                    truncated = True
+                    break
+                if time.monotonic() - started > TOTAL_READ_SECONDS:
+                    truncated = True
+                    break
+            data = b"".join(chunks)[:max_bytes]
+            status = response.status
+            response_headers = dict(response.headers.items())
+        finally:
+            response.close()  # never read the rest of a large body
+    except urllib3.exceptions.HTTPError as exc:
+        raise DeliveryFailed(_describe(exc)) from None
+    except OSError as exc:
+        raise DeliveryFailed(str(exc) or exc.__class__.__name__) from None
+    finally:
+        pool.close()
+    return Response(status=status, headers=response_headers, body=data, truncated=truncated,
+                    duration_ms=int((time.monotonic() - started) * 1000), address=address)
+
+
+def _describe(exc: Exception) -> str:
+    if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
+        return "connection timed out"
+    if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+        return "timed out waiting for the response"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return f"connection failed ({exc.__class__.__name__}): {exc}".replace("\n", " ")[:300]
+    if isinstance(exc, urllib3.exceptions.SSLError):
+        return f"TLS error: {exc}"
+    if isinstance(exc, urllib3.exceptions.ProtocolError):
+        return f"connection broken: {exc}"
+    return f"{exc.__class__.__name__}: {exc}"
