@@ -348,12 +348,27 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    # JWT first: its WWW-Authenticate makes "no credentials" a 401, distinct from a 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "hub.api.JWTAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PAGINATION_CLASS": "hub.api.HubPagination",
+    "EXCEPTION_HANDLER": "hub.api.exception_handler",
+    "DEFAULT_THROTTLE_RATES": {"login": env("HUB_API_LOGIN_RATE", "30/min")},
 }
+HUB_API_TOKEN_TTL = envint("HUB_API_TOKEN_TTL", 3600)  # seconds a /v2/users/login JWT lives
 SPECTACULAR_SETTINGS = {
     "TITLE": "Wharf Hub API",
     "DESCRIPTION": "Docker Hub-compatible JSON API.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The docs page loads a pinned swagger-ui from static/vendor/swagger-ui (no CDN).
+    "SWAGGER_UI_DIST": "/static/vendor/swagger-ui",
+    "SWAGGER_UI_FAVICON_HREF": "/static/vendor/swagger-ui/favicon-32x32.png",
+    "SCHEMA_PATH_PREFIX": r"/v2",
 }
 
 # --- Internationalisation and logging -------------------------------------------------------

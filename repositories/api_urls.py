@@ -1,1 +1,60 @@
-urlpatterns: list = []
+"""Hub JSON API routes (Docker Hub's paths), mounted at the site root after the registry's routes.
+
+The registry's shapes (`…/blobs/…`, `…/manifests/…`, `…/tags/list`, `…/referrers/…`, `/_catalog`) are
+matched first in hub/urls.py; the words used here (`repositories`, `namespaces`, `users`, `orgs`,
+`search`, `auth`, `access-tokens`) are reserved namespace names, so no repository path collides.
+APPEND_SLASH is off: every route takes its path with or without the trailing slash (a POST is never
+redirected). One exception follows from the registry going first: a tag named `list` must be
+addressed with the trailing slash (`…/tags/list/`), since `…/tags/list` is the registry's tag list.
+"""
+
+from django.urls import re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from rest_framework.routers import SimpleRouter
+
+from accounts.api import AccessTokenViewSet, AuthTokenView, LoginView, OrganizationViewSet, TeamViewSet, UserViewSet
+from repositories.api import (
+    NAMESPACE_PATTERN,
+    REPOSITORY_PATTERN,
+    NamespaceRepositoryViewSet,
+    RepositoryViewSet,
+    SearchViewSet,
+    StarredViewSet,
+    TagViewSet,
+)
+from repositories.api_access import CollaboratorViewSet, GroupViewSet
+
+NS = rf"(?P<namespace>{NAMESPACE_PATTERN})"
+REPO = rf"(?P<repository>{REPOSITORY_PATTERN})"
+ACCOUNT = r"[a-z0-9]+"
+
+
+class HubRouter(SimpleRouter):
+    """Every route with or without its trailing slash (DRF's constructor only takes True or False)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.trailing_slash = "/?"
+
+
+router = HubRouter()
+router.register(rf"v2/namespaces/{NS}/repositories", NamespaceRepositoryViewSet, basename="api-ns-repository")
+router.register(rf"v2/namespaces/{NS}/repositories/{REPO}/tags", TagViewSet, basename="api-ns-tag")
+router.register(rf"v2/repositories/{NS}", RepositoryViewSet, basename="api-repository")
+router.register(rf"v2/repositories/{NS}/{REPO}/tags", TagViewSet, basename="api-tag")
+router.register(rf"v2/repositories/{NS}/{REPO}/collaborators", CollaboratorViewSet, basename="api-collaborator")
+router.register(rf"v2/repositories/{NS}/{REPO}/groups", GroupViewSet, basename="api-group")
+router.register(r"v2/search/repositories", SearchViewSet, basename="api-search")
+router.register(rf"v2/users/(?P<username>{ACCOUNT})/starred", StarredViewSet, basename="api-starred")
+router.register(r"v2/users", UserViewSet, basename="api-user")
+router.register(r"v2/orgs", OrganizationViewSet, basename="api-org")
+router.register(rf"v2/orgs/(?P<org>{ACCOUNT})/groups", TeamViewSet, basename="api-team")
+router.register(r"v2/access-tokens", AccessTokenViewSet, basename="api-access-token")
+
+urlpatterns = [
+    re_path(r"^v2/users/login/?$", LoginView.as_view(), name="api-login"),
+    re_path(r"^v2/auth/token/?$", AuthTokenView.as_view(), name="api-auth-token"),
+    *router.urls,
+    re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
+    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+]

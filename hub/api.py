@@ -1,0 +1,158 @@
+"""DRF glue for the Hub JSON API: JWT authentication, Docker Hub pagination, the exception handler.
+
+Hub API JWTs are signed with the registry's ES256 key but carry their own audience
+(`<HUB_PUBLIC_URL>/v2/api`), so the registry refuses them and this API refuses registry tokens.
+A JWT made from a personal access token keeps that token's scope and dies with it; one made from
+a password dies when the password changes.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import Http404
+from django.utils.crypto import salted_hmac
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from accounts.models import AccessToken, User
+from registry.auth import TooManyAttempts
+from registry.tokens import ALGORITHM, LEEWAY_SECONDS, MAX_TOKEN_LENGTH, get_signing_key
+from repositories.permissions import Actor
+
+SCHEMES = ("bearer", "jwt")  # Docker Hub's clients send `Bearer <jwt>`; older ones `JWT <jwt>`
+
+
+def api_audience() -> str:
+    return f"{settings.HUB_PUBLIC_URL}/v2/api"
+
+
+def _password_fingerprint(user: User) -> str:
+    return salted_hmac("wharf.hub-api.jwt", user.password, algorithm="sha256").hexdigest()[:32]
+
+
+def issue_api_token(*, user: User, token: AccessToken | None = None) -> str:
+    """A signed JWT for the Hub API (from /v2/users/login or /v2/auth/token)."""
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": settings.HUB_PUBLIC_URL, "aud": api_audience(), "sub": user.username, "uid": user.pk,
+        "iat": now, "nbf": now, "exp": now + int(settings.HUB_API_TOKEN_TTL), "jti": secrets.token_urlsafe(16),
+    }
+    if token is not None:
+        claims["pat"] = token.pk
+    else:
+        claims["pwd"] = _password_fingerprint(user)
+    key = get_signing_key()
+    return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"typ": "JWT", "kid": key.kid})
+
+
+@dataclass(frozen=True)
+class ApiCredentials:
+    """`request.auth` for a JWT: the personal access token it came from, if any."""
+
+    access_token: AccessToken | None
+    claims: dict[str, Any]
+
+
+class JWTAuthentication(BaseAuthentication):
+    """`Authorization: Bearer <jwt>` or `Authorization: JWT <jwt>` with a Hub API JWT."""
+
+    def authenticate(self, request: Request):
+        header = request.META.get("HTTP_AUTHORIZATION", "")
+        scheme, _, credentials = header.partition(" ")
+        if scheme.lower() not in SCHEMES:
+            return None
+        credentials = credentials.strip()
+        if not credentials or len(credentials) > MAX_TOKEN_LENGTH:
+            raise exceptions.AuthenticationFailed("Invalid token header.")
+        try:
+            claims = jwt.decode(
+                credentials, get_signing_key().public_key, algorithms=[ALGORITHM], audience=api_audience(),
+                issuer=settings.HUB_PUBLIC_URL, leeway=LEEWAY_SECONDS,
+                options={"require": ["iss", "aud", "exp", "nbf", "iat", "sub"]},
+            )
+        except jwt.PyJWTError:
+            raise exceptions.AuthenticationFailed("Invalid or expired token.") from None
+        return self._user_for(claims)
+
+    @staticmethod
+    def _user_for(claims: dict[str, Any]) -> tuple[User, ApiCredentials]:
+        uid = claims.get("uid")
+        if not isinstance(uid, int) or isinstance(uid, bool):
+            raise exceptions.AuthenticationFailed("Invalid or expired token.")
+        user = User.objects.filter(pk=uid, is_active=True).first()
+        if user is None or user.username != claims.get("sub"):
+            raise exceptions.AuthenticationFailed("Invalid or expired token.")
+        access_token = None
+        if "pat" in claims:
+            access_token = AccessToken.objects.filter(pk=claims["pat"], user=user).first()
+            if access_token is None or not access_token.is_active():
+                raise exceptions.AuthenticationFailed("The access token behind this JWT was revoked or expired.")
+        elif claims.get("pwd") != _password_fingerprint(user):
+            raise exceptions.AuthenticationFailed("Invalid or expired token.")
+        return user, ApiCredentials(access_token=access_token, claims=claims)
+
+    def authenticate_header(self, request: Request) -> str:
+        # Present, so DRF answers 401 (not 403) to a request without credentials.
+        return 'Bearer realm="api"'
+
+
+class JWTAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "hub.api.JWTAuthentication"
+    name = "jwtAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                "description": "A JWT from POST /v2/users/login or /v2/auth/token (`JWT <jwt>` also works)."}
+
+
+def request_actor(request: Request) -> Actor:
+    """The Actor for the permission rule: the user, capped by the access token behind their JWT."""
+    auth = request.auth
+    token = auth.access_token if isinstance(auth, ApiCredentials) else None
+    return Actor.for_user(request.user, token)
+
+
+def request_access_token(request: Request) -> AccessToken | None:
+    auth = request.auth
+    return auth.access_token if isinstance(auth, ApiCredentials) else None
+
+
+class HubPagination(PageNumberPagination):
+    """Docker Hub's pages: `{count, next, previous, results}`; `page_size` above 100 is clamped to 100."""
+
+    page_size = 10
+    page_size_query_param = "page_size"
+    max_page_size = 100
+    page_query_param = "page"
+
+
+def exception_handler(exc: Exception, context: dict) -> Response | None:
+    """DRF's handler, plus: service ValidationErrors become 400 field errors, throttled logins 429."""
+    # rest_framework.views reads DEFAULT_AUTHENTICATION_CLASSES (this module) while it is imported,
+    # so it cannot be imported at the top of this module.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
+    if isinstance(exc, DjangoValidationError):
+        if hasattr(exc, "error_dict"):
+            exc = exceptions.ValidationError(exc.message_dict)
+        else:
+            exc = exceptions.ValidationError({"detail": exc.messages})
+    elif isinstance(exc, TooManyAttempts):
+        exc = exceptions.Throttled(wait=exc.retry_after, detail="Too many failed login attempts.")
+    elif isinstance(exc, Http404):
+        exc = exceptions.NotFound("Object not found.")
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied()
+    return drf_exception_handler(exc, context)

@@ -1,0 +1,236 @@
+"""Hub API shapes for repositories, tags, stars, collaborators, team permissions, stats and search.
+
+Output serializers follow Docker Hub's JSON (REFERENCE.md §4); input serializers validate and the
+views then call repositories.services.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from registry.models import Tag
+from repositories.models import TeamPermission, validate_repository_name
+from repositories.permissions import ADMIN, PULL, PUSH, repository_actions
+
+ORDERINGS = ("name", "-name", "last_updated", "-last_updated", "pull_count", "-pull_count")
+TAG_ORDERINGS = ("name", "-name", "last_updated", "-last_updated")
+
+
+class PermissionsSerializer(serializers.Serializer):
+    read = serializers.BooleanField()
+    write = serializers.BooleanField()
+    admin = serializers.BooleanField()
+
+
+class CategorySerializer(serializers.Serializer):
+    name = serializers.CharField()
+    slug = serializers.CharField()
+
+
+class RepositorySerializer(serializers.Serializer):
+    """A repository as Docker Hub shows it. Needs `actor` in the context (for permissions)."""
+
+    name = serializers.CharField()
+    namespace = serializers.CharField(source="namespace.name")
+    user = serializers.CharField(source="namespace.name")
+    repository_type = serializers.SerializerMethodField()
+    status = serializers.SerializerMethodField()
+    status_description = serializers.SerializerMethodField()
+    description = serializers.CharField()
+    full_description = serializers.CharField()
+    is_private = serializers.BooleanField()
+    is_automated = serializers.BooleanField()
+    star_count = serializers.IntegerField()
+    pull_count = serializers.IntegerField()
+    last_updated = serializers.DateTimeField(source="last_pushed_at", allow_null=True)
+    date_registered = serializers.DateTimeField(source="created_at")
+    collaborator_count = serializers.SerializerMethodField()
+    has_starred = serializers.SerializerMethodField()
+    permissions = serializers.SerializerMethodField()
+    categories = serializers.SerializerMethodField()
+    storage_size = serializers.SerializerMethodField()
+
+    def get_repository_type(self, obj) -> str:
+        return "image"
+
+    def get_status(self, obj) -> int:
+        return 1
+
+    def get_status_description(self, obj) -> str:
+        return "active"
+
+    def get_collaborator_count(self, obj) -> int:
+        return int(getattr(obj, "api_collaborator_count", 0) or 0)
+
+    def get_has_starred(self, obj) -> bool:
+        return bool(getattr(obj, "api_has_starred", False))
+
+    @extend_schema_field(PermissionsSerializer)
+    def get_permissions(self, obj) -> dict:
+        actions = repository_actions(self.context["actor"], obj)
+        return {"read": PULL in actions, "write": PUSH in actions, "admin": ADMIN in actions}
+
+    @extend_schema_field(CategorySerializer(many=True))
+    def get_categories(self, obj) -> list:
+        return []
+
+    def get_storage_size(self, obj) -> int:
+        return int(getattr(obj, "api_storage_size", 0) or 0)
+
+
+class RepositoryListQuerySerializer(serializers.Serializer):
+    ordering = serializers.ChoiceField(choices=ORDERINGS, required=False,
+                                       help_text="name, last_updated or pull_count; prefix `-` to reverse.")
+
+
+class RepositoryCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=255)
+    description = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    full_description = serializers.CharField(max_length=25000, required=False, allow_blank=True, default="")
+    is_private = serializers.BooleanField(required=False, allow_null=True, default=None)
+
+    def validate_name(self, value: str) -> str:
+        try:
+            validate_repository_name(value)
+        except DjangoValidationError as exc:
+            raise serializers.ValidationError(exc.messages) from None
+        return value
+
+
+class RepositoryUpdateSerializer(serializers.Serializer):
+    description = serializers.CharField(max_length=100, required=False, allow_blank=True)
+    full_description = serializers.CharField(max_length=25000, required=False, allow_blank=True)
+    is_private = serializers.BooleanField(required=False)
+
+
+class TagImageSerializer(serializers.Serializer):
+    architecture = serializers.CharField()
+    os = serializers.CharField()
+    variant = serializers.CharField(allow_null=True)
+    digest = serializers.CharField(allow_null=True)
+    size = serializers.IntegerField()
+    status = serializers.CharField()
+    last_pushed = serializers.DateTimeField(allow_null=True)
+    last_pulled = serializers.DateTimeField(allow_null=True)
+
+
+class TagSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    name = serializers.CharField()
+    repository = serializers.IntegerField(source="repository_id")
+    v2 = serializers.SerializerMethodField()
+    content_type = serializers.SerializerMethodField()
+    digest = serializers.CharField(source="manifest.digest")
+    media_type = serializers.CharField(source="manifest.media_type")
+    full_size = serializers.IntegerField(source="manifest.total_size")
+    last_updated = serializers.DateTimeField(source="pushed_at")
+    last_updater_username = serializers.SerializerMethodField()
+    tag_status = serializers.SerializerMethodField()
+    tag_last_pulled = serializers.DateTimeField(source="last_pulled_at", allow_null=True)
+    tag_last_pushed = serializers.DateTimeField(source="pushed_at")
+    images = serializers.SerializerMethodField()
+
+    def get_v2(self, obj) -> bool:
+        return True
+
+    def get_content_type(self, obj) -> str:
+        return "image"
+
+    def get_tag_status(self, obj) -> str:
+        return "active"
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_last_updater_username(self, obj: Tag) -> str | None:
+        return obj.pushed_by.username if obj.pushed_by_id else None
+
+    @extend_schema_field(TagImageSerializer(many=True))
+    def get_images(self, obj: Tag) -> list[dict]:
+        images = []
+        for platform in obj.manifest.platforms or []:
+            if not isinstance(platform, dict):
+                continue
+            images.append({
+                "architecture": str(platform.get("architecture") or ""),
+                "os": str(platform.get("os") or ""),
+                "variant": platform.get("variant") or None,
+                "digest": platform.get("digest") or obj.manifest.digest,
+                "size": int(platform.get("size") or 0),
+                "status": "active",
+                "last_pushed": obj.pushed_at,
+                "last_pulled": obj.last_pulled_at,
+            })
+        return TagImageSerializer(images, many=True).data
+
+
+class TagListQuerySerializer(serializers.Serializer):
+    ordering = serializers.ChoiceField(choices=TAG_ORDERINGS, required=False)
+    name = serializers.CharField(required=False, max_length=128, help_text="Only tags whose name contains this.")
+
+
+class StarSerializer(serializers.Serializer):
+    has_starred = serializers.BooleanField()
+    star_count = serializers.IntegerField()
+
+
+class CollaboratorSerializer(serializers.Serializer):
+    user = serializers.CharField(source="user.username")
+    permission = serializers.SerializerMethodField()
+    date_added = serializers.DateTimeField(source="created_at")
+
+    def get_permission(self, obj) -> str:
+        return "write"
+
+
+class CollaboratorCreateSerializer(serializers.Serializer):
+    user = serializers.CharField(max_length=150)
+
+
+class GroupPermissionSerializer(serializers.Serializer):
+    group_id = serializers.IntegerField(source="team_id")
+    group_name = serializers.CharField(source="team.name")
+    permission = serializers.CharField()
+
+
+class GroupPermissionCreateSerializer(serializers.Serializer):
+    group_name = serializers.CharField(required=False, max_length=30)
+    group_id = serializers.IntegerField(required=False, min_value=1, max_value=2**31 - 1)
+    permission = serializers.ChoiceField(choices=TeamPermission.Level.values)
+
+    def validate(self, attrs: dict) -> dict:
+        if not attrs.get("group_name") and not attrs.get("group_id"):
+            raise serializers.ValidationError({"group_name": ["Give group_name or group_id."]})
+        return attrs
+
+
+class DailyPullsSerializer(serializers.Serializer):
+    date = serializers.DateField()
+    pull_count = serializers.IntegerField()
+
+
+class StatsSerializer(serializers.Serializer):
+    days = serializers.IntegerField()
+    pull_count = serializers.IntegerField(help_text="All-time pulls of the repository.")
+    pulls_in_period = serializers.IntegerField()
+    star_count = serializers.IntegerField()
+    results = DailyPullsSerializer(many=True)
+
+
+class StatsQuerySerializer(serializers.Serializer):
+    days = serializers.IntegerField(required=False, min_value=1, max_value=365, default=30)
+
+
+class SearchQuerySerializer(serializers.Serializer):
+    query = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
+
+
+class SearchResultSerializer(serializers.Serializer):
+    repo_name = serializers.CharField(source="display_name")
+    short_description = serializers.CharField(source="description")
+    star_count = serializers.IntegerField()
+    pull_count = serializers.IntegerField()
+    repo_owner = serializers.CharField(source="namespace.name")
+    is_official = serializers.BooleanField()
+    is_automated = serializers.BooleanField()
+    is_private = serializers.BooleanField()
