@@ -142,6 +142,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "hub.middleware.RegistryFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -186,6 +187,8 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SQLITE_PATH,
+            # Keep each thread's connection: opening one runs the PRAGMAs below every time.
+            "CONN_MAX_AGE": envint("HUB_DB_CONN_MAX_AGE", 600),
             "OPTIONS": {
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 30,
@@ -395,3 +398,4 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-webhook-deliveries": {"task": "webhooks.sweep_deliveries",
                                  "schedule": envfloat("HUB_WEBHOOK_SWEEP_SECONDS", 10.0)},
 }
+PULL_BUFFER_WRITE_SECONDS = envfloat("HUB_PULL_BUFFER_SECONDS", min(5.0, PULL_COUNTER_FLUSH_SECONDS))

@@ -134,11 +134,16 @@ class Tag(models.Model):
 
 
 class PendingPull(models.Model):
-    """A pull not yet counted, in the embedded default (Redis holds these when configured)."""
+    """Pulls not yet counted, in the embedded default (Redis holds these when configured).
+
+    Each web process sums its pulls in memory and writes one row per (repository, tag, day) every
+    few seconds, so the hot path never waits for SQLite's write lock.
+    """
 
     repository_id = models.BigIntegerField()
     tag = models.CharField(max_length=128, blank=True)
     day = models.DateField()
+    count = models.IntegerField(default=1)
     pulled_at = models.DateTimeField(default=timezone.now)
 
     def __str__(self) -> str:

@@ -1,21 +1,27 @@
 """Pull statistics, counted as Docker Hub counts them, buffered off the hot path.
 
 A manifest GET is a pull (HEAD is not); an index GET followed by its child manifest GET by the
-same client is one pull. The request only adds to a buffer (a Redis hash, or PendingPull rows in
-the embedded default); `flush_pull_counters()` (a periodic task, every 30 s) moves the counts
-into PullStat, Repository.pull_count and the last-pulled times.
+same client is one pull. The request only adds to a buffer: a Redis hash when Redis is
+configured, otherwise an in-memory sum per process that a background thread writes as PendingPull
+rows every few seconds (and at exit). `flush_pull_counters()` (a periodic task, every 30 s) moves
+the counts into PullStat, Repository.pull_count and the last-pulled times.
 """
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
 import functools
 import hashlib
+import logging
+import os
+import threading
+import time
 from collections import defaultdict
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
@@ -25,6 +31,7 @@ from registry.oci import mediatypes
 from registry.oci.names import is_attachment_tag
 from repositories.models import PullStat, Repository
 
+logger = logging.getLogger(__name__)
 REDIS_KEY = "wharf:pulls"
 INDEX_WINDOW_SECONDS = 120
 
@@ -41,10 +48,10 @@ def _client_key(request: HttpRequest, repository_id: int) -> str:
     return "pull-index:" + hashlib.sha256(f"{who}|{repository_id}".encode()).hexdigest()[:32]
 
 
-def record_manifest_get(*, request: HttpRequest, repository: Repository, reference: str, manifest: Manifest) -> None:
+def record_manifest_get(*, request: HttpRequest, repository_id: int, reference: str, manifest: Manifest) -> None:
     if manifest.subject_digest or is_attachment_tag(reference):
         return  # signatures, SBOMs and other attachments are not pulls
-    key = _client_key(request, repository.pk)
+    key = _client_key(request, repository_id)
     if manifest.media_type in mediatypes.INDEX_TYPES:
         cache.set(key, [p.get("digest") for p in manifest.platforms], INDEX_WINDOW_SECONDS)
     elif ":" in reference:
@@ -52,15 +59,71 @@ def record_manifest_get(*, request: HttpRequest, repository: Repository, referen
         if children and reference in children:
             return  # the child of an index this client just pulled: already counted
     tag = "" if ":" in reference else reference
-    _buffer_add(repository.pk, tag, timezone.now())
+    _buffer_add(repository_id, tag, timezone.now())
+
+
+class LocalPullBuffer:
+    """Pulls counted in this process's memory, written to PendingPull by a daemon thread."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counts: dict[tuple[int, str, dt.date], int] = defaultdict(int)
+        self.thread: threading.Thread | None = None
+        self.pid = 0
+
+    def add(self, key: tuple[int, str, dt.date]) -> None:
+        with self.lock:
+            self.counts[key] += 1
+            if self.thread is None or self.pid != os.getpid():
+                self.pid = os.getpid()
+                self.thread = threading.Thread(target=self._run, name="pull-buffer", daemon=True)
+                self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(settings.PULL_BUFFER_WRITE_SECONDS)
+            try:
+                self.write()
+            except Exception:
+                logger.exception("could not write buffered pulls")
+            finally:
+                connection.close()
+
+    def write(self) -> int:
+        with self.lock:
+            counts, self.counts = self.counts, defaultdict(int)
+        if not counts:
+            return 0
+        try:
+            PendingPull.objects.bulk_create([
+                PendingPull(repository_id=repository_id, tag=tag, day=day, count=count)
+                for (repository_id, tag, day), count in counts.items()
+            ])
+        except Exception:
+            with self.lock:  # put them back for the next attempt
+                for key, count in counts.items():
+                    self.counts[key] += count
+            raise
+        return sum(counts.values())
+
+
+local_buffer = LocalPullBuffer()
+
+
+@atexit.register
+def _write_on_exit() -> None:
+    if local_buffer.counts:
+        try:
+            local_buffer.write()
+        except Exception:  # noqa: BLE001 - the process is ending; say what was lost
+            logger.warning("lost %d buffered pulls at exit", sum(local_buffer.counts.values()))
 
 
 def _buffer_add(repository_id: int, tag: str, when: dt.datetime) -> None:
-    day = when.date().isoformat()
     if settings.REDIS_URL:
-        _redis().hincrby(REDIS_KEY, f"{repository_id}|{tag}|{day}", 1)
+        _redis().hincrby(REDIS_KEY, f"{repository_id}|{tag}|{when.date().isoformat()}", 1)
     else:
-        PendingPull.objects.create(repository_id=repository_id, tag=tag, day=when.date(), pulled_at=when)
+        local_buffer.add((repository_id, tag, when.date()))
 
 
 def _drain_redis() -> dict[tuple[int, str, dt.date], int]:
@@ -104,11 +167,13 @@ def flush_pull_counters() -> int:
             _apply(counts, now)
         _redis().delete(f"{REDIS_KEY}:flushing")
         return sum(counts.values())
+    local_buffer.write()  # this process's pulls (other processes write theirs every few seconds)
     counts = defaultdict(int)
     with transaction.atomic():
-        pending = list(PendingPull.objects.order_by("pk").values_list("pk", "repository_id", "tag", "day")[:100_000])
-        for _, repository_id, tag, day in pending:
-            counts[(repository_id, tag, day)] += 1
+        pending = list(PendingPull.objects.order_by("pk").values_list("pk", "repository_id", "tag", "day", "count")
+                       [:100_000])
+        for _, repository_id, tag, day, count in pending:
+            counts[(repository_id, tag, day)] += count
         PendingPull.objects.filter(pk__in=[row[0] for row in pending]).delete()
         _apply(counts, now)
     return sum(counts.values())

@@ -5,7 +5,7 @@ from django.urls import path, re_path
 from registry import tokens
 from registry.views import blobs, listing, manifests, search
 
-NAME = r"(?P<name>[^/]+(?:/[^/]+)*?)"
+NAME = r"(?P<name>[^/]*(?:/[^/]*)*?)"  # empty components too: NAME_INVALID, not a 404
 
 urlpatterns = [
     path("token", tokens.token_view, name="registry-token"),

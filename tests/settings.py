@@ -14,3 +14,5 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"]["TEST"] = {"NAME": str(DATA_DIR / "test.sqlite3")}
 # Pages rendered by the test client need no collectstatic; the live gunicorn uses the manifest.
 STORAGES = {**STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}  # noqa: F405
+# In-process tests flush pulls explicitly (flush_pull_counters); the writer thread stays idle.
+PULL_BUFFER_WRITE_SECONDS = 3600.0

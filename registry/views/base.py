@@ -29,6 +29,8 @@ class RegistryView(View):
     # a caller who holds a token but may not pull gets "unknown blob", so it goes on to the POST that
     # tells it why it may not push. A private repository and a missing one still answer alike.
     missing_pull_means_unknown: type[RegistryError] | None = None
+    # Methods whose handler finds the repository itself, in the same query as what it reads.
+    lazy_repository_methods: frozenset[str] = frozenset()
 
     access: RegistryAccess
     repository: Repository | None
@@ -74,10 +76,10 @@ class RegistryView(View):
         granted = self.access.actions(self.namespace_name, self.repository_name)
         if action not in granted:
             raise self._refusal(request, action)
-        self.repository = (
-            Repository.objects.select_related("namespace")
-            .filter(namespace__name=self.namespace_name, name=self.repository_name).first()
-        )
+        if request.method in self.lazy_repository_methods:
+            self.repository = None
+            return
+        self.repository = self.find_repository()
         if self.repository is None:
             if not (self.creates_repository and action == PUSH):
                 raise NameUnknown(detail={"name": self.display_name})
@@ -87,6 +89,12 @@ class RegistryView(View):
             self.repository = repository_get_or_create_for_push(
                 namespace=namespace, name=self.repository_name, user=self.access.user
             )
+
+    def find_repository(self) -> Repository | None:
+        return (
+            Repository.objects.select_related("namespace")
+            .filter(namespace__name=self.namespace_name, name=self.repository_name).first()
+        )
 
     def _refusal(self, request: HttpRequest, action: str) -> RegistryError:
         """Pulls of what one may not see are 401 whether it exists or not; pushes are DENIED."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse
 
 from registry import pulls
-from registry.errors import ManifestInvalid, ManifestTooLarge, ManifestUnknown, Unsupported
+from registry.errors import ManifestInvalid, ManifestTooLarge, ManifestUnknown, NameUnknown, Unsupported
 from registry.models import Manifest
 from registry.oci import mediatypes
 from registry.services import manifests as manifest_service
@@ -27,6 +27,20 @@ def _acceptable(manifest: Manifest, accepted: set[str]) -> bool:
 class ManifestView(RegistryView):
     http_method_names = ["get", "head", "put", "delete"]
     creates_repository = True
+    lazy_repository_methods = frozenset({"GET", "HEAD"})
+
+    def _read(self, reference: str) -> Manifest:
+        """The manifest a tag or digest names, found with the repository in one query (hot path)."""
+        manifest = manifest_service.manifest_fetch(
+            namespace=self.namespace_name, name=self.repository_name, reference=reference
+        )
+        if manifest is not None:
+            return manifest
+        # Slow path, for a precise error: which of the repository and the manifest is unknown?
+        self.repository = self.find_repository()
+        if self.repository is None:
+            raise NameUnknown(detail={"name": self.display_name})
+        return manifest_service.manifest_lookup(repository=self.repository, reference=reference)
 
     def _negotiate(self, request: HttpRequest, manifest: Manifest) -> Manifest:
         accepted = accepted_media_types(request)
@@ -36,7 +50,8 @@ class ManifestView(RegistryView):
             # Like the reference registry: a client that cannot read an index gets linux/amd64.
             for platform in manifest.platforms:
                 if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
-                    child = Manifest.objects.filter(repository=self.repository, digest=platform["digest"]).first()
+                    child = Manifest.objects.filter(repository_id=manifest.repository_id,
+                                                    digest=platform["digest"]).first()
                     if child is not None and _acceptable(child, accepted):
                         return child
         raise ManifestUnknown(
@@ -53,13 +68,12 @@ class ManifestView(RegistryView):
         return response
 
     def head(self, request: HttpRequest, reference: str) -> HttpResponse:
-        manifest = manifest_service.manifest_lookup(repository=self.repository, reference=reference)
-        return self._response(self._negotiate(request, manifest), head=True)
+        return self._response(self._negotiate(request, self._read(reference)), head=True)
 
     def get(self, request: HttpRequest, reference: str) -> HttpResponse:
-        manifest = manifest_service.manifest_lookup(repository=self.repository, reference=reference)
-        served = self._negotiate(request, manifest)
-        pulls.record_manifest_get(request=request, repository=self.repository, reference=reference, manifest=served)
+        served = self._negotiate(request, self._read(reference))
+        pulls.record_manifest_get(request=request, repository_id=served.repository_id, reference=reference,
+                                  manifest=served)
         return self._response(served, head=False)
 
     def put(self, request: HttpRequest, reference: str) -> HttpResponse:

@@ -1,0 +1,31 @@
+"""A lean path for the registry: /v2/ registry routes and /token skip the site's middleware.
+
+Sessions, CSRF, messages, allauth and htmx have nothing to do with the registry protocol, and the
+manifest GET path is hot. Hub API routes under /v2/ are not in registry.urls and take the normal path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse
+from django.urls import Resolver404, get_resolver
+
+
+class RegistryFastPathMiddleware:
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.resolver = get_resolver("registry.urls")
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if not (path.startswith("/v2/") or path == "/token" or path.startswith("/v1/")):
+            return self.get_response(request)
+        try:
+            match = self.resolver.resolve(path)
+        except Resolver404:
+            return self.get_response(request)
+        request.resolver_match = match
+        response = match.func(request, *match.args, **match.kwargs)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
