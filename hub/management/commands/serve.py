@@ -5,6 +5,7 @@ Ctrl-C or SIGTERM stops both cleanly; if either exits, the other is stopped too.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -16,6 +17,15 @@ from django.conf import settings
 from django.core.management.base import BaseCommand
 
 BIN = Path(sys.executable).parent
+
+
+def _die_with_parent() -> None:
+    """In the child: get SIGTERM if `serve` itself dies (even by SIGKILL), so no server outlives it."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+    except (OSError, AttributeError):
+        pass
 
 
 class Command(BaseCommand):
@@ -35,18 +45,23 @@ class Command(BaseCommand):
             if not options["no_beat"]:
                 worker += ["-B", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
             commands.append(worker)
-        self.stdout.write(f"Wharf at {settings.HUB_PUBLIC_URL} (data in {settings.DATA_DIR})")
-        children = [subprocess.Popen(command, cwd=base, env=env) for command in commands]
-
         stopping = False
 
         def stop(signum, frame) -> None:
             nonlocal stopping
             stopping = True
 
+        # Handlers first: a SIGTERM that arrives while the children start must still stop them.
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        self.stdout.write(f"Wharf at {settings.HUB_PUBLIC_URL} (data in {settings.DATA_DIR})")
+        self.stdout.flush()
+        children: list[subprocess.Popen] = []
         try:
+            for command in commands:
+                if stopping:
+                    break
+                children.append(subprocess.Popen(command, cwd=base, env=env, preexec_fn=_die_with_parent))
             while not stopping and all(child.poll() is None for child in children):
                 time.sleep(0.2)
         finally:
