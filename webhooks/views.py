@@ -1,0 +1,202 @@
+"""The Webhooks tab (repository admins only; everyone else gets 404) and the legacy callback."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from functools import wraps
+
+from django.contrib import messages
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_POST
+
+from repositories.models import Repository
+from repositories.permissions import ADMIN, Actor, repository_actions
+from webhooks import services
+from webhooks.forms import WebhookForm
+from webhooks.models import Delivery, Webhook
+from webhooks.validation import format_header_lines
+
+HISTORY_PAGE_SIZE = 25
+MAX_CALLBACK_BYTES = 8 * 1024
+SECRET_SESSION_KEY = "webhooks:new-secret:{}"
+
+
+def admin_repository(request: HttpRequest, namespace: str, name: str) -> Repository:
+    """The repository when the user administers it; 404 otherwise (never tell strangers it exists)."""
+    repository = (Repository.objects.select_related("namespace")
+                  .filter(namespace__name=namespace, name=name, namespace__deleted_at=None).first())
+    if repository is None or ADMIN not in repository_actions(Actor.for_user(request.user), repository):
+        raise Http404("No such repository")
+    return repository
+
+
+def repository_admin_page(view):
+    @wraps(view)
+    def wrapper(request: HttpRequest, namespace: str, name: str, *args, **kwargs):
+        return view(request, admin_repository(request, namespace, name), *args, **kwargs)
+
+    return wrapper
+
+
+def _webhook(repository: Repository, pk: int) -> Webhook:
+    return get_object_or_404(Webhook, pk=pk, repository=repository)
+
+
+def _url(repository: Repository, view: str, **kwargs) -> str:
+    return reverse(f"webhooks:{view}", kwargs={"namespace": repository.namespace.name, "name": repository.name,
+                                               **kwargs})
+
+
+def _context(repository: Repository, **extra) -> dict:
+    return {"repository": repository, "list_url": _url(repository, "list"),
+            "repository_url": f"/r/{repository.namespace.name}/{repository.name}", **extra}
+
+
+@repository_admin_page
+def webhook_list(request: HttpRequest, repository: Repository) -> HttpResponse:
+    webhooks = list(Webhook.objects.filter(repository=repository))
+    latest = {}
+    for delivery in (Delivery.objects.filter(webhook__in=webhooks).order_by("webhook_id", "-created_at")
+                     .only("webhook_id", "state", "created_at", "response_status", "event")):
+        latest.setdefault(delivery.webhook_id, delivery)
+    rows = [(hook, latest.get(hook.pk)) for hook in webhooks]
+    return render(request, "webhooks/list.html", _context(repository, rows=rows))
+
+
+@repository_admin_page
+def webhook_create(request: HttpRequest, repository: Repository) -> HttpResponse:
+    form = WebhookForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            webhook = services.webhook_create(
+                repository=repository, name=data["name"], url=data["url"], events=data["events"],
+                secret=data["secret"], headers=data["headers"], active=data["active"], user=request.user,
+            )
+        except ValidationError as exc:
+            form.add_error(None, exc)
+        else:
+            if webhook.secret:
+                request.session[SECRET_SESSION_KEY.format(webhook.pk)] = webhook.secret
+            messages.success(request, f"Created the webhook “{webhook.name}”. Send a test delivery to try it.")
+            return redirect(_url(repository, "detail", pk=webhook.pk))
+    status = 400 if request.method == "POST" else 200
+    return render(request, "webhooks/form.html", _context(repository, form=form), status=status)
+
+
+def _history(request: HttpRequest, webhook: Webhook):
+    deliveries = Delivery.objects.filter(webhook=webhook).defer("body", "response_body", "request_headers")
+    return Paginator(deliveries, HISTORY_PAGE_SIZE).get_page(request.GET.get("page"))
+
+
+@repository_admin_page
+def webhook_detail(request: HttpRequest, repository: Repository, pk: int) -> HttpResponse:
+    webhook = _webhook(repository, pk)
+    page = _history(request, webhook)
+    has_pending = any(delivery.state == Delivery.State.PENDING for delivery in page)
+    if request.headers.get("HX-Request") and request.GET.get("partial") == "deliveries":
+        return render(request, "webhooks/_deliveries.html",
+                      _context(repository, webhook=webhook, page=page, has_pending=has_pending))
+    initial = {"name": webhook.name, "url": webhook.url, "events": webhook.events, "active": webhook.active,
+               "headers": format_header_lines(webhook.headers)}
+    form = WebhookForm(request.POST or None, webhook=webhook, initial=initial)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            data = form.cleaned_data
+            try:
+                services.webhook_update(webhook=webhook, name=data["name"], url=data["url"], events=data["events"],
+                                        secret=form.secret_change(), headers=data["headers"], active=data["active"])
+            except ValidationError as exc:
+                form.add_error(None, exc)
+            else:
+                messages.success(request, f"Saved the webhook “{webhook.name}”.")
+                return redirect(_url(repository, "detail", pk=webhook.pk))
+        status = 400
+    new_secret = request.session.pop(SECRET_SESSION_KEY.format(webhook.pk), None)
+    return render(request, "webhooks/detail.html",
+                  _context(repository, webhook=webhook, form=form, page=page, has_pending=has_pending,
+                           new_secret=new_secret), status=status)
+
+
+@require_POST
+@repository_admin_page
+def webhook_toggle(request: HttpRequest, repository: Repository, pk: int) -> HttpResponse:
+    webhook = _webhook(repository, pk)
+    services.webhook_set_active(webhook=webhook, active=not webhook.active)
+    messages.success(request, f"“{webhook.name}” is now {'active' if webhook.active else 'disabled'}.")
+    if request.POST.get("next") == "list":
+        return redirect(_url(repository, "list"))
+    return redirect(_url(repository, "detail", pk=webhook.pk))
+
+
+@repository_admin_page
+def webhook_delete(request: HttpRequest, repository: Repository, pk: int) -> HttpResponse:
+    webhook = _webhook(repository, pk)
+    if request.method == "POST":
+        services.webhook_delete(webhook=webhook)
+        messages.success(request, f"Deleted the webhook “{webhook.name}”.")
+        return redirect(_url(repository, "list"))
+    return render(request, "webhooks/delete.html", _context(repository, webhook=webhook))
+
+
+@require_POST
+@repository_admin_page
+def webhook_test(request: HttpRequest, repository: Repository, pk: int) -> HttpResponse:
+    webhook = _webhook(repository, pk)
+    delivery = services.webhook_ping(webhook=webhook, user=request.user)
+    messages.success(request, "Queued a test delivery (event ping). Its result appears in the history below.")
+    return redirect(_url(repository, "delivery", pk=webhook.pk, delivery_id=delivery.pk))
+
+
+def _delivery(webhook: Webhook, delivery_id: uuid.UUID) -> Delivery:
+    return get_object_or_404(Delivery, pk=delivery_id, webhook=webhook)
+
+
+@repository_admin_page
+def delivery_detail(request: HttpRequest, repository: Repository, pk: int, delivery_id: uuid.UUID) -> HttpResponse:
+    webhook = _webhook(repository, pk)
+    delivery = _delivery(webhook, delivery_id)
+    return render(request, "webhooks/delivery.html", _context(repository, webhook=webhook, delivery=delivery))
+
+
+@require_POST
+@repository_admin_page
+def delivery_redeliver(request: HttpRequest, repository: Repository, pk: int,
+                       delivery_id: uuid.UUID) -> HttpResponse:
+    webhook = _webhook(repository, pk)
+    copy = services.delivery_redeliver(delivery=_delivery(webhook, delivery_id))
+    messages.success(request, "Queued a redelivery of the same payload.")
+    return redirect(_url(repository, "delivery", pk=webhook.pk, delivery_id=copy.pk))
+
+
+@csrf_exempt
+@require_POST
+def delivery_callback(request: HttpRequest, namespace: str, name: str, callback_id: str) -> JsonResponse:
+    """Docker Hub's legacy callback: the receiver POSTs {state, description, context, target_url} once."""
+    try:
+        delivery_uuid = uuid.UUID(hex=callback_id)
+    except ValueError:
+        raise Http404("No such delivery") from None
+    delivery = Delivery.objects.filter(pk=delivery_uuid).first()
+    if delivery is None or delivery.repository_name != f"{namespace}/{name}":
+        raise Http404("No such delivery")
+    if len(request.body) > MAX_CALLBACK_BYTES:
+        return JsonResponse({"error": "The callback body is too large."}, status=413)
+    try:
+        data = json.loads(request.body or b"null")
+    except ValueError:
+        return JsonResponse({"error": "Send a JSON object."}, status=400)
+    try:
+        services.delivery_callback(delivery=delivery, data=data)
+    except ValidationError as exc:
+        status = 409 if exc.code == "duplicate" else 400
+        return JsonResponse({"error": " ".join(exc.messages)}, status=status)
+    return JsonResponse({"state": delivery.callback_state, "description": delivery.callback_description,
+                         "context": delivery.callback_context, "target_url": delivery.callback_target_url})
