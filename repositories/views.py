@@ -1,0 +1,343 @@
+"""Repository pages: create, overview, tags, statistics, collaborators, permissions, settings, stars,
+search and explore. Views parse and render; repositories.pages reads, repositories.services writes."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.core.paginator import Paginator
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts.models import Namespace, Team
+from registry.errors import ManifestUnknown
+from registry.models import Tag
+from registry.oci.names import LIBRARY, is_attachment_tag
+from registry.services.manifests import tag_delete as tag_delete_service
+from repositories import forms, pages, services
+from repositories.charts import time_chart
+from repositories.markdown import render_markdown
+from repositories.permissions import ADMIN, DELETE, PULL, Actor, may_create_repository
+from repositories.search import search_queryset
+from repositories.templatetags.repo_format import repo_url
+
+SEARCH_PAGE_SIZE = 25
+TAGS_PAGE_SIZE = 25
+SEARCH_SORTS = {"best": None, "stars": ("-star_count", "-pull_count"), "pulls": ("-pull_count", "-star_count"),
+                "updated": ("-last_pushed_at",)}
+
+
+def repository_page(need: str = PULL):
+    """Load the repository named in the URL for this user (404 when they may not `need` it)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapper(request: HttpRequest, namespace: str, name: str, **kwargs) -> HttpResponse:
+            url_name = request.resolver_match.url_name if request.resolver_match else ""
+            if namespace == LIBRARY and not url_name.startswith("official_") and request.method == "GET":
+                return redirect(reverse(f"repositories:official_{url_name}", kwargs={"name": name, **kwargs}))
+            access = pages.repository_for_request(request, namespace, name, need=need)
+            return view(request, access, **kwargs)
+
+        return wrapper
+
+    return decorator
+
+
+def _render_repository(request: HttpRequest, access: pages.RepositoryAccess, tab: str, template: str,
+                       context: dict | None = None, status: int = 200) -> HttpResponse:
+    repository = access.repository
+    base = {"repository": repository, "access": access, "tab": tab,
+            "pull_name": repository.display_name}
+    return render(request, template, {**base, **(context or {})}, status=status)
+
+
+def _safe_next(request: HttpRequest, default: str) -> str:
+    target = request.POST.get("next") or ""
+    if url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return target
+    return default
+
+
+# --- create ---------------------------------------------------------------------------------------
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def repository_create(request: HttpRequest) -> HttpResponse:
+    actor = Actor.for_user(request.user)
+    namespaces = [n for n in pages.user_namespaces(request.user) if may_create_repository(actor, n)]
+    if request.user.is_staff:
+        namespaces += list(Namespace.objects.filter(kind=Namespace.Kind.LIBRARY))
+    initial = {"namespace": request.GET.get("namespace", request.user.username)}
+    form = forms.RepositoryCreateForm(request.POST or None, namespaces=namespaces, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            repository = services.repository_create(
+                namespace=data["namespace_obj"], name=data["name"], user=request.user,
+                is_private=data["visibility"] == "private", description=data["description"],
+            )
+        except ValidationError as error:
+            form.add_error("name" if getattr(error, "code", "") in ("taken", None) else None, error)
+        else:
+            messages.success(request, f"Created {repository.display_name}. Push an image to it to add tags.")
+            return redirect(repo_url(repository))
+    return render(request, "repositories/create.html", {"form": form}, status=400 if form.errors else 200)
+
+
+# --- repository tabs ------------------------------------------------------------------------------
+
+
+@repository_page()
+def repository_overview(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    repository = access.repository
+    recent_tags = list(pages.repository_tags(repository)[:5])
+    return _render_repository(request, access, "overview", "repositories/overview.html", {
+        "readme": render_markdown(repository.full_description),
+        "recent_tags": recent_tags,
+    })
+
+
+@repository_page()
+def repository_tags(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:128]
+    sort = request.GET.get("sort", "newest")
+    tags = pages.repository_tags(access.repository, query=query, sort=sort)
+    page = Paginator(tags, TAGS_PAGE_SIZE).get_page(request.GET.get("page"))
+    return _render_repository(request, access, "tags", "repositories/tags.html", {
+        "page": page, "query": query, "sort": sort if sort in pages.TAG_SORTS else "newest",
+        "query_string": urlencode({"q": query, "sort": sort}),
+    })
+
+
+def _tag_or_404(access: pages.RepositoryAccess, tag: str) -> Tag:
+    if is_attachment_tag(tag):
+        raise Http404("No such tag")
+    return get_object_or_404(Tag.objects.select_related("manifest", "pushed_by"), repository=access.repository,
+                             name=tag)
+
+
+@repository_page()
+def tag_detail(request: HttpRequest, access: pages.RepositoryAccess, tag: str) -> HttpResponse:
+    tag_obj = _tag_or_404(access, tag)
+    return _render_repository(request, access, "tags", "repositories/tag_detail.html", {
+        "tag": tag_obj, **pages.tag_details(access.repository, tag_obj),
+    })
+
+
+@require_http_methods(["GET", "POST"])
+@repository_page(need=DELETE)
+def tag_delete(request: HttpRequest, access: pages.RepositoryAccess, tag: str) -> HttpResponse:
+    tag_obj = _tag_or_404(access, tag)
+    if request.method == "POST":
+        try:
+            tag_delete_service(repository=access.repository, tag_name=tag_obj.name, user=request.user)
+        except ManifestUnknown:
+            messages.info(request, f"Tag {tag} was already gone.")
+        else:
+            messages.success(request, f"Deleted tag {tag}. The image stays reachable by digest until cleaned up.")
+        return redirect(repo_url(access.repository, "tags"))
+    return _render_repository(request, access, "tags", "repositories/tag_delete.html", {"tag": tag_obj})
+
+
+@repository_page()
+def repository_stats(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    try:
+        days = int(request.GET.get("days", 30))
+    except ValueError:
+        days = 30
+    if days not in pages.STAT_RANGES:
+        days = 30
+    pulls = pages.daily_pulls(access.repository, days)
+    stars = pages.stars_over_time(access.repository, days)
+    return _render_repository(request, access, "stats", "repositories/stats.html", {
+        "days": days, "ranges": pages.STAT_RANGES,
+        "pulls": pulls, "pulls_in_range": sum(count for _, count in pulls),
+        "pulls_chart": time_chart(pulls, title=f"Pulls per day, last {days} days", y_label="Pulls",
+                                  chart_id="pulls-chart"),
+        "stars_chart": time_chart(stars, title=f"Stars, last {days} days", y_label="Stars", kind="line",
+                                  chart_id="stars-chart"),
+        "pull_rows": [(day, count) for day, count in reversed(pulls) if count],
+    })
+
+
+@require_POST
+@repository_page()
+def repository_star(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    repository = access.repository
+    if not request.user.is_authenticated:
+        return redirect(f"{reverse('account_login')}?next={repo_url(repository)}")
+    if request.POST.get("action") == "unstar":
+        services.star_remove(repository=repository, user=request.user)
+        access.is_starred = False
+        text = f"Removed your star from {repository.display_name}."
+    else:
+        services.star_add(repository=repository, user=request.user)
+        access.is_starred = True
+        text = f"Starred {repository.display_name}."
+    if getattr(request, "htmx", False):
+        return render(request, "repositories/includes/star_button.html",
+                      {"repository": repository, "starred": access.is_starred, "next": request.POST.get("next", "")})
+    messages.success(request, text)
+    return redirect(_safe_next(request, repo_url(repository)))
+
+
+# --- collaborators and team permissions -----------------------------------------------------------
+
+
+@require_http_methods(["GET", "POST"])
+@repository_page(need=ADMIN)
+def repository_collaborators(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    repository = access.repository
+    if repository.is_organization_repository:
+        return redirect(repo_url(repository, "permissions"))
+    if repository.namespace.user_id is None:
+        raise Http404("Official images have no collaborators")
+    form = forms.CollaboratorForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            collaborator = services.collaborator_add(repository=repository, username=form.cleaned_data["username"])
+        except ValidationError as error:
+            form.add_error("username", error)
+        else:
+            messages.success(request, f"{collaborator.user.username} can now pull and push {repository.display_name}.")
+            return redirect(repo_url(repository, "collaborators"))
+    collaborators = repository.collaborators.select_related("user").order_by("user__username")
+    return _render_repository(request, access, "collaborators", "repositories/collaborators.html",
+                              {"form": form, "collaborators": collaborators}, status=400 if form.errors else 200)
+
+
+@require_POST
+@repository_page(need=ADMIN)
+def collaborator_remove(request: HttpRequest, access: pages.RepositoryAccess, username: str) -> HttpResponse:
+    try:
+        services.collaborator_remove(repository=access.repository, username=username)
+    except ValidationError as error:
+        messages.error(request, error.messages[0])
+    else:
+        messages.success(request, f"Removed {username} from {access.repository.display_name}.")
+    return redirect(repo_url(access.repository, "collaborators"))
+
+
+@require_http_methods(["GET", "POST"])
+@repository_page(need=ADMIN)
+def repository_permissions(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    repository = access.repository
+    organization = repository.namespace.organization
+    if organization is None:
+        return redirect(repo_url(repository, "collaborators"))
+    form = forms.TeamPermissionForm(request.POST or None, organization=organization)
+    if request.method == "POST" and form.is_valid():
+        team = form.cleaned_data["team"]
+        try:
+            grant = services.team_permission_set(repository=repository, team=team,
+                                                 permission=form.cleaned_data["permission"])
+        except ValidationError as error:
+            form.add_error("team", error)
+        else:
+            messages.success(request, f"Team {team.name} now has {grant.get_permission_display().lower()} access.")
+            return redirect(repo_url(repository, "permissions"))
+    grants = repository.team_permissions.select_related("team").order_by("team__name")
+    return _render_repository(request, access, "permissions", "repositories/permissions.html", {
+        "form": form, "grants": grants, "organization": organization,
+    }, status=400 if form.errors else 200)
+
+
+@require_POST
+@repository_page(need=ADMIN)
+def permission_remove(request: HttpRequest, access: pages.RepositoryAccess, team: str) -> HttpResponse:
+    repository = access.repository
+    team_obj = get_object_or_404(Team, organization_id=repository.namespace.organization_id, name=team)
+    try:
+        services.team_permission_remove(repository=repository, team=team_obj)
+    except ValidationError as error:
+        messages.error(request, error.messages[0])
+    else:
+        messages.success(request, f"Team {team} no longer has access to {repository.display_name}.")
+    return redirect(repo_url(repository, "permissions"))
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+def _settings_page(request, access, *, settings_form=None, visibility_form=None, delete_form=None, status=200):
+    repository = access.repository
+    return _render_repository(request, access, "settings", "repositories/settings.html", {
+        "settings_form": settings_form or forms.RepositorySettingsForm(initial={
+            "description": repository.description, "full_description": repository.full_description}),
+        "visibility_form": visibility_form or forms.VisibilityForm(initial={
+            "visibility": "private" if repository.is_private else "public"}),
+        "delete_form": delete_form or forms.RepositoryDeleteForm(expected=repository.display_name),
+    }, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@repository_page(need=ADMIN)
+def repository_settings(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    if request.method == "GET":
+        return _settings_page(request, access)
+    form = forms.RepositorySettingsForm(request.POST)
+    if form.is_valid():
+        services.repository_update(repository=access.repository, **form.cleaned_data)
+        messages.success(request, "Saved the descriptions.")
+        return redirect(repo_url(access.repository, "settings"))
+    return _settings_page(request, access, settings_form=form, status=400)
+
+
+@require_POST
+@repository_page(need=ADMIN)
+def repository_visibility(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    form = forms.VisibilityForm(request.POST)
+    if not form.is_valid():
+        return _settings_page(request, access, visibility_form=form, status=400)
+    private = form.cleaned_data["visibility"] == "private"
+    services.repository_update(repository=access.repository, is_private=private)
+    messages.success(request, f"{access.repository.display_name} is now {'private' if private else 'public'}.")
+    return redirect(repo_url(access.repository, "settings"))
+
+
+@require_POST
+@repository_page(need=ADMIN)
+def repository_delete(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+    repository = access.repository
+    form = forms.RepositoryDeleteForm(request.POST, expected=repository.display_name)
+    if not form.is_valid():
+        return _settings_page(request, access, delete_form=form, status=400)
+    name = repository.display_name
+    services.repository_delete(repository=repository, user=request.user)
+    messages.success(request, f"Deleted {name}, its tags and its images.")
+    return redirect("home")
+
+
+# --- search and explore ---------------------------------------------------------------------------
+
+
+def search(request: HttpRequest) -> HttpResponse:
+    query = request.GET.get("q", "").strip()[:200]
+    sort = request.GET.get("sort", "best")
+    sort = sort if sort in SEARCH_SORTS else "best"
+    official = request.GET.get("official") == "1"
+    results = search_queryset(actor=Actor.for_user(request.user), query=query)
+    if official:
+        results = results.filter(namespace__kind=Namespace.Kind.LIBRARY)
+    if SEARCH_SORTS[sort]:
+        results = results.order_by(*SEARCH_SORTS[sort], "namespace__name", "name")
+    page = Paginator(results, SEARCH_PAGE_SIZE).get_page(request.GET.get("page"))
+    return render(request, "repositories/search.html", {
+        "query": query, "sort": sort, "official": official, "page": page,
+        "query_string": urlencode({"q": query, "sort": sort, **({"official": "1"} if official else {})}),
+        "starred": pages.starred_ids(request.user, page.object_list),
+        "sorts": [("best", "Best match"), ("stars", "Most stars"), ("pulls", "Most pulls"),
+                  ("updated", "Recently updated")],
+    })
+
+
+def explore(request: HttpRequest) -> HttpResponse:
+    return render(request, "repositories/explore.html", {"sections": pages.explore_sections()})
