@@ -1,0 +1,45 @@
+"""README rendering: Markdown in, sanitized HTML out."""
+
+import pytest
+
+from repositories.markdown import render_markdown
+
+
+def test_renders_common_markdown():
+    html = render_markdown("# Title\n\nSome *text* and `code`.\n\n```\nrun me\n```\n\n| a | b |\n|---|---|\n| 1 | 2 |")
+    assert "<h1>Title</h1>" in html
+    assert "<em>text</em>" in html and "<code>code</code>" in html
+    assert "<pre><code>run me" in html
+    assert "<table>" in html and "<td>1</td>" in html
+
+
+@pytest.mark.parametrize("source", [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(1)>",
+    "[click](javascript:alert(1))",
+    '<a href="javascript:alert(1)">x</a>',
+    '<a href="JaVaScRiPt:alert(1)">x</a>',
+    "<iframe src=https://evil.example></iframe>",
+    '<div onclick="alert(1)">x</div>',
+    "<style>body{display:none}</style>",
+    '<img src="data:image/svg+xml;base64,PHN2Zz4=">',
+])
+def test_dangerous_markup_is_stripped(source):
+    html = render_markdown(source).lower()
+    for bad in ("<script", "onerror", "javascript:", "<iframe", "onclick", "<style", "data:"):
+        assert bad not in html
+
+
+def test_links_get_rel_nofollow_and_keep_http_urls():
+    html = render_markdown("[site](https://example.com)")
+    assert 'href="https://example.com"' in html
+    assert 'rel="nofollow noopener noreferrer"' in html
+
+
+def test_images_keep_alt_and_src():
+    html = render_markdown("![logo](https://example.com/logo.png)")
+    assert 'src="https://example.com/logo.png"' in html and 'alt="logo"' in html
+
+
+def test_empty_text_renders_nothing():
+    assert render_markdown("") == "" and render_markdown("   \n") == ""
