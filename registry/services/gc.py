@@ -116,7 +116,8 @@ def _parents_first(manifest_ids: list[int]) -> list[int]:
 
 def cleanup_stale_uploads(*, older_than: timedelta | None = None) -> int:
     """Delete uploads nobody has written to for a while, with their staged bytes."""
-    older_than = older_than or timedelta(hours=settings.REGISTRY_STALE_UPLOAD_HOURS)
+    if older_than is None:  # timedelta(0) is falsy but means "all of them"
+        older_than = timedelta(hours=settings.REGISTRY_STALE_UPLOAD_HOURS)
     cutoff = timezone.now() - older_than
     count = 0
     for upload in BlobUpload.objects.filter(updated_at__lt=cutoff):
