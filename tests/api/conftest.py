@@ -60,7 +60,7 @@ class Org:
         self.teams = {}
         for level in ("read", "write", "admin"):
             member = UserFactory()
-            group = team(self.organization, name=f"{level}ers")
+            group = team(self.organization, name={"read": "readers", "write": "writers", "admin": "admins"}[level])
             group.members.add(member)
             TeamPermission.objects.create(repository=self.repository, team=group, permission=level)
             self.members[level] = member
