@@ -444,7 +444,24 @@ class ContainerClients:
 # --- Fixtures -----------------------------------------------------------------------------------
 
 
+def _ensure_test_database(request) -> None:
+    """pytest-django creates the test database only when a collected test asks for `db`/`django_db`;
+    a run of e2e tests alone asks for none, so `live_hub` would serve the unmigrated (or development)
+    database. Set the test database up here in that case (left for the next run to recreate)."""
+    request.getfixturevalue("django_db_setup")
+    from pytest_django.fixtures import _get_databases_for_setup
+
+    aliases, _ = _get_databases_for_setup(request.session.items)
+    if "default" in aliases:
+        return
+    from django.test.utils import setup_databases
+
+    with request.getfixturevalue("django_db_blocker").unblock():
+        setup_databases(verbosity=0, interactive=False, aliases={"default"})
+
+
 def _hub_target(request) -> Target:
+    _ensure_test_database(request)
     hub = request.getfixturevalue("live_hub")
     try:
         probe = requests.get(f"{hub.url}/v2/", timeout=10)
@@ -480,9 +497,17 @@ def make_account(target, request):
     def make(**kwargs) -> Account:
         if not target.is_hub:
             return target.reference_account
+        from django.contrib.auth.hashers import PBKDF2PasswordHasher
+
         from tests.conftest import PASSWORD
 
         user = request.getfixturevalue("live_user")(**kwargs)
+        # tests.settings hashes with MD5, which the gunicorn (hub.settings: Argon2, PBKDF2) cannot verify:
+        # store a PBKDF2 hash it accepts, with few iterations so logins stay fast.
+        hasher = PBKDF2PasswordHasher()
+        user.password = hasher.encode(PASSWORD, hasher.salt(), iterations=1000)
+        with request.getfixturevalue("committed")():
+            user.save(update_fields=["password"])
         return Account(user.username, PASSWORD, user)
 
     return make

@@ -45,8 +45,9 @@ def pushed_diff_ids(clients: ContainerClients, ref: str, creds) -> list[str]:
 
 
 def refused(result: ClientResult) -> str:
+    """The client failed; returns its stderr with logrus's quoting undone (`\\"root\\"` → `"root"`)."""
     assert result.returncode != 0, f"expected the client to be refused:\n{result.describe()}"
-    return result.stderr
+    return result.stderr.replace('\\"', '"')
 
 
 # --- skopeo -------------------------------------------------------------------------------------
