@@ -18,4 +18,4 @@ forwarded_allow_ips = os.environ.get("HUB_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = os.environ.get("HUB_ACCESS_LOG", "-") or None
 errorlog = "-"
 wsgi_app = "hub.wsgi:application"
-sendfile = True
+# sendfile() is on by default; don't set it here (gunicorn 27 reads `sendfile = True` as --no-sendfile).

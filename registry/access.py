@@ -74,7 +74,7 @@ class RegistryAccess:
 
 def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> RegistryAccess:
     """Identify the caller or raise Unauthorized with the challenge that tells the client what to do."""
-    from registry.auth import TooManyAttempts, authenticate_credentials, parse_basic_authorization
+    from registry.auth import TooManyAttempts, authenticate_credentials, client_address, parse_basic_authorization
     from registry.tokens import verify_registry_token
 
     header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -91,7 +91,7 @@ def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> R
         if parsed is not None:
             username, password = parsed
             try:
-                result = authenticate_credentials(username, password, remote_addr=request.META.get("REMOTE_ADDR", ""))
+                result = authenticate_credentials(username, password, remote_addr=client_address(request))
             except TooManyAttempts as exc:
                 raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
             if result is not None:
