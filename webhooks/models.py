@@ -48,7 +48,7 @@ class Webhook(models.Model):
         return "…" + self.secret[-4:] if len(self.secret) >= 12 else "set"
 
     def subscribes_to(self, event: str) -> bool:
-        return event in self.events
+        return isinstance(self.events, list) and event in self.events
 
     @property
     def event_labels(self) -> list[str]:

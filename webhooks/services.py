@@ -62,7 +62,7 @@ def webhook_update(*, webhook: Webhook, name: str | None = None, url: str | None
     if headers is not None:
         webhook.headers = validate_headers(headers)
     webhook.save()
-    if active is not None:
+    if active is not None and active != webhook.active:
         webhook_set_active(webhook=webhook, active=active)
     return webhook
 
