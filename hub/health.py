@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 
 from django.core.cache import cache
@@ -34,6 +35,14 @@ def check_cache() -> None:
 def check_broker() -> None:
     from hub.celery import app
 
+    if app.conf.broker_url.startswith("filesystem://"):
+        # kombu's filesystem transport "connects" whatever the folders are: look at them instead.
+        options = app.conf.broker_transport_options
+        for key in ("data_folder_in", "data_folder_out", "control_folder"):
+            folder = options.get(key)
+            if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
+                raise OSError(f"broker folder {folder} is missing or not writable")
+        return
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=3)
 
