@@ -36,6 +36,9 @@ def test_readyz_reports_a_broken_service(client, monkeypatch):
 def test_readyz_reports_a_missing_filesystem_broker_folder(data_dir):
     queue = data_dir / "celery" / "queue"
     # Importing the settings creates the folder: remove it once Django is set up, then check.
-    code = f"import json, shutil\nshutil.rmtree({str(queue)!r})\nfrom hub.health import run_checks\nprint(json.dumps(run_checks()))\n"
+    code = (
+        f"import json, shutil\nshutil.rmtree({str(queue)!r})\n"
+        "from hub.health import run_checks\nprint(json.dumps(run_checks()))\n"
+    )
     checks = json.loads(run_django(hub_env(data_dir), code).stdout.strip().splitlines()[-1])
     assert checks["broker"].startswith("error: OSError")
