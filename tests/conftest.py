@@ -34,6 +34,21 @@ def alice_namespace(alice):
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(request, django_test_environment, django_db_blocker, django_db_modify_db_settings):
+    """Always create the test database, even when only live-server tests (which never use `db`,
+    since their data must be committed) were collected: the live server must never see another one."""
+    from django.test.utils import setup_databases, teardown_databases
+
+    verbosity = request.config.option.verbose
+    with django_db_blocker.unblock():
+        config = setup_databases(verbosity=verbosity, interactive=False, aliases={"default"},
+                                 serialized_aliases=set())
+    yield
+    with django_db_blocker.unblock():
+        teardown_databases(config, verbosity=verbosity)
+
+
+@pytest.fixture(scope="session")
 def artifacts_dir(tmp_path_factory):
     """Logs and screenshots: kept under test-artifacts/ at the repo root when it can be written."""
     from tests.live import REPO_ROOT

@@ -36,7 +36,9 @@ def test_database_url() -> str:
 def hub_environment(port: int, **extra: str) -> dict[str, str]:
     env = {
         **os.environ,
-        "DJANGO_SETTINGS_MODULE": "hub.settings",
+        # The test settings (fast password hasher, so committed test users can log in), in live mode.
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "HUB_TEST_LIVE": "1",
         "HUB_DATA_DIR": str(settings.DATA_DIR),
         "DATABASE_URL": test_database_url(),
         "SECRET_KEY": settings.SECRET_KEY,
