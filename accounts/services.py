@@ -69,6 +69,8 @@ def team_create(*, organization: Organization, name: str, description: str = "",
     name = name.strip().lower()
     if not name or len(name) > 30 or not all(c.isalnum() or c in "-_" for c in name):
         raise ValidationError("Team names use 1–30 letters, digits, '-' or '_'.", code="invalid")
+    if name in {"new", "members", "delete", "settings"}:
+        raise ValidationError(f"“{name}” is reserved: please choose another team name.", code="reserved")
     if organization.teams.filter(name=name).exists():
         raise ValidationError(f"The organization already has a team called “{name}”.", code="taken")
     return Team.objects.create(
