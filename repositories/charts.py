@@ -33,6 +33,14 @@ def nice_ceiling(value: float) -> int:
     return int(10 * magnitude)  # pragma: no cover
 
 
+def tick_steps(top: int) -> int:
+    """How many intervals to split 0…top into so every tick is a whole number (top is "nice")."""
+    for steps in (4, 5, 2):
+        if top % steps == 0:
+            return steps
+    return 1
+
+
 def _format(value: float) -> str:
     if value >= 1_000_000:
         return f"{value / 1_000_000:.1f}".removesuffix(".0") + "M"
@@ -77,10 +85,11 @@ def time_chart(points: list[tuple[dt.date, int]], *, title: str, y_label: str, k
         f'<title id="{title_id}">{escape(title)}</title>',
         f'<desc id="{desc_id}">{escape(summary)}</desc>',
     ]
-    # y axis: gridlines and labels at 0, ¼, ½, ¾ and the top.
-    for i in range(5):
-        value = top * i / 4
-        y = TOP + plot_h - plot_h * i / 4
+    # y axis: gridlines and labels at whole-number steps from 0 to the top.
+    steps = tick_steps(top)
+    for i in range(steps + 1):
+        value = top * i / steps
+        y = TOP + plot_h - plot_h * i / steps
         parts.append(f'<line class="chart-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
         parts.append(f'<text class="chart-label" x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">'
                      f'{_format(value)}</text>')

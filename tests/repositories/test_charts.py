@@ -3,7 +3,7 @@
 import datetime as dt
 import re
 
-from repositories.charts import nice_ceiling, time_chart
+from repositories.charts import nice_ceiling, tick_steps, time_chart
 
 START = dt.date(2025, 3, 1)
 
@@ -53,6 +53,13 @@ def test_bars_stay_inside_the_plot():
     heights = [float(h) for h in re.findall(r'class="chart-bar"[^>]*height="([\d.]+)"', svg)]
     assert max(heights) <= 260
     assert ">2M</text>" in svg or ">1.5M</text>" in svg or ">2.5M</text>" in svg
+
+
+def test_y_ticks_are_whole_numbers():
+    svg = str(time_chart(points([0, 1]), title="t", y_label="y").svg)
+    labels = re.findall(r'text-anchor="end">([^<]+)</text>', svg)
+    assert labels == ["0", "1"]
+    assert [tick_steps(top) for top in (1, 2, 5, 10, 20, 25, 100, 250)] == [1, 2, 5, 5, 4, 5, 4, 5]
 
 
 def test_nice_ceiling():
