@@ -497,17 +497,10 @@ def make_account(target, request):
     def make(**kwargs) -> Account:
         if not target.is_hub:
             return target.reference_account
-        from django.contrib.auth.hashers import PBKDF2PasswordHasher
-
         from tests.conftest import PASSWORD
 
+        # The live hub runs the test settings too, so the fast test hasher's passwords work there.
         user = request.getfixturevalue("live_user")(**kwargs)
-        # tests.settings hashes with MD5, which the gunicorn (hub.settings: Argon2, PBKDF2) cannot verify:
-        # store a PBKDF2 hash it accepts, with few iterations so logins stay fast.
-        hasher = PBKDF2PasswordHasher()
-        user.password = hasher.encode(PASSWORD, hasher.salt(), iterations=1000)
-        with request.getfixturevalue("committed")():
-            user.save(update_fields=["password"])
         return Account(user.username, PASSWORD, user)
 
     return make
