@@ -16,11 +16,10 @@ from tests.live import BIN, GiveUp, free_port, wait_until
 
 @pytest.fixture(scope="session")
 def migrated_template(tmp_path_factory) -> Path:
-    """A data dir on which `make run`'s steps ran once: migrate and collectstatic (SQLite)."""
+    """A migrated SQLite data dir (no collectstatic: only test_serve needs static files, and does it)."""
     data_dir = tmp_path_factory.mktemp("template") / "data"
     env = hub_env(data_dir)
     manage(env, "migrate", "--noinput")
-    manage(env, "collectstatic", "--noinput", "--verbosity", "0")
     return data_dir
 
 
