@@ -13,7 +13,6 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from django.contrib.auth.hashers import PBKDF2PasswordHasher
 from playwright.sync_api import Page, expect
 
 from registry.pulls import flush_pull_counters
@@ -44,17 +43,6 @@ def log_in(page: Page, base: str, username: str) -> None:
     expect(page.get_by_role("heading", name=re.compile("Welcome"))).to_be_visible()
 
 
-def live_account(live_user, committed):
-    """A committed user the live server can log in: tests.settings hashes with MD5, which gunicorn
-    (hub.settings: Argon2, PBKDF2) cannot verify, so store a cheap PBKDF2 hash instead."""
-    hasher = PBKDF2PasswordHasher()
-    user = live_user()
-    user.password = hasher.encode(PASSWORD, hasher.salt(), iterations=1000)
-    with committed():
-        user.save(update_fields=["password"])
-    return user
-
-
 def skopeo(*args: str) -> subprocess.CompletedProcess:
     result = subprocess.run(["skopeo", *args], capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, f"skopeo {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
@@ -63,8 +51,7 @@ def skopeo(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.django_db
 def test_official_images_namespace_exists():
-    """Official images live in `library`. (Marked django_db, this also makes pytest-django create the
-    test database when this file runs on its own: `live_hub` alone does not ask for it.)"""
+    """Official images live in `library` (the data migration made it; the pages rely on it)."""
     from accounts.models import Namespace
 
     assert Namespace.objects.filter(name="library", kind=Namespace.Kind.LIBRARY).exists()
@@ -73,8 +60,8 @@ def test_official_images_namespace_exists():
 def test_hub_repository_flow_in_browser(page: Page, browser, live_hub, live_user, committed, test_images,
                                         screenshots_dir, tmp_path):
     base = live_hub.url
-    owner = live_account(live_user, committed)
-    stranger = live_account(live_user, committed)
+    owner = live_user()
+    stranger = live_user()
     repo_name = unique_name("web")[:20]
     full = f"{owner.username}/{repo_name}"
     page.set_viewport_size({"width": 1280, "height": 900})

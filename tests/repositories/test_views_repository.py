@@ -191,7 +191,7 @@ def test_star_on_hidden_repository_is_404(alice, charlie):
     client = Client()
     client.force_login(charlie)
     assert client.post(page_url(repo, "star")).status_code == 404
-    assert not Star.objects.exists()
+    assert not Star.objects.filter(repository=repo).exists()
 
 
 def test_forms_need_csrf(alice, bob):
