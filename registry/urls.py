@@ -5,7 +5,9 @@ from django.urls import path, re_path
 from registry import tokens
 from registry.views import blobs, listing, manifests, search
 
-NAME = r"(?P<name>[^/]*(?:/[^/]*)*?)"  # empty components too: NAME_INVALID, not a 404
+# Empty components too (NAME_INVALID, not a 404). A name of three or more components under a Hub API
+# word (`/v2/repositories/alice/app/tags/list`) is no valid repository: leave it to the Hub API.
+NAME = r"(?P<name>(?!(?:repositories|namespaces|users|orgs)/[^/]*/)[^/]*(?:/[^/]*)*?)"
 
 urlpatterns = [
     path("token", tokens.token_view, name="registry-token"),

@@ -23,10 +23,8 @@ def search_queryset(*, actor: Actor, query: str) -> QuerySet[Repository]:
         exact = Q(name=query, namespace__name="library") | Q(name=query)
     return (
         repositories.filter(matches)
-        .annotate(exact=Case(When(exact, then=Value(1)), default=Value(0), output_field=IntegerField()),
-                  official=Case(When(namespace__kind="library", then=Value(1)), default=Value(0),
-                                output_field=IntegerField()))
-        .order_by("-exact", "-official", "-star_count", "-pull_count", "namespace__name", "name")
+        .annotate(exact=Case(When(exact, then=Value(1)), default=Value(0), output_field=IntegerField()))
+        .order_by("-exact", "-star_count", "-pull_count", "namespace__name", "name")
     )
 
 

@@ -8,6 +8,16 @@ from tests.factories import UserFactory
 PASSWORD = "correct-horse-battery"
 
 
+@pytest.fixture(autouse=True)
+def _forget_buffered_pulls():
+    """Pulls a test made and did not flush must not be credited to a later test's repository."""
+    yield
+    from registry.pulls import local_buffer
+
+    with local_buffer.lock:
+        local_buffer.counts.clear()
+
+
 @pytest.fixture
 def alice(db):
     return UserFactory()

@@ -90,9 +90,11 @@ def collect_garbage(*, grace: timedelta | None = None, dry_run: bool = False) ->
     for manifest_id in _parents_first(candidates):
         if dry_run or _sweep_manifest(manifest_id, cutoff):
             report.manifests_deleted += 1
+    # A dry run deleted nothing: count the blobs the manifest deletions would have freed too.
+    references = ManifestBlob.objects.exclude(manifest_id__in=candidates) if dry_run else ManifestBlob.objects.all()
     unreferenced = (
         Blob.objects.filter(last_touched_at__lt=cutoff, created_at__lt=cutoff)
-        .exclude(pk__in=ManifestBlob.objects.values("blob_id"))
+        .exclude(pk__in=references.values("blob_id"))
         .values_list("pk", "size")
     )
     for blob_id, size in list(unreferenced):
