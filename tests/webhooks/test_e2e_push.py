@@ -10,11 +10,9 @@ import tarfile
 import uuid
 
 import pytest
-from django.test import override_settings
 
 from accounts.models import Namespace
 from tests.conftest import PASSWORD
-from tests.e2e.clients import _ensure_test_database
 from tests.factories import RepositoryFactory
 from tests.live import wait_until
 from webhooks import payloads, services
@@ -23,7 +21,6 @@ from webhooks.models import Delivery
 pytestmark = pytest.mark.e2e
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-LIVE_HASHERS = ["django.contrib.auth.hashers.PBKDF2PasswordHasher"]
 
 
 def _blob(layout, data: bytes) -> dict:
@@ -57,20 +54,10 @@ def write_oci_layout(layout, tag: str) -> str:
     return descriptor["digest"]
 
 
-@pytest.fixture
-def hub(request):
-    """The live hub, on a migrated test database even when only e2e tests were collected."""
-    _ensure_test_database(request)
-    return request.getfixturevalue("live_hub")
-
-
-def test_skopeo_push_fires_a_signed_docker_hub_webhook(hub, live_user, committed, receiver, tmp_path):
-    live_hub = hub
+def test_skopeo_push_fires_a_signed_docker_hub_webhook(live_hub, live_user, committed, receiver, tmp_path):
     user = live_user()
     secret = f"e2e-secret-{uuid.uuid4().hex}"
-    with committed(), override_settings(PASSWORD_HASHERS=LIVE_HASHERS):
-        user.set_password(PASSWORD)  # the test settings' MD5 hash means nothing to the live server
-        user.save(update_fields=["password"])
+    with committed():
         repo = RepositoryFactory(namespace=Namespace.objects.get(user=user), name="hooked")
         hook = services.webhook_create(repository=repo, name="receiver", url=receiver.url("/wharf"),
                                        events=["push"], secret=secret, user=user)
