@@ -27,6 +27,7 @@ from accounts.forms import (
     TeamSettingsForm,
 )
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
+from repositories.pages import profile_repositories
 from repositories.permissions import may_admin_organization
 
 
@@ -322,16 +323,18 @@ def team_delete(request: HttpRequest, name: str, team: str) -> HttpResponse:
 def profile(request: HttpRequest, name: str) -> HttpResponse:
     """/u/<name>: a user's or an organization's public page."""
     namespace = get_object_or_404(Namespace.objects.select_related("user", "organization"), name=name)
+    repositories = profile_repositories(namespace, request.user)
     if namespace.user is not None and namespace.user.is_active:
         context = {"namespace": namespace, "account": namespace.user, "is_organization": False,
                    "organizations": services.user_organizations(user=namespace.user),
-                   "is_self": request.user == namespace.user}
+                   "is_self": request.user == namespace.user, "profile_repositories": repositories}
         return render(request, "accounts/profile.html", context)
     if namespace.organization is not None:
         organization = namespace.organization
         context = {"namespace": namespace, "account": organization, "is_organization": True,
                    "members": organization.members().filter(is_active=True).order_by("username"),
                    "is_member": organization.is_member(request.user),
-                   "manage_url": reverse("accounts:org_detail", kwargs={"name": organization.name})}
+                   "manage_url": reverse("accounts:org_detail", kwargs={"name": organization.name}),
+                   "profile_repositories": repositories}
         return render(request, "accounts/profile.html", context)
     raise Http404("No such user or organization")

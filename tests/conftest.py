@@ -55,7 +55,22 @@ def django_db_setup(request, django_test_environment, django_db_blocker, django_
                                  serialized_aliases=set())
     yield
     with django_db_blocker.unblock():
+        _disconnect_other_sessions()
         teardown_databases(config, verbosity=verbosity)
+
+
+def _disconnect_other_sessions() -> None:
+    """PostgreSQL refuses to drop a database others are connected to: live servers that died hard, or
+    connections the browser tests opened from Playwright's event-loop context."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
 
 
 @pytest.fixture(scope="session")
