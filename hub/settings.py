@@ -399,3 +399,4 @@ CELERY_BEAT_SCHEDULE = {
                                  "schedule": envfloat("HUB_WEBHOOK_SWEEP_SECONDS", 10.0)},
 }
 PULL_BUFFER_WRITE_SECONDS = envfloat("HUB_PULL_BUFFER_SECONDS", min(5.0, PULL_COUNTER_FLUSH_SECONDS))
+HUB_WEBHOOK_DISABLE_AFTER = envint("HUB_WEBHOOK_DISABLE_AFTER", 10)  # consecutive failed deliveries; 0 never
