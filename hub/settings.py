@@ -399,4 +399,17 @@ CELERY_BEAT_SCHEDULE = {
                                  "schedule": envfloat("HUB_WEBHOOK_SWEEP_SECONDS", 10.0)},
 }
 PULL_BUFFER_WRITE_SECONDS = envfloat("HUB_PULL_BUFFER_SECONDS", min(5.0, PULL_COUNTER_FLUSH_SECONDS))
+
+# --- Automated builds (builds/) -------------------------------------------------------------
+# Off by default: `buildah --isolation chroot` is no sandbox for untrusted Dockerfiles (README).
+HUB_BUILDS_ENABLED = envbool("HUB_BUILDS_ENABLED", False)
+# Local Git sources (paths or file:// URLs) are accepted only under these directories.
+HUB_BUILD_LOCAL_ROOTS = [str(Path(p).resolve()) for p in envlist("HUB_BUILD_LOCAL_ROOTS")]
+# Where build workers push (plain HTTP is fine: it is meant to be the hub's own address).
+HUB_INTERNAL_REGISTRY = env("HUB_INTERNAL_REGISTRY", f"127.0.0.1:{PORT}")
+HUB_BUILD_CONCURRENCY_PER_NAMESPACE = envint("HUB_BUILD_CONCURRENCY_PER_NAMESPACE", 2)
+HUB_BUILD_TIMEOUT_SECONDS = envint("HUB_BUILD_TIMEOUT_SECONDS", 3600)
+HUB_BUILD_WORK_DIR = env("HUB_BUILD_WORK_DIR")  # workspaces; empty means the system temp dir
+CELERY_BEAT_SCHEDULE["dispatch-queued-builds"] = {"task": "builds.tasks.dispatch_queued_builds_task",
+                                                  "schedule": envfloat("HUB_BUILD_DISPATCH_SECONDS", 15.0)}
 HUB_WEBHOOK_DISABLE_AFTER = envint("HUB_WEBHOOK_DISABLE_AFTER", 10)  # consecutive failed deliveries; 0 never

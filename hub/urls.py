@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("webhooks.urls")),
     # The Hub JSON API shares /v2/ with the registry: registry shapes are matched first (above),
     # API path words are reserved namespace names, and anything else under /v2/ gets the registry's 404.
+    path("", include("builds.urls")),
     path("", include("repositories.api_urls")),
     path("admin/", admin.site.urls),
     *registry_urls.fallback_urlpatterns,

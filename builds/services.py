@@ -1,0 +1,446 @@
+"""Build operations: linking a source, rules, triggering, running (the task calls `build_execute`)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from datetime import timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from celery import current_app
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.db.models import Count
+from django.utils import timezone
+
+from accounts.models import AccessToken, Namespace
+from accounts.services import access_token_create, access_token_revoke
+from builds import constants, logs
+from builds.executor import BuildJob, BuildOutcome, Executor
+from builds.models import Build, BuildRule, BuildSource
+from builds.runner import LocalRunner
+from builds.signing import RegistryHttpClient, image_signing_key, push_signature, signature_artifact
+from builds.tags import GitRef, RuleError, matching_rules, parse_ref, should_skip, validate_rule
+from repositories.models import Repository
+from repositories.permissions import PUSH, Actor, repository_actions
+from webhooks import payloads
+from webhooks.services import emit_event
+
+logger = logging.getLogger(__name__)
+
+SCP_LIKE_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
+BRANCH_NAME_RE = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[^\s~^:?*\[\\]{1,255}(?<!/)(?<!\.lock)$")
+COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
+CANCEL_POLL_SECONDS = 1.0
+RUN_TASK = "builds.tasks.run_build_task"  # sent by name: tasks.py imports this module, not the reverse
+
+
+# --- Sources ----------------------------------------------------------------------------------------
+
+
+def local_source_path(url: str) -> Path | None:
+    """The resolved directory of a local source, None for a remote URL; ValidationError outside the roots."""
+    if url.startswith("file://"):
+        path = urlsplit(url).path
+    elif url.startswith("/"):
+        path = url
+    else:
+        return None
+    resolved = Path(path).resolve()
+    for root in settings.HUB_BUILD_LOCAL_ROOTS:
+        root_path = Path(root)
+        if resolved == root_path or root_path in resolved.parents:
+            return resolved
+    raise ValidationError({"url": "Local sources are accepted only under the directories in "
+                                  "HUB_BUILD_LOCAL_ROOTS" + ("" if settings.HUB_BUILD_LOCAL_ROOTS else " (none set)")
+                                  + "."}, code="local_root")
+
+
+def validate_source_url(url: str) -> None:
+    if not url or len(url) > 1000 or any(ch.isspace() for ch in url):
+        raise ValidationError({"url": "Give the Git repository's https, ssh or local URL."}, code="url")
+    if local_source_path(url) is not None:
+        return
+    if SCP_LIKE_RE.match(url):
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in {"https", "http", "ssh"} or not parts.hostname:
+        raise ValidationError({"url": "Use an https:// or ssh:// URL (or git@host:path)."}, code="scheme")
+    if parts.scheme != "ssh" and (parts.username or parts.password):
+        raise ValidationError({"url": "Do not put credentials in the URL: use a deploy key (ssh) instead."},
+                              code="credentials")
+
+
+def validate_branch(name: str) -> None:
+    if not BRANCH_NAME_RE.match(name or ""):
+        raise ValidationError({"default_branch": "Not a valid branch name."}, code="branch")
+
+
+def _deploy_key(repository: Repository) -> tuple[str, str]:
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
+                                serialization.NoEncryption()).decode()
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, f"{public.decode()} wharf-deploy-{repository.namespace.name}-{repository.name}"
+
+
+def build_source_link(*, repository: Repository, url: str, default_branch: str = "main", user=None,
+                      webhook_secret: str | None = None) -> tuple[BuildSource, str | None]:
+    """Link (or re-link) a Git source; returns it and the new trigger token (None when it is kept)."""
+    url = url.strip()
+    validate_source_url(url)
+    validate_branch(default_branch)
+    with transaction.atomic():
+        source = BuildSource.objects.filter(repository=repository).first()
+        token = None
+        if source is None:
+            source = BuildSource(repository=repository, created_by=user)
+            token = source.rotate_token()
+        source.url, source.default_branch = url, default_branch
+        if webhook_secret is not None:
+            source.webhook_secret = webhook_secret
+        if source.is_ssh and not source.deploy_public_key:
+            source.deploy_private_key, source.deploy_public_key = _deploy_key(repository)
+        source.save()
+        if not repository.build_rules.exists():
+            BuildRule.objects.create(repository=repository, source_type=constants.BRANCH, source=default_branch,
+                                     docker_tag="latest")
+        shown = url if local_source_path(url) is None else f"file://{local_source_path(url)}"
+        Repository.objects.filter(pk=repository.pk).update(is_automated=True, source_url=shown[:200])
+        repository.is_automated, repository.source_url = True, shown[:200]
+    return source, token
+
+
+def build_source_rotate_token(*, source: BuildSource) -> str:
+    token = source.rotate_token()
+    source.save(update_fields=["token_hash", "updated_at"])
+    return token
+
+
+def build_source_unlink(*, repository: Repository) -> None:
+    with transaction.atomic():
+        BuildSource.objects.filter(repository=repository).delete()
+        Repository.objects.filter(pk=repository.pk).update(is_automated=False, source_url="")
+        repository.is_automated, repository.source_url = False, ""
+
+
+def trigger_url(source: BuildSource, token: str) -> str:
+    return f"{settings.HUB_PUBLIC_URL}/api/build/{source.uuid}/trigger/{token}/"
+
+
+# --- Rules ------------------------------------------------------------------------------------------
+
+
+def _clean_rule(rule: BuildRule) -> None:
+    try:
+        validate_rule(rule.source_type, rule.source, rule.docker_tag)
+    except RuleError as error:
+        raise ValidationError({"docker_tag" if "tag" in str(error) else "source": str(error)}) from None
+    for field in ("dockerfile", "context"):
+        value = getattr(rule, field) or ""
+        if value.startswith("/") or ".." in Path(value).parts:
+            raise ValidationError({field: "Give a path relative to the repository root."})
+    for name in ("build_args", "secrets"):
+        mapping = getattr(rule, name)
+        if not isinstance(mapping, dict) or not all(
+                isinstance(k, str) and re.match(r"^[A-Za-z_][A-Za-z0-9_.-]{0,100}$", k) and isinstance(v, str)
+                for k, v in mapping.items()):
+            raise ValidationError({name: "An object of NAME: \"value\" strings."})
+
+
+RULE_FIELDS = ("source_type", "source", "docker_tag", "dockerfile", "context", "build_args", "secrets", "enabled")
+
+
+def build_rule_create(*, repository: Repository, **values) -> BuildRule:
+    rule = BuildRule(repository=repository, **{k: v for k, v in values.items() if k in RULE_FIELDS})
+    _clean_rule(rule)
+    rule.save()
+    return rule
+
+
+def build_rule_update(*, rule: BuildRule, **values) -> BuildRule:
+    for key, value in values.items():
+        if key in RULE_FIELDS:
+            setattr(rule, key, value)
+    _clean_rule(rule)
+    rule.save()
+    return rule
+
+
+# --- Creating and enqueueing builds -----------------------------------------------------------------
+
+
+def build_enqueue(build: Build) -> None:
+    """Give the build a task id now, and send the task when the transaction commits."""
+    task_id = str(uuid.uuid4())
+    Build.objects.filter(pk=build.pk).update(celery_task_id=task_id)
+    build.celery_task_id = task_id
+    build_id = build.pk
+
+    def send() -> None:
+        try:
+            current_app.send_task(RUN_TASK, args=[build_id], task_id=task_id)
+        except Exception:  # noqa: BLE001 - the periodic dispatcher picks queued builds up again
+            logger.warning("could not enqueue build %s; the dispatcher will", build_id)
+
+    transaction.on_commit(send)
+
+
+def _new_build(*, repository: Repository, source: BuildSource, rule: BuildRule | None, ref: GitRef, tag: str,
+               commit: str, message: str, trigger: str, user=None, retry_of: Build | None = None) -> Build:
+    build = Build.objects.create(
+        repository=repository, rule=rule, trigger=trigger, source_url=source.url, commit=commit, ref=ref.full,
+        message=message[:10000], tag=tag, dockerfile=rule.dockerfile if rule else "Dockerfile",
+        context=rule.context if rule else ".", build_args=dict(rule.build_args) if rule else {},
+        created_by=user, retry_of=retry_of,
+    )
+    logs.log_append(build.pk, f"build {build.pk} queued: {ref.full} {commit[:12] or '(head)'} → {tag}")
+    build_enqueue(build)
+    return build
+
+
+def builds_trigger(*, source: BuildSource, ref: str, commit: str = "", message: str = "", trigger: str,
+                   user=None, only_tag: str | None = None) -> list[Build]:
+    """The builds a push of `commit` to `ref` starts (none for `[skip build]`)."""
+    if commit and not COMMIT_RE.match(commit):
+        raise ValidationError({"commit": "A commit is 7 to 64 hex digits."})
+    if should_skip(message):
+        logger.info("build of %s skipped: the commit message asks for it", source.repository)
+        return []
+    try:
+        git_ref = parse_ref(ref)
+    except RuleError as error:
+        raise ValidationError({"ref": str(error)}) from None
+    rules = {rule.pk: rule for rule in source.repository.build_rules.all()}
+    matches = matching_rules([rule.as_spec() for rule in rules.values()], git_ref)
+    if only_tag is not None:
+        matches = [m for m in matches if m.tag == only_tag]
+    with transaction.atomic():
+        return [_new_build(repository=source.repository, source=source, rule=rules[m.rule.id], ref=git_ref, tag=m.tag,
+                           commit=commit.lower(), message=message, trigger=trigger, user=user) for m in matches]
+
+
+def builds_trigger_rules(*, source: BuildSource, trigger: str, user=None, source_type: str | None = None,
+                         source_name: str | None = None, docker_tag: str | None = None) -> list[Build]:
+    """Build the head of every enabled rule with a plain source (Docker Hub's empty-body trigger), or of the
+    rules that match `source_type`/`source_name`/`docker_tag`."""
+    builds = []
+    with transaction.atomic():
+        for rule in source.repository.build_rules.filter(enabled=True):
+            if source_type and rule.source_type != source_type:
+                continue
+            name = source_name or rule.source
+            if name.startswith("/") and name.endswith("/"):
+                continue  # a regex names no ref: it needs a push
+            git_ref = GitRef(rule.source_type, name)
+            matches = matching_rules([rule.as_spec()], git_ref)
+            if not matches or (docker_tag and matches[0].tag != docker_tag):
+                continue
+            builds.append(_new_build(repository=source.repository, source=source, rule=rule, ref=git_ref,
+                                     tag=matches[0].tag, commit="", message="", trigger=trigger, user=user))
+    return builds
+
+
+def build_start_manual(*, repository: Repository, user, ref: str = "", commit: str = "",
+                       rule: BuildRule | None = None) -> list[Build]:
+    source = BuildSource.objects.filter(repository=repository).first()
+    if source is None:
+        raise ValidationError({"detail": "Link a Git source first."})
+    if rule is not None:
+        return builds_trigger_rules(source=source, trigger=constants.TRIGGER_MANUAL, user=user,
+                                    source_type=rule.source_type, docker_tag=None,
+                                    source_name=None if not ref else parse_ref(ref).name)
+    if ref:
+        return builds_trigger(source=source, ref=ref, commit=commit, trigger=constants.TRIGGER_MANUAL, user=user)
+    return builds_trigger(source=source, ref=f"refs/heads/{source.default_branch}", commit=commit,
+                          trigger=constants.TRIGGER_MANUAL, user=user)
+
+
+def build_cancel(*, build: Build) -> Build:
+    """Cancel: a queued build ends at once; a running one is stopped by its runner (it polls)."""
+    if build.is_final:
+        raise ValidationError({"detail": "This build has already finished."})
+    with transaction.atomic():
+        updated = Build.objects.filter(pk=build.pk, state=constants.QUEUED).update(
+            state=constants.CANCELLED, cancel_requested=True, finished=timezone.now(), error="build cancelled")
+        if not updated:
+            Build.objects.filter(pk=build.pk).update(cancel_requested=True)
+    build.refresh_from_db()
+    if build.state == constants.CANCELLED and not build.log_archived:
+        logs.log_append(build.pk, "build cancelled before it started")
+        logs.log_archive(build)
+    return build
+
+
+def build_retry(*, build: Build, user=None) -> Build:
+    if not build.is_final:
+        raise ValidationError({"detail": "Only a finished build can be retried."})
+    source = BuildSource.objects.filter(repository=build.repository).first()
+    if source is None:
+        raise ValidationError({"detail": "The repository has no Git source any more."})
+    with transaction.atomic():
+        rule = build.rule
+        return _new_build(repository=build.repository, source=source, rule=rule, ref=parse_ref(build.ref),
+                          tag=build.tag, commit=build.commit, message=build.message,
+                          trigger=constants.TRIGGER_RETRY, user=user, retry_of=build)
+
+
+# --- Running ----------------------------------------------------------------------------------------
+
+
+def build_claim(build_id: int) -> Build | None:
+    """queued → cloning, if the namespace has a free slot; None when it stays queued (or is not queued)."""
+    with transaction.atomic():
+        build = Build.objects.select_related("repository__namespace").filter(pk=build_id).first()
+        if build is None or build.state != constants.QUEUED:
+            return None
+        Namespace.objects.select_for_update().filter(pk=build.repository.namespace_id).first()
+        running = Build.objects.filter(repository__namespace_id=build.repository.namespace_id,
+                                       state__in=constants.RUNNING).count()
+        if running >= settings.HUB_BUILD_CONCURRENCY_PER_NAMESPACE:
+            return None
+        if not Build.objects.filter(pk=build_id, state=constants.QUEUED).update(
+                state=constants.CLONING, started=timezone.now()):
+            return None
+    build.refresh_from_db()
+    return build
+
+
+def dispatch_queued_builds() -> int:
+    """Enqueue queued builds again (oldest first) for namespaces with free slots; returns how many."""
+    limit = settings.HUB_BUILD_CONCURRENCY_PER_NAMESPACE
+    running = dict(Build.objects.filter(state__in=constants.RUNNING).values_list("repository__namespace_id")
+                   .annotate(n=Count("id")))
+    sent = 0
+    for build in Build.objects.filter(state=constants.QUEUED).select_related("repository").order_by("created"):
+        namespace_id = build.repository.namespace_id
+        if running.get(namespace_id, 0) >= limit:
+            continue
+        running[namespace_id] = running.get(namespace_id, 0) + 1
+        current_app.send_task(RUN_TASK, args=[build.pk])
+        sent += 1
+    return sent
+
+
+class DatabaseReporter:
+    """The runner's reporter: the live log, state transitions, and the cancel flag (polled at most 1/s)."""
+
+    def __init__(self, build: Build):
+        self.build = build
+        self._checked_at = 0.0
+        self._cancelled = False
+
+    def log(self, line: str) -> None:
+        logs.log_append(self.build.pk, line)
+
+    def state(self, state: str) -> None:
+        self.build.mark(state)
+
+    def cancelled(self) -> bool:
+        now = timezone.now().timestamp()
+        if not self._cancelled and now - self._checked_at >= CANCEL_POLL_SECONDS:
+            self._checked_at = now
+            self._cancelled = Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists()
+        return self._cancelled
+
+
+def _builder(source: BuildSource):
+    """The account the build acts as: who linked the source, or the namespace's user."""
+    return source.created_by or source.repository.namespace.user
+
+
+def _job(build: Build, source: BuildSource, username: str, password: str) -> BuildJob:
+    local = local_source_path(build.source_url)
+    secrets = dict(build.rule.secrets) if build.rule else {}
+    return BuildJob(
+        build_id=build.pk, source_url=str(local) if local else build.source_url, is_local=local is not None,
+        commit=build.commit, ref=build.ref, message=build.message, dockerfile=build.dockerfile,
+        context=build.context, build_args=dict(build.build_args), secrets=secrets,
+        registry=settings.HUB_INTERNAL_REGISTRY, public_host=settings.HUB_PUBLIC_HOST,
+        repository=build.repository.full_name, tag=build.tag, username=username, password=password,
+        timeout=float(settings.HUB_BUILD_TIMEOUT_SECONDS), ssh_private_key=source.deploy_private_key,
+    )
+
+
+def _signer(build: Build, source: BuildSource, username: str, password: str):
+    def sign(digest: str, commit: str) -> tuple[str, str]:
+        artifact = signature_artifact(
+            key=image_signing_key(settings.KEYS_DIR),
+            docker_reference=f"{settings.HUB_PUBLIC_HOST}/{build.repository.full_name}", digest=digest,
+            optional={"source": source.url, "commit": commit, "build": str(build.pk)})
+        client = RegistryHttpClient(base_url=f"http://{settings.HUB_INTERNAL_REGISTRY}",
+                                    repository=build.repository.full_name, username=username, password=password)
+        return artifact.tag, push_signature(client, artifact)
+
+    return sign
+
+
+def build_execute(*, build_id: int, executor: Executor | None = None) -> Build | None:
+    """Run a queued build to its end (the task's body). None when it stays queued or is not queued."""
+    build = build_claim(build_id)
+    if build is None:
+        return None
+    build = Build.objects.select_related("repository__namespace", "rule").get(pk=build.pk)
+    reporter = DatabaseReporter(build)
+    token: AccessToken | None = None
+    outcome = BuildOutcome(constants.FAILED, error="the build did not run")
+    try:
+        source = BuildSource.objects.select_related("created_by").filter(repository=build.repository).first()
+        owner = _builder(source) if source is not None else None
+        if not settings.HUB_BUILDS_ENABLED:
+            outcome = BuildOutcome(constants.FAILED, error="builds are disabled on this hub (HUB_BUILDS_ENABLED)")
+        elif source is None or owner is None:
+            outcome = BuildOutcome(constants.FAILED, error="the repository has no Git source any more")
+        elif PUSH not in repository_actions(Actor.for_user(owner), build.repository):
+            outcome = BuildOutcome(constants.FAILED, error=f"{owner.username} may no longer push to this repository")
+        else:
+            token, secret = access_token_create(
+                user=owner, label=f"build {build.pk} of {build.repository.full_name}", scope=AccessToken.Scope.WRITE,
+                expires_at=timezone.now() + timedelta(seconds=settings.HUB_BUILD_TIMEOUT_SECONDS + 600))
+            reporter.log(f"building as {owner.username} with a token that expires when the build ends")
+            runner = executor or LocalRunner(work_root=settings.HUB_BUILD_WORK_DIR or None)
+            outcome = runner.execute(_job(build, source, owner.username, secret), reporter,
+                                     _signer(build, source, owner.username, secret))
+    except Exception as error:
+        logger.exception("build %s crashed", build.pk)
+        outcome = BuildOutcome(constants.FAILED, error=f"{type(error).__name__}: {error}")
+    finally:
+        if token is not None:
+            access_token_revoke(token=token)
+    return build_finish(build=build, outcome=outcome)
+
+
+def build_finish(*, build: Build, outcome: BuildOutcome) -> Build:
+    last = logs.log_read(build).lines[-1:]
+    if outcome.error and outcome.state != constants.SUCCESS and not (last and last[0].endswith(outcome.error)):
+        logs.log_append(build.pk, outcome.error)
+    if outcome.commit and not build.commit.startswith(outcome.commit):
+        build.commit = outcome.commit
+        build.save(update_fields=["commit"])
+    logs.log_append(build.pk, f"build {outcome.state}")
+    with transaction.atomic():
+        build.finish(outcome.state, digest=outcome.digest, error=outcome.error, signature_tag=outcome.signature_tag)
+        event = payloads.BUILD_SUCCESS if outcome.state == constants.SUCCESS else payloads.BUILD_FAILURE
+        if outcome.state != constants.CANCELLED:
+            emit_event(build.repository, event, build_data(build))
+    logs.log_archive(build)
+    transaction.on_commit(dispatch_queued_builds)
+    return build
+
+
+def build_data(build: Build) -> dict:
+    """The `build_data` section of build_success/build_failure webhook payloads."""
+    base = settings.HUB_PUBLIC_URL
+    return {
+        "build_id": build.pk, "state": build.state, "tag": build.tag, "digest": build.digest,
+        "commit": build.commit, "ref": build.ref, "source_url": build.source_url,
+        "signature_tag": build.signature_tag, "is_trusted": build.state == constants.SUCCESS,
+        "build_url": f"{base}/r/{build.repository.namespace.name}/{build.repository.name}/builds/{build.pk}",
+        "started": int(build.started.timestamp()) if build.started else None,
+        "finished": int(build.finished.timestamp()) if build.finished else None,
+    }
