@@ -67,11 +67,15 @@ class BuildHookView(View):
         except HookRefused as refused:
             logger.warning("build hook %s for %s refused (%s): %s", self.provider,
                            self.source.repository if self.source else uuid, refused.status, refused)
-            return JsonResponse({"detail": str(refused)}, status=refused.status)
+            response = JsonResponse({"detail": str(refused)}, status=refused.status)
+            response._has_been_logged = True  # django.request would log the path, which holds the token
+            return response
         except ValidationError as error:
             detail = error.message_dict if hasattr(error, "error_dict") else {"detail": error.messages}
             logger.warning("build hook %s for %s: invalid payload %s", self.provider, self.source.repository, detail)
-            return JsonResponse(detail, status=400)
+            response = JsonResponse(detail, status=400)
+            response._has_been_logged = True
+            return response
         logger.info("build hook %s for %s: %d build(s) %s", self.provider, self.source.repository, len(builds),
                     [b.pk for b in builds])
         return JsonResponse(self.response_body(builds), status=202 if builds else 200)

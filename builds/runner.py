@@ -260,7 +260,10 @@ class LocalRunner:
                 except BuildStopped:
                     self._kill_group(process)
                     raise
-                time.sleep(POLL_SECONDS)
+                try:
+                    process.wait(timeout=POLL_SECONDS)
+                except subprocess.TimeoutExpired:
+                    pass
         finally:
             reader.join(timeout=5)
             drain()

@@ -1,0 +1,144 @@
+"""The runner without Celery: a real git checkout and a fake `buildah` (a shell script) that records
+its process ids, so cancel and timeout can be checked to kill the whole process group."""
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from builds import constants
+from builds.executor import BuildJob
+from builds.runner import LocalRunner
+
+FAKE_BUILDAH = """#!/bin/sh
+for arg in "$@"; do
+  case "$prev" in --digestfile) digestfile=$arg ;; esac
+  prev=$arg
+done
+case " $* " in
+  *" bud "*)
+    echo "STEP 1/2: FROM base"
+    echo "args: $*" > "{record}/bud-args"
+    sleep {sleep} & echo $! >> "{record}/pids"
+    echo $$ >> "{record}/pids"
+    wait ;;
+  *" push "*)
+    printf 'sha256:%064d' 1 > "$digestfile" ;;
+esac
+"""
+
+
+class Reporter:
+    def __init__(self, cancel_after: float | None = None):
+        self.lines, self.states = [], []
+        self.cancel_at = time.monotonic() + cancel_after if cancel_after is not None else None
+
+    def log(self, line):
+        self.lines.append(line)
+
+    def state(self, state):
+        self.states.append(state)
+
+    def cancelled(self):
+        return self.cancel_at is not None and time.monotonic() > self.cancel_at
+
+
+@pytest.fixture
+def source(tmp_path) -> tuple[Path, str]:
+    repo = tmp_path / "src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "Dockerfile").write_text("FROM scratch\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    return repo, subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def fake_buildah(tmp_path: Path, sleep: int) -> tuple[Path, Path]:
+    record = tmp_path / "record"
+    record.mkdir()
+    script = tmp_path / "buildah"
+    script.write_text(FAKE_BUILDAH.replace("{record}", str(record)).replace("{sleep}", str(sleep)))
+    script.chmod(0o755)
+    return script, record
+
+
+def job(source, commit: str, **overrides) -> BuildJob:
+    values = {"build_id": 1, "source_url": str(source), "is_local": True, "commit": commit,
+              "ref": "refs/heads/main", "message": "", "dockerfile": "Dockerfile", "context": ".",
+              "build_args": {"A": "1"}, "secrets": {"tok": "very-secret"}, "registry": "127.0.0.1:1",
+              "public_host": "hub.example:443", "repository": "alice/app", "tag": "latest", "username": "alice",
+              "password": "whf_pat_pw", "timeout": 60}
+    return BuildJob(**{**values, **overrides})
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie is dead for our purpose
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_success_fetches_builds_pushes_and_signs(tmp_path, source):
+    repo, commit = source
+    buildah, record = fake_buildah(tmp_path, sleep=0)
+    signed = []
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work").execute(
+        job(repo, commit), Reporter(), lambda digest, c: signed.append((digest, c)) or ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    assert outcome.digest == "sha256:" + "0" * 63 + "1" and signed == [(outcome.digest, commit)]
+    args = (record / "bud-args").read_text()
+    assert f"SOURCE_COMMIT={commit}" in args and "--secret id=tok,src=" in args and "very-secret" not in args
+    assert "--isolation chroot" in args and "--storage-driver vfs" in args
+    assert list((tmp_path / "work").iterdir()) == []  # the workspace is gone
+
+
+def test_missing_buildah_fails_fast(tmp_path, source):
+    repo, commit = source
+    reporter = Reporter()
+    outcome = LocalRunner(buildah="/nonexistent/buildah").execute(job(repo, commit), reporter, None)
+    assert outcome.state == constants.FAILED and "apt-get install" in outcome.error
+    assert reporter.states == []
+
+
+def test_cancel_kills_the_process_group(tmp_path, source):
+    repo, commit = source
+    buildah, record = fake_buildah(tmp_path, sleep=300)
+    started = time.monotonic()
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work").execute(
+        job(repo, commit), Reporter(cancel_after=3), None)
+    assert outcome.state == constants.CANCELLED
+    assert time.monotonic() - started < 20
+    pids = [int(p) for p in (record / "pids").read_text().split()]
+    assert len(pids) == 2 and not any(alive(pid) for pid in pids)
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_timeout_is_enforced(tmp_path, source):
+    repo, commit = source
+    buildah, record = fake_buildah(tmp_path, sleep=300)
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work").execute(
+        job(repo, commit, timeout=3), Reporter(), None)
+    assert outcome.state == constants.TIMED_OUT and "timed out" in outcome.error
+    assert not any(alive(int(pid)) for pid in (record / "pids").read_text().split())
+
+
+def test_a_moved_branch_is_not_built_from_a_short_sha(tmp_path, source):
+    repo, _ = source
+    buildah, _ = fake_buildah(tmp_path, sleep=0)
+    outcome = LocalRunner(buildah=str(buildah)).execute(job(repo, "deadbee"), Reporter(), None)
+    assert outcome.state == constants.FAILED and "not at the commit" in outcome.error
+
+
+def test_dockerfile_outside_the_checkout_is_refused(tmp_path, source):
+    repo, commit = source
+    buildah, _ = fake_buildah(tmp_path, sleep=0)
+    outcome = LocalRunner(buildah=str(buildah)).execute(job(repo, commit, dockerfile="../../etc/passwd"),
+                                                        Reporter(), None)
+    assert outcome.state == constants.FAILED and "outside the repository" in outcome.error
