@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -234,7 +234,11 @@ def _publish(upload: BlobUpload, digest: str) -> Blob:
     with transaction.atomic():
         blob = Blob.objects.select_for_update().filter(digest=digest).first()
         if blob is None:
-            blob = Blob.objects.create(digest=digest, size=upload.size, created_at=now, last_touched_at=now)
+            try:
+                with transaction.atomic():  # a savepoint: the same blob may be finishing in another request
+                    blob = Blob.objects.create(digest=digest, size=upload.size, created_at=now, last_touched_at=now)
+            except IntegrityError:
+                blob = Blob.objects.select_for_update().get(digest=digest)
         else:
             if blob.size != upload.size:
                 raise SizeInvalid(detail={"digest": digest})

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
@@ -14,6 +16,7 @@ from registry.oci.names import InvalidName, display_name, normalize_repository_n
 from repositories.models import Repository
 from repositories.services import repository_get_or_create_for_push
 
+logger = logging.getLogger(__name__)
 ROOT_PUSH_MESSAGE = 'You cannot push a "root" repository. Please rename your repository to {user}/{repo}'
 
 
@@ -48,6 +51,11 @@ class RegistryView(View):
                 self._authorize(request)
             response = super().dispatch(request, *args, **kwargs)
         except RegistryError as error:
+            response = error.response(head=request.method == "HEAD")
+        except Exception:
+            # A bug, not bad input: log it with the traceback and still answer in the registry's format.
+            logger.exception("registry error on %s %s", request.method, request.path)
+            error = RegistryError("internal server error")
             response = error.response(head=request.method == "HEAD")
         response[API_VERSION_HEADER[0]] = API_VERSION_HEADER[1]
         return response
