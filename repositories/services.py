@@ -81,6 +81,7 @@ def repository_snapshot(repository: Repository) -> dict:
         "repo_name": repository.display_name,
         "is_private": repository.is_private,
         "is_official": repository.is_official,
+        "is_automated": repository.is_automated,
         "description": repository.description,
         "full_description": repository.full_description,
         "star_count": repository.star_count,

@@ -42,7 +42,7 @@ SIGNATURE_HEADER = "X-Hub-Signature-256"
 
 def repository_section(*, base_url: str, namespace: str, name: str, is_private: bool, is_official: bool,
                        description: str, full_description: str, star_count: int, date_created: int,
-                       status: str = "Active") -> dict:
+                       status: str = "Active", is_trusted: bool = False) -> dict:
     """Docker Hub's `repository` object, keys in its order, every type as Docker Hub sends it."""
     return {
         "comment_count": 0,
@@ -52,7 +52,7 @@ def repository_section(*, base_url: str, namespace: str, name: str, is_private: 
         "full_description": full_description or "",
         "is_official": bool(is_official),
         "is_private": bool(is_private),
-        "is_trusted": False,
+        "is_trusted": bool(is_trusted),  # an automated (trusted) build repository
         "name": name,
         "namespace": namespace,
         "owner": namespace,

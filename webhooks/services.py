@@ -16,9 +16,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from repositories.models import Repository
+from repositories.services import repository_snapshot
 from webhooks import payloads
 from webhooks.models import Delivery, Webhook
-from webhooks.tasks import deliver_webhook_task
+from webhooks.tasks import deliver_webhook_task, deliver_webhooks_task
 from webhooks.validation import (
     RESERVED_HEADERS,
     RESERVED_PREFIXES,
@@ -101,18 +102,14 @@ def repository_data(repository: Repository | None = None, *, snapshot: dict | No
                     status: str = "Active") -> dict:
     """Docker Hub's `repository` section, from a live repository or from a deletion snapshot."""
     if repository is not None:
-        snapshot = {
-            "namespace": repository.namespace.name, "name": repository.name, "is_private": repository.is_private,
-            "is_official": repository.is_official, "description": repository.description,
-            "full_description": repository.full_description, "star_count": repository.star_count,
-            "date_created": int(repository.created_at.timestamp()),
-        }
+        snapshot = repository_snapshot(repository)
     assert snapshot is not None
     return payloads.repository_section(
         base_url=_base_url(), namespace=snapshot["namespace"], name=snapshot["name"],
         is_private=snapshot.get("is_private", False), is_official=snapshot.get("is_official", False),
         description=snapshot.get("description", ""), full_description=snapshot.get("full_description", ""),
         star_count=snapshot.get("star_count", 0), date_created=snapshot.get("date_created", 0), status=status,
+        is_trusted=snapshot.get("is_automated", False),
     )
 
 
@@ -153,12 +150,14 @@ def enqueue_on_commit(deliveries: Iterable[Delivery]) -> None:
         return
 
     def send() -> None:
-        for delivery_id in ids:
-            try:
-                deliver_webhook_task.delay(delivery_id)
-            except Exception:  # noqa: BLE001 - broker down: the sweep sends it later
-                logger.warning("could not enqueue webhook delivery %s; the sweep will send it", delivery_id)
-                return
+        # One message for the lot (one event, one delivery per webhook): see sending.delivery_attempts.
+        try:
+            if len(ids) == 1:
+                deliver_webhook_task.delay(ids[0])
+            else:
+                deliver_webhooks_task.delay(ids)
+        except Exception:  # noqa: BLE001 - broker down: the sweep sends them later
+            logger.warning("could not enqueue webhook deliveries %s; the sweep will send them", ", ".join(ids))
 
     transaction.on_commit(send)
 

@@ -69,3 +69,13 @@ def test_signature_fails_for_another_body_or_secret():
     signature = payloads.sign("s3cret-value", body)
     assert not payloads.verify("s3cret-value", body + b" ", signature)
     assert not payloads.verify("other-secret", body, signature)
+
+
+def test_is_trusted_follows_automated_builds():
+    from webhooks.payloads import repository_section
+
+    common = {"base_url": "http://hub", "namespace": "alice", "name": "app", "is_private": False,
+              "is_official": False, "description": "", "full_description": "", "star_count": 0,
+              "date_created": 0}
+    assert repository_section(**common)["is_trusted"] is False
+    assert repository_section(**common, is_trusted=True)["is_trusted"] is True
