@@ -72,6 +72,7 @@ UPLOAD_STAGING_DIR = DATA_DIR / "uploads"
 KEYS_DIR = DATA_DIR / "keys"
 for _folder in (UPLOAD_STAGING_DIR, KEYS_DIR):
     _folder.mkdir(parents=True, exist_ok=True)
+KEYS_DIR.chmod(0o700)  # signing keys and the generated secret key
 
 
 def _generated_secret_key() -> str:
