@@ -72,7 +72,10 @@ UPLOAD_STAGING_DIR = DATA_DIR / "uploads"
 KEYS_DIR = DATA_DIR / "keys"
 for _folder in (UPLOAD_STAGING_DIR, KEYS_DIR):
     _folder.mkdir(parents=True, exist_ok=True)
-KEYS_DIR.chmod(0o700)  # signing keys and the generated secret key
+try:
+    KEYS_DIR.chmod(0o700)  # signing keys and the generated secret key
+except PermissionError:  # owned by another user (a read-only deployment): leave it as it is
+    pass
 
 
 def _generated_secret_key() -> str:
