@@ -31,6 +31,8 @@ class BuildJob:
     timeout: float
     ssh_private_key: str = ""
     extra_masks: tuple[str, ...] = field(default=())
+    # Networks (CIDRs) a remote source may resolve into although they are not public (HUB_BUILD_ALLOWED_NETWORKS).
+    allowed_networks: tuple[str, ...] = field(default=())
 
     @property
     def image(self) -> str:

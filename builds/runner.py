@@ -24,6 +24,7 @@ from pathlib import Path
 
 from builds import constants
 from builds.executor import BuildJob, BuildOutcome, Reporter, Signer
+from builds.source_safety import SourceRefused, check_remote_source, git_pin_options, parse_networks, ssh_pin_options
 
 POLL_SECONDS = 0.5
 KILL_GRACE_SECONDS = 3.0
@@ -155,19 +156,22 @@ class LocalRunner:
             known_hosts = ws / "home" / "known_hosts"
             self.env["GIT_SSH_COMMAND"] = (f"ssh -i {key_path} -o IdentitiesOnly=yes -o BatchMode=yes "
                                            f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known_hosts}")
+        self.pin_options: list[str] = []
 
     def _git(self, ws: Path, *args: str) -> str:
         job = self.job
         protocol = (["-c", "protocol.allow=never", "-c", "protocol.file.allow=always"] if job.is_local else
                     ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
                      "-c", "protocol.http.allow=always", "-c", "protocol.ssh.allow=always",
-                     "-c", "http.followRedirects=false"])
+                     "-c", "http.followRedirects=false", *self.pin_options])
         return self._run([self.git, *protocol, "-C", str(ws / "src"), *args], cwd=ws, capture=True,
                          what=f"git {args[0]}")
 
     def _fetch(self, ws: Path) -> str:
         job = self.job
         self._git(ws, "init", "-q")
+        if not job.is_local:
+            self._pin_remote(ws)
         wanted = job.commit if FULL_SHA_RE.match(job.commit or "") else job.ref
         self.reporter.log(f"fetching {wanted} from {job.source_url}")
         self._git(ws, "fetch", "--depth", "1", "--no-tags", job.source_url, wanted)
@@ -177,6 +181,20 @@ class LocalRunner:
         self._git(ws, "checkout", "-q", "--detach", commit)
         self.reporter.log(f"checked out {commit}")
         return commit
+
+    def _pin_remote(self, ws: Path) -> None:
+        """Refuse a source host that resolves to a non-public address; pin git to the checked one."""
+        try:
+            pinned = check_remote_source(self.job.source_url, parse_networks(self.job.allowed_networks))
+        except (SourceRefused, ValueError) as error:
+            raise BuildFailed(str(error)) from None
+        self.reporter.log(f"{pinned.host} resolves to {pinned.address}: fetching from that address only")
+        self.pin_options = git_pin_options(pinned)
+        if pinned.scheme == "ssh":
+            base = self.env.get("GIT_SSH_COMMAND") or (
+                f"ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
+                f"-o UserKnownHostsFile={ws / 'home' / 'known_hosts'}")
+            self.env["GIT_SSH_COMMAND"] = f"{base} {ssh_pin_options(pinned)}"
 
     def _build(self, ws: Path, commit: str) -> None:
         job = self.job

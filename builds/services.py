@@ -364,6 +364,7 @@ def _job(build: Build, source: BuildSource, username: str, password: str) -> Bui
         registry=settings.HUB_INTERNAL_REGISTRY, public_host=settings.HUB_PUBLIC_HOST,
         repository=build.repository.full_name, tag=build.tag, username=username, password=password,
         timeout=float(settings.HUB_BUILD_TIMEOUT_SECONDS), ssh_private_key=source.deploy_private_key,
+        allowed_networks=tuple(settings.HUB_BUILD_ALLOWED_NETWORKS),
     )
 
 

@@ -417,3 +417,6 @@ HUB_BUILD_WORK_DIR = env("HUB_BUILD_WORK_DIR")  # workspaces; empty means the sy
 CELERY_BEAT_SCHEDULE["dispatch-queued-builds"] = {"task": "builds.tasks.dispatch_queued_builds_task",
                                                   "schedule": envfloat("HUB_BUILD_DISPATCH_SECONDS", 15.0)}
 HUB_WEBHOOK_DISABLE_AFTER = envint("HUB_WEBHOOK_DISABLE_AFTER", 10)  # consecutive failed deliveries; 0 never
+# Remote Git sources resolving into these networks (CIDRs) are fetched although they are not public
+# addresses (a Git server on the LAN); every other loopback/private/link-local/reserved one is refused.
+HUB_BUILD_ALLOWED_NETWORKS = envlist("HUB_BUILD_ALLOWED_NETWORKS")

@@ -1,0 +1,111 @@
+"""Server-side request forgery checks for remote Git sources (no Django here).
+
+Before `git fetch`, the source's host is resolved once and every candidate address goes through the
+webhooks app's check (`webhooks.delivery.address_refusal`: loopback, private, link-local, multicast,
+reserved and other non-global addresses are refused unless an allowed network holds them). git is
+then pinned to the checked address (`http.curloptResolve` for http(s), `HostName` for ssh), so a
+second DNS answer cannot send it elsewhere; redirects are off (`http.followRedirects=false`).
+Local paths are not handled here: `HUB_BUILD_LOCAL_ROOTS` governs them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from webhooks.delivery import Network, address_refusal, parse_networks
+
+__all__ = ["PinnedHost", "SourceRefused", "check_remote_source", "parse_networks", "remote_host"]
+
+SCP_LIKE_RE = re.compile(r"^(?:(?P<user>[^@/\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\s\[\]]+):(?!//)")
+DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
+
+
+class SourceRefused(Exception):
+    """The source's host is not allowed (or cannot be resolved): nothing was fetched."""
+
+
+@dataclass(frozen=True)
+class PinnedHost:
+    scheme: str  # http, https or ssh
+    host: str  # the name in the URL (IDNA), without brackets
+    port: int
+    address: str  # the checked address git must connect to
+
+
+def remote_host(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of an http(s), ssh:// or scp-like (`git@host:path`) Git URL."""
+    match = None if "://" in url else SCP_LIKE_RE.match(url)
+    if match:
+        scheme, host, port = "ssh", match.group("host").strip("[]"), 22
+    else:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError as error:
+            raise SourceRefused(f"the source URL is not valid: {error}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in DEFAULT_PORTS:
+            raise SourceRefused(f"{scheme or 'this'} URLs are not fetched: use https://, http:// or ssh://")
+        host = parts.hostname or ""
+        port = port or DEFAULT_PORTS[scheme]
+    host = host.rstrip(".")
+    if not host:
+        raise SourceRefused("the source URL has no host")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        try:
+            host = host.encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise SourceRefused("the source's host name is not valid") from None
+    return scheme, host, port
+
+
+def check_remote_source(url: str, allowed: Iterable[Network] = ()) -> PinnedHost:
+    """Resolve the source's host once; the first allowed address, or SourceRefused saying why."""
+    scheme, host, port = remote_host(url)
+    allowed = list(allowed)
+    candidates = _resolve(host, port)
+    reasons = []
+    for address in candidates:
+        reason = address_refusal(address, allowed)
+        if reason is None:
+            plain = address.ipv4_mapped if getattr(address, "ipv4_mapped", None) else address
+            return PinnedHost(scheme=scheme, host=host, port=port, address=str(plain))
+        reasons.append(reason)
+    raise SourceRefused(f"refused to fetch from {host}: {reasons[0]} (HUB_BUILD_ALLOWED_NETWORKS can allow it)")
+
+
+def _resolve(host: str, port: int) -> list:
+    try:
+        return [ipaddress.ip_address(host)]
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as error:
+        raise SourceRefused(f"cannot resolve {host}: {error}") from None
+    candidates = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos))
+    if not candidates:
+        raise SourceRefused(f"{host} has no address")
+    return candidates
+
+
+def git_pin_options(pinned: PinnedHost) -> list[str]:
+    """`git -c` options that make an http(s) fetch connect to the checked address only."""
+    if pinned.scheme not in ("http", "https"):
+        return []
+    address = f"[{pinned.address}]" if ":" in pinned.address else pinned.address
+    return ["-c", f"http.curloptResolve={pinned.host}:{pinned.port}:{address}"]
+
+
+def ssh_pin_options(pinned: PinnedHost) -> str:
+    """ssh options that connect to the checked address, keeping the name for known_hosts."""
+    if pinned.scheme != "ssh":
+        return ""
+    return f"-o HostName={pinned.address} -o HostKeyAlias={pinned.host} -o CheckHostIP=no"
