@@ -16,6 +16,7 @@ limit_request_line = 8190
 limit_request_field_size = 16380
 forwarded_allow_ips = os.environ.get("HUB_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
 accesslog = os.environ.get("HUB_ACCESS_LOG", "-") or None
+logger_class = "hub.gunicorn_logging.RedactingLogger"  # build trigger tokens never reach the access log
 errorlog = "-"
 wsgi_app = "hub.wsgi:application"
 # sendfile() is on by default; don't set it here (gunicorn 27 reads `sendfile = True` as --no-sendfile).
