@@ -434,6 +434,32 @@ def build_finish(*, build: Build, outcome: BuildOutcome) -> Build:
     return build
 
 
+def builds_sweep_stale(*, now=None) -> int:
+    """Builds still in a running state long after their timeout (the worker died, or Celery's hard
+    time limit killed it before the runner could finish them) end as timed out; returns how many."""
+    now = now or timezone.now()
+    limit = settings.HUB_BUILD_TIMEOUT_SECONDS + settings.HUB_BUILD_STALE_MARGIN_SECONDS
+    cutoff = now - timedelta(seconds=limit)
+    stale = Build.objects.filter(state__in=constants.RUNNING, started__lt=cutoff).values_list("pk", flat=True)
+    swept = 0
+    for build_id in list(stale):
+        with transaction.atomic():
+            build = (Build.objects.select_for_update().select_related("repository__namespace")
+                     .filter(pk=build_id, state__in=constants.RUNNING).first())
+            if build is None:
+                continue  # it finished meanwhile
+            ran = int((now - build.started).total_seconds())
+            reason = (f"build timed out: still {build.state} after {ran} seconds, beyond the "
+                      f"{settings.HUB_BUILD_TIMEOUT_SECONDS}-second limit; its worker stopped without finishing it")
+            logger.warning("build %s of %s marked timed out: %s since %s (%s s, limit %s s + %s s margin); "
+                           "its worker died or was killed", build.pk, build.repository, build.state,
+                           build.started.isoformat(), ran, settings.HUB_BUILD_TIMEOUT_SECONDS,
+                           settings.HUB_BUILD_STALE_MARGIN_SECONDS)
+            build_finish(build=build, outcome=BuildOutcome(constants.TIMED_OUT, error=reason))
+            swept += 1
+    return swept
+
+
 def build_data(build: Build) -> dict:
     """The `build_data` section of build_success/build_failure webhook payloads."""
     base = settings.HUB_PUBLIC_URL

@@ -23,3 +23,8 @@ def run_build_task(build_id: int) -> str:
 @shared_task(name="builds.tasks.dispatch_queued_builds_task", ignore_result=True)
 def dispatch_queued_builds_task() -> int:
     return services.dispatch_queued_builds()
+
+
+@shared_task(name="builds.tasks.sweep_stale_builds_task", ignore_result=True)
+def sweep_stale_builds_task() -> int:
+    return services.builds_sweep_stale()

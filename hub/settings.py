@@ -420,3 +420,8 @@ HUB_WEBHOOK_DISABLE_AFTER = envint("HUB_WEBHOOK_DISABLE_AFTER", 10)  # consecuti
 # Remote Git sources resolving into these networks (CIDRs) are fetched although they are not public
 # addresses (a Git server on the LAN); every other loopback/private/link-local/reserved one is refused.
 HUB_BUILD_ALLOWED_NETWORKS = envlist("HUB_BUILD_ALLOWED_NETWORKS")
+# A build still running this long after HUB_BUILD_TIMEOUT_SECONDS lost its worker (Celery's hard time
+# limit is the timeout + 300 s): the sweep marks it timed out.
+HUB_BUILD_STALE_MARGIN_SECONDS = envint("HUB_BUILD_STALE_MARGIN_SECONDS", 600)
+CELERY_BEAT_SCHEDULE["sweep-stale-builds"] = {"task": "builds.tasks.sweep_stale_builds_task",
+                                              "schedule": envfloat("HUB_BUILD_SWEEP_SECONDS", 60.0)}
