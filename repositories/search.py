@@ -1,12 +1,39 @@
-"""Repository search: exact name matches first, then stars, then pulls; only what one may see."""
+"""Repository search: exact name matches first, then stars, then pulls; only what one may see.
+
+A word matches a repository when it is part of its name, of its namespace's name or of its short
+description (case-insensitive); `ns/name` matches both parts. On PostgreSQL the three substring
+tests use trigram GIN indexes (migration 0003), so a search reads the rows that match, not the
+table; SQLite takes the simpler path of one scan.
+"""
 
 from __future__ import annotations
 
+from django.db import connections
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
+from accounts.models import Namespace
 from repositories.models import Repository
 from repositories.permissions import Actor
 from repositories.selectors import repositories_visible_to
+
+# More namespaces than this matching a word: the word is so common that a scan is the right plan.
+NAMESPACE_IDS_LIMIT = 500
+
+
+def _word_matches(query: str) -> Q:
+    """Repositories whose name, namespace name or short description contains `query`."""
+    if connections[Repository.objects.db].vendor != "postgresql":
+        return Q(name__icontains=query) | Q(namespace__name__icontains=query) | Q(description__icontains=query)
+    # An OR across two tables leaves PostgreSQL nothing to do but scan; with the namespaces looked
+    # up first (namespace_name_trgm) every arm is on the repository row, and the three become one
+    # BitmapOr of repository_name_trgm, repository_description_trgm and the namespace_id index.
+    namespace_ids = list(Namespace.objects.filter(name__icontains=query).order_by()
+                         .values_list("pk", flat=True)[: NAMESPACE_IDS_LIMIT + 1])
+    if len(namespace_ids) > NAMESPACE_IDS_LIMIT:
+        in_namespace = Q(namespace__name__icontains=query)
+    else:
+        in_namespace = Q(namespace_id__in=namespace_ids)
+    return Q(name__icontains=query) | Q(description__icontains=query) | in_namespace
 
 
 def search_queryset(*, actor: Actor, query: str) -> QuerySet[Repository]:
@@ -19,8 +46,8 @@ def search_queryset(*, actor: Actor, query: str) -> QuerySet[Repository]:
         matches = Q(namespace__name__icontains=namespace, name__icontains=name)
         exact = Q(namespace__name=namespace, name=name)
     else:
-        matches = Q(name__icontains=query) | Q(namespace__name__icontains=query) | Q(description__icontains=query)
-        exact = Q(name=query, namespace__name="library") | Q(name=query)
+        matches = _word_matches(query)
+        exact = Q(name=query)  # official or not: then stars and pulls decide
     return (
         repositories.filter(matches)
         .annotate(exact=Case(When(exact, then=Value(1)), default=Value(0), output_field=IntegerField()))
