@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
@@ -128,8 +131,27 @@ class LiveHub:
                     proc.kill()
 
 
+_private_brokers = itertools.count(2)
+
+
+def private_broker(log_dir: Path) -> dict[str, str]:
+    """Settings giving a hub its own broker (and cache), so its worker never takes another hub's tasks:
+    a Redis database of its own, or, with the filesystem broker, a data dir of its own."""
+    redis_url = os.environ.get("REDIS_URL")
+    if redis_url:
+        number = next(_private_brokers)
+        if number in (11, 13):  # used by tests/hub and tests/webhooks for their own private hubs
+            number = next(_private_brokers)
+        return {"REDIS_URL": urlunsplit(urlsplit(redis_url)._replace(path=f"/{number}"))}
+    return {"HUB_DATA_DIR": tempfile.mkdtemp(prefix="hub-", dir=log_dir)}
+
+
 def start_hub(log_dir: Path, *, with_worker: bool = True, **extra: str) -> LiveHub:
+    """Start gunicorn (and a Celery worker with beat). A hub started with settings of its own gets a
+    private broker too, unless `extra` chooses REDIS_URL or HUB_DATA_DIR itself."""
     port = free_port()
+    if extra and not {"REDIS_URL", "HUB_DATA_DIR"} & set(extra):
+        extra = {**private_broker(log_dir), **extra}
     env = hub_environment(port, **extra)
     collect_static(env)
     log_path = log_dir / f"gunicorn-{port}.log"

@@ -444,25 +444,8 @@ class ContainerClients:
 # --- Fixtures -----------------------------------------------------------------------------------
 
 
-def _ensure_test_database(request) -> None:
-    """pytest-django creates the test database only when a collected test asks for `db`/`django_db`;
-    a run of e2e tests alone asks for none, so `live_hub` would serve the unmigrated (or development)
-    database. Set the test database up here in that case (left for the next run to recreate)."""
-    request.getfixturevalue("django_db_setup")
-    from pytest_django.fixtures import _get_databases_for_setup
-
-    aliases, _ = _get_databases_for_setup(request.session.items)
-    if "default" in aliases:
-        return
-    from django.test.utils import setup_databases
-
-    with request.getfixturevalue("django_db_blocker").unblock():
-        setup_databases(verbosity=0, interactive=False, aliases={"default"})
-
-
 def _hub_target(request) -> Target:
-    _ensure_test_database(request)
-    hub = request.getfixturevalue("live_hub")
+    hub = request.getfixturevalue("live_hub")  # tests/conftest.py always creates the test database
     try:
         probe = requests.get(f"{hub.url}/v2/", timeout=10)
     except requests.RequestException as exc:

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 pytest.register_assert_rewrite("tests.e2e.clients", "tests.e2e.images")
 
 from tests.conftest import PASSWORD  # noqa: E402
-from tests.e2e.clients import ContainerClients, _ensure_test_database  # noqa: E402
+from tests.e2e.clients import ContainerClients  # noqa: E402
 from tests.live import start_hub, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.e2e.clients", "tests.e2e.images"]
@@ -89,8 +89,7 @@ def local_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def build_hub(request, local_root, artifacts_dir):
-    _ensure_test_database(request)
+def build_hub(request, local_root, artifacts_dir, django_db_setup):
     hub = start_hub(artifacts_dir, HUB_BUILDS_ENABLED="1", HUB_BUILD_LOCAL_ROOTS=str(local_root),
                     HUB_BUILD_TIMEOUT_SECONDS="240", HUB_BUILD_DISPATCH_SECONDS="2")
     yield hub

@@ -16,7 +16,7 @@ import pytest
 pytest.register_assert_rewrite("tests.e2e.clients", "tests.e2e.images")
 
 from tests.conftest import PASSWORD  # noqa: E402
-from tests.e2e.clients import ContainerClients, _ensure_test_database  # noqa: E402
+from tests.e2e.clients import ContainerClients  # noqa: E402
 from tests.e2e.test_builds import REPO_ROOT, Hub, git  # noqa: E402
 from tests.live import start_hub, wait_until  # noqa: E402
 
@@ -34,9 +34,8 @@ def local_root(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def test_database(request):
-    """Set up once per module: doing it again would recreate the database under a running hub."""
-    _ensure_test_database(request)
+def test_database(django_db_setup):
+    """The session's test database (tests/conftest.py), which the hubs started here serve."""
 
 
 def _hub(local_root, artifacts_dir, work_dir: Path, **extra):
