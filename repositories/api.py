@@ -22,14 +22,21 @@ from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
 from accounts.models import Namespace, User
-from hub.api import request_actor
+from hub.api import HubPagination, request_actor
 from registry.models import RepositoryBlob, Tag
 from registry.oci.names import ATTACHMENT_TAG_RE, COMPONENT_PATTERN, TAG_PATTERN
 from registry.services.manifests import tag_delete
 from repositories import serializers as s
 from repositories.models import Collaborator, PullStat, Repository, Star
-from repositories.permissions import ADMIN, DELETE, PULL, may_create_repository, repository_actions
-from repositories.search import search_queryset
+from repositories.permissions import (
+    ADMIN,
+    DELETE,
+    PULL,
+    may_create_repository,
+    repository_actions,
+    repository_actions_many,
+)
+from repositories.search import CappedCountPaginator, search_queryset
 from repositories.selectors import repositories_visible_to
 from repositories.services import repository_create, repository_delete, repository_update, star_add, star_remove
 
@@ -66,6 +73,13 @@ def annotate_for_api(repositories: QuerySet[Repository], user) -> QuerySet[Repos
         repositories = repositories.annotate(
             api_has_starred=Exists(Star.objects.filter(repository=OuterRef("pk"), user=user)))
     return repositories
+
+
+def repository_page_data(view: GenericViewSet, page: list[Repository]) -> list:
+    """A page of repositories serialized with their permissions computed for the whole page at once."""
+    context = view.get_serializer_context()
+    context["actions_by_id"] = repository_actions_many(context["actor"], page)
+    return view.get_serializer_class()(page, many=True, context=context).data
 
 
 class RepositoryAction(BasePermission):
@@ -136,7 +150,7 @@ class RepositoryViewSet(RepositoryScopedMixin, GenericViewSet):
         ordering = ORDER_BY[query.validated_data.get("ordering", "-last_updated")]
         repositories = self.get_queryset().filter(namespace=found).order_by(*ordering, "pk")
         page = self.paginate_queryset(repositories)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.get_paginated_response(repository_page_data(self, page))
 
     @extend_schema(summary="A repository")
     def retrieve(self, request: Request, namespace: str, repository: str) -> Response:
@@ -254,10 +268,22 @@ class TagViewSet(RepositoryScopedMixin, GenericViewSet):
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
+class SearchPagination(HubPagination):
+    """Docker Hub's pages, with a count that stops at `search.COUNT_LIMIT` (an empty query matches all)."""
+
+    django_paginator_class = CappedCountPaginator
+
+    def get_paginated_response(self, data) -> Response:
+        response = super().get_paginated_response(data)
+        response.data["count"] = self.page.paginator.shown_count
+        return response
+
+
 class SearchViewSet(GenericViewSet):
     """`/v2/search/repositories/?query=`: exact matches first, then stars and pulls; only what one may see."""
 
     serializer_class = s.SearchResultSerializer
+    pagination_class = SearchPagination
 
     def get_queryset(self) -> QuerySet[Repository]:
         return Repository.objects.none()
@@ -290,4 +316,4 @@ class StarredViewSet(GenericViewSet):
         repositories = annotate_for_api(repositories_visible_to(request_actor(request)), request.user)
         starred = repositories.filter(stars__user=user).order_by("-stars__created_at", "pk")
         page = self.paginate_queryset(starred)
-        return self.get_paginated_response(self.get_serializer(page, many=True).data)
+        return self.get_paginated_response(repository_page_data(self, page))

@@ -8,13 +8,18 @@ table; SQLite takes the simpler path of one scan.
 
 from __future__ import annotations
 
+from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.utils.functional import cached_property
 
 from accounts.models import Namespace
 from repositories.models import Repository
 from repositories.permissions import Actor
 from repositories.selectors import repositories_visible_to
+
+# A search counts its results no further than this: "10,000+" (the API says 10000).
+COUNT_LIMIT = 10_000
 
 # More namespaces than this matching a word: the word is so common that a scan is the right plan.
 NAMESPACE_IDS_LIMIT = 500
@@ -58,3 +63,19 @@ def search_queryset(*, actor: Actor, query: str) -> QuerySet[Repository]:
 def search_repositories(*, actor: Actor, query: str, offset: int, limit: int) -> tuple[list[Repository], int]:
     queryset = search_queryset(actor=actor, query=query)
     return list(queryset[offset: offset + limit]), queryset.count()
+
+
+class CappedCountPaginator(Paginator):
+    """Counts at most COUNT_LIMIT + 1 rows (unordered, so the database stops there), not every match."""
+
+    @cached_property
+    def count(self) -> int:
+        return self.object_list.order_by()[: COUNT_LIMIT + 1].count()
+
+    @property
+    def count_is_capped(self) -> bool:
+        return self.count > COUNT_LIMIT
+
+    @property
+    def shown_count(self) -> int:
+        return min(self.count, COUNT_LIMIT)

@@ -24,7 +24,7 @@ from repositories import forms, pages, services
 from repositories.charts import time_chart
 from repositories.markdown import render_markdown
 from repositories.permissions import ADMIN, DELETE, PULL, Actor, may_create_repository
-from repositories.search import search_queryset
+from repositories.search import CappedCountPaginator, search_queryset
 from repositories.templatetags.repo_format import repo_url
 
 SEARCH_PAGE_SIZE = 25
@@ -329,7 +329,7 @@ def search(request: HttpRequest) -> HttpResponse:
         results = results.filter(namespace__kind=Namespace.Kind.LIBRARY)
     if SEARCH_SORTS[sort]:
         results = results.order_by(*SEARCH_SORTS[sort], "namespace__name", "name")
-    page = Paginator(results, SEARCH_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = CappedCountPaginator(results, SEARCH_PAGE_SIZE).get_page(request.GET.get("page"))
     return render(request, "repositories/search.html", {
         "query": query, "sort": sort, "official": official, "page": page,
         "query_string": urlencode({"q": query, "sort": sort, **({"official": "1"} if official else {})}),

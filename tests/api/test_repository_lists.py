@@ -1,8 +1,11 @@
 """Namespace repository lists: visibility, ordering and Docker Hub paging."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from accounts.models import Namespace
+from repositories.models import Repository, Star, TeamPermission
 from tests.api.conftest import auth
 from tests.factories import RepositoryFactory
 
@@ -87,3 +90,47 @@ def test_unknown_ordering_is_a_field_error(api, alice, alice_repo):
     response = api.get(f"/v2/repositories/{alice.username}/?ordering=stars")
     assert response.status_code == 400
     assert list(response.json()) == ["ordering"]
+
+
+
+@pytest.fixture
+def fifty(org):
+    """The organization with 50 private repositories (its own plus 49) its writers may push to."""
+    for _ in range(49):
+        repository = RepositoryFactory(namespace=org.namespace, is_private=True)
+        TeamPermission.objects.create(repository=repository, team=org.teams["write"], permission="write")
+    return org
+
+
+WRITE = {"read": True, "write": True, "admin": False}
+EVERYTHING = {"read": True, "write": True, "admin": True}
+
+
+def _queries_and_results(api, path: str, user) -> tuple[int, list]:
+    with CaptureQueriesContext(connection) as queries:
+        response = api.get(path, **auth(user))
+    assert response.status_code == 200
+    return len(queries), response.json()["results"]
+
+
+@pytest.mark.parametrize(("persona", "expected"), [("writer", WRITE), ("owner", EVERYTHING)])
+def test_signed_in_list_queries_do_not_grow_with_the_page(api, alice, fifty, persona, expected):
+    user = alice if persona == "owner" else fifty.members["write"]
+    counts = {}
+    for size in (10, 50):
+        counts[size], results = _queries_and_results(
+            api, f"/v2/namespaces/{fifty.name}/repositories?page_size={size}", user)
+        assert len(results) == size and all(item["permissions"] == expected for item in results)
+    assert counts[10] == counts[50]
+
+
+def test_starred_list_queries_do_not_grow_with_the_page(api, fifty):
+    writer = fifty.members["write"]
+    for repository in Repository.objects.filter(namespace=fifty.namespace):
+        Star.objects.create(repository=repository, user=writer)
+    counts = {}
+    for size in (10, 50):
+        counts[size], results = _queries_and_results(
+            api, f"/v2/users/{writer.username}/starred/?page_size={size}", writer)
+        assert len(results) == size and all(item["permissions"] == WRITE for item in results)
+    assert counts[10] == counts[50]

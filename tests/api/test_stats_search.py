@@ -62,3 +62,15 @@ def test_search_pages_are_clamped(api, alice):
         RepositoryFactory(namespace=namespace, name=f"match{i}")
     body = api.get("/v2/search/repositories/?query=match&page_size=1000").json()
     assert body["count"] == 101 and len(body["results"]) == 100
+
+
+def test_search_count_stops_at_the_limit(api, alice, monkeypatch):
+    monkeypatch.setattr("repositories.search.COUNT_LIMIT", 3)
+    namespace = Namespace.objects.get(user=alice)
+    for i in range(5):
+        RepositoryFactory(namespace=namespace, name=f"capped{i}")
+    body = api.get("/v2/search/repositories/?query=capped&page_size=2").json()
+    assert body["count"] == 3 and len(body["results"]) == 2 and "page=2" in body["next"]
+    assert api.get("/v2/search/repositories/?query=capped&page_size=4").json()["count"] == 3
+    monkeypatch.setattr("repositories.search.COUNT_LIMIT", 5)
+    assert api.get("/v2/search/repositories/?query=capped").json()["count"] == 5

@@ -1,6 +1,8 @@
 """The whole permission matrix: who may pull, push, delete and administer which repository."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import AccessToken, Membership, Namespace
@@ -16,9 +18,10 @@ from repositories.permissions import (
     Actor,
     may_create_repository,
     repository_actions,
+    repository_actions_many,
 )
 from repositories.selectors import repositories_visible_to
-from tests.factories import RepositoryFactory, UserFactory, library_namespace, make_organization, team
+from tests.factories import RepositoryFactory, UserFactory, library_namespace, make_organization, team, unique_name
 
 PULL_ONLY = frozenset({PULL})
 PULL_PUSH = frozenset({PULL, PUSH})
@@ -144,6 +147,90 @@ def test_delete_and_admin_only_for_owners_team_admins_and_staff(alice, bob):
     Collaborator.objects.create(repository=repo, user=bob)
     granted = repository_actions(Actor.for_user(bob), repo)
     assert DELETE not in granted and ADMIN not in granted
+
+
+class World:
+    """One of each kind of repository, and every persona of the matrix above."""
+
+    def __init__(self, alice, bob, charlie, staff):
+        self.alice, self.bob, self.charlie, self.staff = alice, bob, charlie, staff
+        org = make_organization(alice)
+        other_org = make_organization(charlie)  # alice is no owner of this one
+        tombstone = Namespace.objects.create(name=unique_name("gone")[:30], kind=Namespace.Kind.ORGANIZATION,
+                                             deleted_at=timezone.now())
+        repositories = {
+            "alice public": personal_repo(alice, False),
+            "alice private": personal_repo(alice, True),
+            "alice private, bob collaborates": personal_repo(alice, True),
+            "alice public, bob collaborates": personal_repo(alice, False),
+            "charlie private": personal_repo(charlie, True),
+            "org public": RepositoryFactory(namespace=org.namespace, is_private=False),
+            "org private": RepositoryFactory(namespace=org.namespace, is_private=True),
+            "org private, teams": RepositoryFactory(namespace=org.namespace, is_private=True),
+            "org public, teams": RepositoryFactory(namespace=org.namespace, is_private=False),
+            "other org private, bob admin": RepositoryFactory(namespace=other_org.namespace, is_private=True),
+            "library public": RepositoryFactory(namespace=library_namespace(), is_private=False),
+            "library private": RepositoryFactory(namespace=library_namespace(), is_private=True),
+            "tombstone public": RepositoryFactory(namespace=tombstone, is_private=False),
+            "tombstone private": RepositoryFactory(namespace=tombstone, is_private=True),
+        }
+        for name in ("alice private, bob collaborates", "alice public, bob collaborates"):
+            Collaborator.objects.create(repository=repositories[name], user=bob)
+        self.members = {}
+        for level in ("read", "write", "admin"):
+            member = UserFactory()
+            group = team(org)
+            Membership.objects.create(team=group, user=member)
+            for name in ("org private, teams", "org public, teams"):
+                TeamPermission.objects.create(repository=repositories[name], team=group, permission=level)
+            self.members[level] = member
+        readers, writers, other_admins = team(org), team(org), team(other_org)
+        for group in (readers, writers, other_admins):
+            Membership.objects.create(team=group, user=bob)
+        TeamPermission.objects.create(repository=repositories["org private, teams"], team=readers, permission="read")
+        TeamPermission.objects.create(repository=repositories["org public, teams"], team=writers, permission="write")
+        TeamPermission.objects.create(repository=repositories["other org private, bob admin"], team=other_admins,
+                                      permission="admin")
+        self.repositories = list(Repository.objects.select_related("namespace")
+                                 .filter(pk__in=[r.pk for r in repositories.values()]))
+
+    def actor(self, persona: str) -> Actor:
+        if persona == "anonymous":
+            return Actor()
+        if persona == "inactive alice":
+            self.alice.is_active = False
+            return Actor.for_user(self.alice)
+        if persona.startswith("team "):
+            return Actor.for_user(self.members[persona.removeprefix("team ")])
+        user_name, _, scope = persona.partition(" token ")
+        user = getattr(self, user_name)
+        token = access_token_create(user=user, label="t", scope=scope)[0] if scope else None
+        return Actor.for_user(user, token)
+
+
+PERSONAS = [
+    "anonymous", "alice", "bob", "charlie", "staff", "inactive alice", "team read", "team write", "team admin",
+    *(f"alice token {scope}" for scope in AccessToken.Scope.values),
+    *(f"bob token {scope}" for scope in AccessToken.Scope.values),
+    *(f"staff token {scope}" for scope in AccessToken.Scope.values),
+]
+
+
+@pytest.mark.parametrize("persona", PERSONAS)
+def test_repository_actions_many_is_repository_actions_for_each(alice, bob, charlie, staff, persona):
+    world = World(alice, bob, charlie, staff)
+    actor = world.actor(persona)
+    one_by_one = {repository.pk: repository_actions(actor, repository) for repository in world.repositories}
+    with CaptureQueriesContext(connection) as queries:
+        many = repository_actions_many(actor, world.repositories)
+    assert many == one_by_one
+    assert len(queries) <= 3
+
+
+def test_repository_actions_many_of_nothing_asks_nothing(alice):
+    with CaptureQueriesContext(connection) as queries:
+        assert repository_actions_many(Actor.for_user(alice), []) == {}
+    assert len(queries) == 0
 
 
 class TestMayCreate:

@@ -100,3 +100,13 @@ def test_explore_official_shown_without_library_prefix():
     html = Client().get("/explore").content.decode()
     assert 'href="/_/ubuntu-ex"' in html
     assert "library/ubuntu-ex" not in html
+
+
+def test_search_count_above_the_limit_is_shown_with_a_plus(alice, monkeypatch):
+    for i in range(5):
+        personal_repo(alice, name=f"plus{i}")
+    monkeypatch.setattr("repositories.search.COUNT_LIMIT", 4)
+    assert "4+ repositories" in Client().get("/search", {"q": "plus"}).content.decode()
+    monkeypatch.setattr("repositories.search.COUNT_LIMIT", 5)
+    response = Client().get("/search", {"q": "plus"}).content.decode()
+    assert "5 repositories" in response and "5+" not in response
