@@ -313,6 +313,8 @@ def build_claim(build_id: int) -> Build | None:
 
 def dispatch_queued_builds() -> int:
     """Enqueue queued builds again (oldest first) for namespaces with free slots; returns how many."""
+    if not settings.HUB_BUILDS_ENABLED:
+        return 0  # a worker with builds off leaves queued builds to the workers that run them
     limit = settings.HUB_BUILD_CONCURRENCY_PER_NAMESPACE
     running = dict(Build.objects.filter(state__in=constants.RUNNING).values_list("repository__namespace_id")
                    .annotate(n=Count("id")))
@@ -383,6 +385,9 @@ def _signer(build: Build, source: BuildSource, username: str, password: str):
 
 def build_execute(*, build_id: int, executor: Executor | None = None) -> Build | None:
     """Run a queued build to its end (the task's body). None when it stays queued or is not queued."""
+    if not settings.HUB_BUILDS_ENABLED:
+        logger.warning("build %s left queued: builds are off on this worker (HUB_BUILDS_ENABLED)", build_id)
+        return None
     build = build_claim(build_id)
     if build is None:
         return None
@@ -393,9 +398,7 @@ def build_execute(*, build_id: int, executor: Executor | None = None) -> Build |
     try:
         source = BuildSource.objects.select_related("created_by").filter(repository=build.repository).first()
         owner = _builder(source) if source is not None else None
-        if not settings.HUB_BUILDS_ENABLED:
-            outcome = BuildOutcome(constants.FAILED, error="builds are disabled on this hub (HUB_BUILDS_ENABLED)")
-        elif source is None or owner is None:
+        if source is None or owner is None:
             outcome = BuildOutcome(constants.FAILED, error="the repository has no Git source any more")
         elif PUSH not in repository_actions(Actor.for_user(owner), build.repository):
             outcome = BuildOutcome(constants.FAILED, error=f"{owner.username} may no longer push to this repository")
