@@ -11,6 +11,8 @@ from django.utils import timezone
 
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
 from accounts.names import validate_namespace_name
+from repositories.models import Repository
+from repositories.services import repository_delete
 
 
 def namespace_check_available(*, name: str) -> None:
@@ -48,8 +50,6 @@ def organization_create(*, name: str, owner: User, full_name: str = "") -> Organ
 
 def organization_delete(*, organization: Organization) -> None:
     """Delete an organization that has no repositories left; its name becomes a tombstone."""
-    from repositories.models import Repository
-
     with transaction.atomic():
         namespace = Namespace.objects.select_for_update().get(organization=organization)
         if Repository.objects.filter(namespace=namespace).exists():
@@ -177,8 +177,6 @@ def user_delete(*, user: User) -> None:
 
     Refused while the user is the last owner of an organization that still exists.
     """
-    from repositories.models import Repository
-
     with transaction.atomic():
         for team in Team.objects.filter(name=Team.OWNERS, memberships__user=user):
             if team.memberships.count() <= 1:
@@ -188,8 +186,9 @@ def user_delete(*, user: User) -> None:
                     code="last_owner",
                 )
         namespace = Namespace.objects.select_for_update().get(user=user)
-        for repository in Repository.objects.filter(namespace=namespace):
-            repository.delete()
+        # Through the repository service: webhooks get repository_delete, unshared blobs go.
+        for repository in Repository.objects.filter(namespace=namespace).select_related("namespace"):
+            repository_delete(repository=repository, user=user)
         namespace.deleted_at = timezone.now()
         namespace.user = None
         namespace.save(update_fields=["deleted_at", "user"])

@@ -44,10 +44,6 @@ class BuildFailed(Exception):
     pass
 
 
-def missing_tools() -> list[str]:
-    return [tool for tool in ("git", "buildah") if shutil.which(tool) is None]
-
-
 def _remove_tree(path: Path) -> None:
     def make_writable(function, name, _exc_info) -> None:
         try:

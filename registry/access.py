@@ -16,8 +16,6 @@ from accounts.models import User
 from registry.errors import TooManyRequests, Unauthorized
 from repositories.permissions import Actor
 
-PULL, PUSH, DELETE, WILDCARD = "pull", "push", "delete", "*"
-
 
 def challenge(scope: str | None = None, error: str | None = None) -> str:
     parts = [f'realm="{settings.HUB_PUBLIC_URL}/token"', f'service="{settings.REGISTRY_SERVICE}"']

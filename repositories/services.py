@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import F
+from django.utils import timezone
 
-from accounts.models import Namespace
-from repositories.models import Repository, validate_repository_name
+from accounts.models import Namespace, User
+from registry.models import Blob
+from registry.services.gc import sweep_blob
+from registry.signals import repository_deleted
+from repositories.models import Collaborator, Repository, Star, TeamPermission, validate_repository_name
 
 
 def namespace_default_private(namespace: Namespace) -> bool:
-    from django.conf import settings
-
     if namespace.user is not None:
         return namespace.user.default_private or settings.DEFAULT_REPOSITORY_PRIVATE
     if namespace.organization is not None:
@@ -94,12 +98,6 @@ def repository_delete(*, repository: Repository, user=None) -> None:
 
     Pulls of it then fail with NAME_UNKNOWN (or the same 401 a stranger gets).
     """
-    from django.utils import timezone
-
-    from registry.models import Blob
-    from registry.services.gc import sweep_blob
-    from registry.signals import repository_deleted
-
     with transaction.atomic():
         blob_ids = list(Blob.objects.filter(repository_links__repository=repository).values_list("pk", flat=True))
         repository_deleted.send(sender=Repository, repository_snapshot=repository_snapshot(repository), user=user)
@@ -111,10 +109,6 @@ def repository_delete(*, repository: Repository, user=None) -> None:
 
 def star_add(*, repository: Repository, user) -> bool:
     """Star a repository; returns False when it was already starred."""
-    from django.db.models import F
-
-    from repositories.models import Star
-
     with transaction.atomic():
         _, created = Star.objects.get_or_create(repository=repository, user=user)
         if created:
@@ -124,10 +118,6 @@ def star_add(*, repository: Repository, user) -> bool:
 
 
 def star_remove(*, repository: Repository, user) -> bool:
-    from django.db.models import F
-
-    from repositories.models import Star
-
     with transaction.atomic():
         deleted, _ = Star.objects.filter(repository=repository, user=user).delete()
         if deleted:
@@ -137,9 +127,6 @@ def star_remove(*, repository: Repository, user) -> bool:
 
 
 def collaborator_add(*, repository: Repository, username: str):
-    from accounts.models import User
-    from repositories.models import Collaborator
-
     if repository.namespace.user is None:
         raise ValidationError("Organization repositories use team permissions, not collaborators.", code="org")
     user = User.objects.filter(username=username.strip().lower(), is_active=True).first()
@@ -154,16 +141,12 @@ def collaborator_add(*, repository: Repository, username: str):
 
 
 def collaborator_remove(*, repository: Repository, username: str) -> None:
-    from repositories.models import Collaborator
-
     deleted, _ = Collaborator.objects.filter(repository=repository, user__username=username).delete()
     if not deleted:
         raise ValidationError(f"{username} is not a collaborator.", code="not_collaborator")
 
 
 def team_permission_set(*, repository: Repository, team, permission: str):
-    from repositories.models import TeamPermission
-
     if repository.namespace.organization_id is None or team.organization_id != repository.namespace.organization_id:
         raise ValidationError("Only teams of the repository's organization can be given access.", code="team")
     if permission not in TeamPermission.Level.values:
@@ -174,8 +157,6 @@ def team_permission_set(*, repository: Repository, team, permission: str):
 
 
 def team_permission_remove(*, repository: Repository, team) -> None:
-    from repositories.models import TeamPermission
-
     deleted, _ = TeamPermission.objects.filter(repository=repository, team=team).delete()
     if not deleted:
         raise ValidationError(f"Team {team.name} has no access to this repository.", code="not_granted")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 
-from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -74,7 +73,7 @@ def manifest_fetch(*, namespace: str, name: str, reference: str) -> Manifest | N
                     content=bytes(content), subject_digest=subject_digest, platforms=platforms or [])
 
 
-def _platforms_of_image(parsed: ParsedManifest, blobs: dict[str, Blob], digest: str, size: int) -> list[dict]:
+def _platforms_of_image(parsed: ParsedManifest, digest: str) -> list[dict]:
     config = parsed.config
     platform = {"os": "", "architecture": "", "variant": ""}
     if config is not None and config.media_type in mediatypes.IMAGE_CONFIG_TYPES and config.size <= MAX_CONFIG_BYTES:
@@ -150,7 +149,7 @@ def manifest_put(*, repository: Repository, reference: str, body: bytes, content
         platforms = _platforms_of_index(parsed, children)
         total_size = sum(p["size"] for p in platforms)
     else:
-        platforms = _platforms_of_image(parsed, blobs, digest, len(body))
+        platforms = _platforms_of_image(parsed, digest)
         total_size = sum(layer.size for layer in parsed.layers) + (parsed.config.size if parsed.config else 0)
 
     now = timezone.now()
@@ -246,6 +245,3 @@ def referrers(*, repository: Repository, digest: str, artifact_type: str | None)
         descriptors.append(descriptor)
     return descriptors
 
-
-def max_manifest_bytes() -> int:
-    return settings.REGISTRY_MAX_MANIFEST_BYTES

@@ -10,10 +10,19 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import Namespace
-from registry.access import PULL, PUSH, RegistryAccess, authenticate_request, challenge
-from registry.errors import API_VERSION_HEADER, Denied, NameInvalid, NameUnknown, RegistryError, Unauthorized
+from registry.access import RegistryAccess, authenticate_request, challenge
+from registry.errors import (
+    API_VERSION_HEADER,
+    Denied,
+    NameInvalid,
+    NameUnknown,
+    RegistryError,
+    Unauthorized,
+    Unsupported,
+)
 from registry.oci.names import InvalidName, display_name, normalize_repository_name
 from repositories.models import Repository
+from repositories.permissions import DELETE, PULL, PUSH
 from repositories.services import repository_get_or_create_for_push
 
 logger = logging.getLogger(__name__)
@@ -26,7 +35,7 @@ class RegistryView(View):
 
     repository_scoped = True
     # Which action each method needs; "delete" for DELETE.
-    method_actions = {"GET": PULL, "HEAD": PULL, "POST": PUSH, "PUT": PUSH, "PATCH": PUSH, "DELETE": "delete"}
+    method_actions = {"GET": PULL, "HEAD": PULL, "POST": PUSH, "PUT": PUSH, "PATCH": PUSH, "DELETE": DELETE}
     creates_repository = False  # POST uploads and manifest PUT create the repository on first push
     # containers/image checks blobs with HEAD before pushing and cannot read a 401 without a body:
     # a caller who holds a token but may not pull gets "unknown blob", so it goes on to the POST that
@@ -131,8 +140,6 @@ class RegistryView(View):
 
 
 def _method_not_allowed(view: View) -> RegistryError:
-    from registry.errors import Unsupported
-
     allowed = [m.upper() for m in view.http_method_names if hasattr(view, m) and m != "options"]
     return Unsupported("method not allowed", headers={"Allow": ", ".join(allowed)})
 

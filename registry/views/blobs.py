@@ -15,6 +15,7 @@ from registry.oci.digests import InvalidDigest, parse_digest
 from registry.oci.names import InvalidName, normalize_repository_name
 from registry.services import uploads
 from registry.views.base import RegistryView, empty
+from repositories.permissions import PULL, PUSH
 
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 TOUCH_EVERY = timedelta(hours=1)
@@ -164,7 +165,7 @@ class UploadStartView(RegistryView):
             namespace, name = normalize_repository_name(source)
         except InvalidName:
             return None
-        if "pull" not in self.access.actions(namespace, name):
+        if PULL not in self.access.actions(namespace, name):
             return None
         blob = Blob.objects.filter(
             digest=digest, repository_links__repository__namespace__name=namespace,
@@ -184,7 +185,7 @@ class UploadStartView(RegistryView):
 
 class UploadView(RegistryView):
     http_method_names = ["get", "patch", "put", "delete"]
-    method_actions = {"GET": "push", "PATCH": "push", "PUT": "push", "DELETE": "push"}
+    method_actions = {"GET": PUSH, "PATCH": PUSH, "PUT": PUSH, "DELETE": PUSH}  # an upload is part of a push
 
     def _status_headers(self, upload) -> dict[str, str]:
         return {

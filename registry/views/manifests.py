@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from registry import pulls
@@ -77,7 +78,7 @@ class ManifestView(RegistryView):
         return self._response(served, head=False)
 
     def put(self, request: HttpRequest, reference: str) -> HttpResponse:
-        limit = manifest_service.max_manifest_bytes()
+        limit = settings.REGISTRY_MAX_MANIFEST_BYTES
         body = request_body(request)
         if body.length is not None and body.length > limit:
             raise ManifestTooLarge(detail={"limit": limit})

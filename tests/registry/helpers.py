@@ -156,10 +156,6 @@ def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
     return scheme, dict(re.findall(r'(\w+)="([^"]*)"', rest))
 
 
-def empty_blob() -> bytes:
-    return b"{}"
-
-
 def artifact_manifest(*, artifact_type: str, subject: dict | None = None, layers: list[bytes] = (),
                       annotations: dict | None = None) -> bytes:
     """An OCI artifact: the empty config `{}` and optional subject (the referrers API's shape)."""
