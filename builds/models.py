@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from builds import constants
 from builds.tags import RuleSpec
+from hub.fields import EncryptedJSONField, EncryptedTextField
 
 
 def hash_token(token: str) -> str:
@@ -28,10 +29,11 @@ class BuildSource(models.Model):
     default_branch = models.CharField(max_length=255, default="main")
     # The trigger URL's token, stored hashed; rotatable. Shown once, when it is made.
     token_hash = models.CharField(max_length=64)
-    # HMAC secret for X-Hub-Signature-256 (GitHub, and the shipped hooks when set). Needed in clear to verify.
-    webhook_secret = models.CharField(max_length=200, blank=True)
+    # HMAC secret for X-Hub-Signature-256 (GitHub, and the shipped hooks when set). Needed in clear to verify,
+    # so encrypted at rest (hub/crypto.py), like the deploy key's private half.
+    webhook_secret = EncryptedTextField(max_length=200, blank=True)
     deploy_public_key = models.TextField(blank=True)
-    deploy_private_key = models.TextField(blank=True)
+    deploy_private_key = EncryptedTextField(blank=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")
     created_at = models.DateTimeField(default=timezone.now)
@@ -62,8 +64,8 @@ class BuildRule(models.Model):
     dockerfile = models.CharField(max_length=500, default="Dockerfile")
     context = models.CharField(max_length=500, default=".")
     build_args = models.JSONField(default=dict, blank=True)
-    # {"id": "value"}: passed with `buildah bud --secret`, never returned by the API once saved.
-    secrets = models.JSONField(default=dict, blank=True)
+    # {"id": "value"}: passed with `buildah bud --secret`, never returned by the API once saved; encrypted.
+    secrets = EncryptedJSONField(default=dict, blank=True)
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 

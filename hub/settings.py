@@ -96,6 +96,8 @@ def _generated_secret_key() -> str:
 
 
 SECRET_KEY = envsecret("SECRET_KEY") or _generated_secret_key()
+# Keys of the secrets stored encrypted (hub/crypto.py), current first; unset: KEYS_DIR/encryption.key.
+HUB_ENCRYPTION_KEY = envsecret("HUB_ENCRYPTION_KEY")
 DEBUG = envbool("DEBUG", False)
 
 # --- Public URL: hosts, CSRF origins and the registry token service derive from it ----------

@@ -9,7 +9,7 @@ class WebhookAdmin(admin.ModelAdmin):
     list_filter = ["active"]
     search_fields = ["name", "url", "repository__name", "repository__namespace__name"]
     raw_id_fields = ["repository", "created_by"]
-    exclude = ["secret"]
+    exclude = ["secret", "headers"]  # stored encrypted; they can hold credentials
     readonly_fields = ["consecutive_failures", "disabled_reason", "disabled_at"]
 
 
@@ -19,4 +19,5 @@ class DeliveryAdmin(admin.ModelAdmin):
     list_filter = ["state", "event"]
     search_fields = ["id", "repository_name", "url"]
     raw_id_fields = ["webhook", "repository", "redelivery_of"]
-    readonly_fields = [field.name for field in Delivery._meta.fields]
+    exclude = ["request_headers"]  # the webhook's custom headers, which can hold credentials
+    readonly_fields = [field.name for field in Delivery._meta.fields if field.name != "request_headers"]

@@ -13,6 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from hub.fields import EncryptedJSONField, EncryptedTextField
 from webhooks import payloads
 
 
@@ -21,9 +22,10 @@ class Webhook(models.Model):
     name = models.CharField(max_length=100)
     url = models.CharField("URL", max_length=2000)
     active = models.BooleanField(default=True)
-    # Kept as entered, because it must sign every delivery; shown once, then only its hint.
-    secret = models.CharField(max_length=255, blank=True)
-    headers = models.JSONField(default=dict, blank=True)
+    # Needed in clear to sign every delivery, so encrypted (hub/crypto.py); shown once, then only its hint.
+    secret = EncryptedTextField(max_length=255, blank=True)
+    # Encrypted too: custom headers are where receivers' credentials go (`Authorization: Bearer …`).
+    headers = EncryptedJSONField(default=dict, blank=True)
     events = models.JSONField(default=list)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -71,7 +73,7 @@ class Delivery(models.Model):
     repository_name = models.CharField(max_length=300)  # `namespace/name`, kept when the repository goes
     event = models.CharField(max_length=32)
     url = models.CharField(max_length=2000)
-    request_headers = models.JSONField(default=dict)
+    request_headers = EncryptedJSONField(default=dict)  # holds the webhook's custom headers: encrypted like them
     body = models.TextField()  # the exact JSON sent (and signed)
     manual = models.BooleanField(default=False, help_text="A test delivery or a redelivery asked for by a person.")
     redelivery_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

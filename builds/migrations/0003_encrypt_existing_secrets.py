@@ -1,0 +1,34 @@
+"""Encrypt the existing rows (hub/crypto.py): build sources' webhook secrets and deploy keys, build rules' secrets.
+
+Legacy plaintext values become `enc:v1:<token>`; values already encrypted are left. Reversible: going
+back writes them in clear again, before 0002 gives the columns their old types back.
+"""
+
+from django.db import migrations
+
+import hub.fields
+
+FIELDS = {"BuildSource": ["webhook_secret", "deploy_private_key"], "BuildRule": ["secrets"]}
+
+
+def encrypt(apps, schema_editor):
+    for model_name, names in FIELDS.items():
+        for name in names:
+            hub.fields.encrypt_column(apps.get_model("builds", model_name), name, schema_editor)
+
+
+def decrypt(apps, schema_editor):
+    for model_name, names in FIELDS.items():
+        for name in names:
+            hub.fields.decrypt_column(apps.get_model("builds", model_name), name, schema_editor)
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("builds", "0002_encrypt_secrets"),
+    ]
+
+    operations = [
+        migrations.RunPython(encrypt, decrypt),
+    ]

@@ -1,0 +1,126 @@
+"""Model fields that encrypt on save and decrypt on load (hub/crypto.py), so callers see plain values.
+
+Both are text columns holding `enc:v1:<token>`. An empty EncryptedTextField stays "" (so `blank` keeps its
+meaning and "has a secret?" needs no key); every other value, and every JSON value, is encrypted. Values
+cannot be searched: the only lookups are `isnull` and `exact` against "" (anything else raises TypeError,
+rather than silently matching nothing).
+
+`encrypt_column` / `decrypt_column` are for data migrations: they work on the raw column, with SQL.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from django import forms
+from django.db import models
+from django.db.models.lookups import Exact, IsNull
+
+from hub import crypto
+
+
+class _EmptyOnlyExact(Exact):
+    def get_prep_lookup(self) -> Any:
+        if self.rhs not in ("", None):
+            raise TypeError(f"{self.lhs.output_field.name} is encrypted: it can only be compared with ''")
+        return super().get_prep_lookup()
+
+
+class _EncryptedMixin:
+    def get_lookup(self, lookup_name: str) -> type | None:
+        return {"exact": _EmptyOnlyExact, "isnull": IsNull}.get(lookup_name)
+
+    def get_transform(self, lookup_name: str) -> None:
+        return None
+
+
+class EncryptedTextField(_EncryptedMixin, models.TextField):
+    """A string kept encrypted in the database ("" stays "")."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> str | None:
+        return None if value is None else crypto.decrypt(value)
+
+    def get_prep_value(self, value: Any) -> str | None:
+        value = super().get_prep_value(value)
+        if value is None or value == "":
+            return value
+        return crypto.encrypt(value)
+
+
+class EncryptedJSONField(_EncryptedMixin, models.TextField):
+    """A JSON value (a dict of build secrets, of headers…) kept encrypted in the database."""
+
+    def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
+        if value is None:
+            return None
+        return json.loads(crypto.decrypt(value)) if value else None
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError:
+                raise forms.ValidationError("Enter valid JSON.") from None
+        return value
+
+    def get_prep_value(self, value: Any) -> str | None:
+        if value is None:
+            return None
+        return crypto.encrypt(json.dumps(value))
+
+    def value_to_string(self, obj: models.Model) -> str:
+        return json.dumps(self.value_from_object(obj))
+
+    def formfield(self, **kwargs: Any) -> forms.Field:
+        return forms.JSONField(**{"required": not self.blank, **kwargs})
+
+
+# --- Data migrations --------------------------------------------------------------------------------
+
+
+def _rewrite_column(model: type[models.Model], column: str, schema_editor: Any,
+                    change: Callable[[str], str], batch: int = 500) -> int:
+    """Apply `change` to every non-null value of a column, in batches by primary key; returns the rows changed."""
+    quote = schema_editor.quote_name  # identifiers from the model, quoted; values go as parameters
+    table, pk, column = quote(model._meta.db_table), quote(model._meta.pk.column), quote(column)
+    count, last = 0, None
+    with schema_editor.connection.cursor() as cursor:
+        while True:
+            where = f"WHERE {pk} > %s " if last is not None else ""
+            cursor.execute(f"SELECT {pk}, {column} FROM {table} {where}ORDER BY {pk} LIMIT {batch}",  # noqa: S608
+                           [] if last is None else [last])
+            rows = cursor.fetchall()
+            for key, value in rows:
+                new = value if value is None else change(value)
+                if new != value:
+                    cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {pk} = %s", [new, key])  # noqa: S608
+                    count += 1
+            if len(rows) < batch:
+                return count
+            last = rows[-1][0]
+
+
+def encrypt_column(model: type[models.Model], field_name: str, schema_editor: Any) -> int:
+    """Encrypt the legacy plaintext values of a column (values already encrypted are left); returns the count.
+
+    Raises DecryptionError on an `enc:v1:` value that no configured key can read, rather than wrap it again.
+    """
+    field = model._meta.get_field(field_name)
+    is_text = isinstance(field, EncryptedTextField)
+
+    def change(value: str) -> str:
+        if crypto.is_encrypted(value):
+            crypto.decrypt(value)  # readable with the configured keys, or raise
+            return value
+        if is_text and value == "":
+            return value
+        return crypto.encrypt(value)
+
+    return _rewrite_column(model, field.column, schema_editor, change)
+
+
+def decrypt_column(model: type[models.Model], field_name: str, schema_editor: Any) -> int:
+    """Write the column back in clear (to reverse a migration); returns the count."""
+    return _rewrite_column(model, model._meta.get_field(field_name).column, schema_editor, crypto.decrypt)

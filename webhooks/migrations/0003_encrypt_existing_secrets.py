@@ -1,0 +1,34 @@
+"""Encrypt the existing rows (hub/crypto.py): webhooks' secrets and custom headers, and the headers kept per delivery.
+
+Legacy plaintext values become `enc:v1:<token>`; values already encrypted are left. Reversible: going
+back writes them in clear again, before 0002 gives the columns their old types back.
+"""
+
+from django.db import migrations
+
+import hub.fields
+
+FIELDS = {"Webhook": ["secret", "headers"], "Delivery": ["request_headers"]}
+
+
+def encrypt(apps, schema_editor):
+    for model_name, names in FIELDS.items():
+        for name in names:
+            hub.fields.encrypt_column(apps.get_model("webhooks", model_name), name, schema_editor)
+
+
+def decrypt(apps, schema_editor):
+    for model_name, names in FIELDS.items():
+        for name in names:
+            hub.fields.decrypt_column(apps.get_model("webhooks", model_name), name, schema_editor)
+
+
+class Migration(migrations.Migration):
+
+    dependencies = [
+        ("webhooks", "0002_encrypt_secrets"),
+    ]
+
+    operations = [
+        migrations.RunPython(encrypt, decrypt),
+    ]
