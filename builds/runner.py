@@ -9,10 +9,12 @@ whatever happens.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import queue
 import re
+import shlex
 import shutil
 import signal
 import stat
@@ -24,12 +26,27 @@ from pathlib import Path
 
 from builds import constants
 from builds.executor import BuildJob, BuildOutcome, Reporter, Signer
-from builds.source_safety import SourceRefused, check_remote_source, git_pin_options, parse_networks, ssh_pin_options
+from builds.source_safety import (
+    PinnedHost,
+    SourceRefused,
+    check_remote_source,
+    git_pin_options,
+    parse_networks,
+    ssh_pin_options,
+)
 
 POLL_SECONDS = 0.5
 KILL_GRACE_SECONDS = 3.0
 FULL_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 SAFE_ENV = ("PATH", "LANG", "LC_ALL")
+SSH_CONNECT_SECONDS = 30
+SSH_FAILURE_HINTS = (
+    ("Permission denied (publickey", "the server refused the deploy key: add the public key shown on the "
+                                     "repository's Builds tab to the Git repository (read access is enough)"),
+    ("Host key verification failed", "the server's ssh host key is not the one pinned for it on the build workers"),
+    ("Connection refused", "nothing accepts ssh connections at that host and port"),
+    ("Connection timed out", "the ssh server did not answer"),
+)
 
 
 class BuildStopped(Exception):
@@ -67,13 +84,38 @@ def inside(root: Path, relative: str) -> Path:
     return candidate
 
 
+def ssh_fingerprint(blob: str) -> str:
+    """OpenSSH's SHA256 fingerprint of a base64 public key blob (as `ssh-keygen -l` prints it)."""
+    return "SHA256:" + base64.b64encode(hashlib.sha256(base64.b64decode(blob)).digest()).decode().rstrip("=")
+
+
+class _Tail:
+    """A reporter passed through, remembering the lines logged (to explain a failed ssh fetch)."""
+
+    def __init__(self, reporter: Reporter):
+        self.reporter, self.lines = reporter, []
+
+    def log(self, line: str) -> None:
+        self.lines.append(line)
+        self.reporter.log(line)
+
+    def state(self, state: str) -> None:
+        self.reporter.state(state)
+
+    def cancelled(self) -> bool:
+        return self.reporter.cancelled()
+
+
 class LocalRunner:
     """The local executor: git and buildah on this machine, as this Unix user."""
 
-    def __init__(self, *, work_root: str | Path | None = None, buildah: str = "buildah", git: str = "git"):
+    def __init__(self, *, work_root: str | Path | None = None, buildah: str = "buildah", git: str = "git",
+                 ssh_known_hosts: str | Path | None = None):
         self.work_root = Path(work_root) if work_root else None
         self.buildah = buildah
         self.git = git
+        # Host keys of ssh sources that must match (OpenSSH's GlobalKnownHostsFile); None: ssh's default.
+        self.ssh_known_hosts = str(ssh_known_hosts) if ssh_known_hosts else None
 
     # --- the public entry point --------------------------------------------------------------
 
@@ -149,9 +191,6 @@ class LocalRunner:
             key_path = ws / "secrets" / "deploy_key"
             key_path.touch(mode=0o600)
             key_path.write_text(job.ssh_private_key.rstrip("\n") + "\n")
-            known_hosts = ws / "home" / "known_hosts"
-            self.env["GIT_SSH_COMMAND"] = (f"ssh -i {key_path} -o IdentitiesOnly=yes -o BatchMode=yes "
-                                           f"-o StrictHostKeyChecking=accept-new -o UserKnownHostsFile={known_hosts}")
         self.pin_options: list[str] = []
 
     def _git(self, ws: Path, *args: str) -> str:
@@ -166,11 +205,15 @@ class LocalRunner:
     def _fetch(self, ws: Path) -> str:
         job = self.job
         self._git(ws, "init", "-q")
+        self.pinned: PinnedHost | None = None
         if not job.is_local:
             self._pin_remote(ws)
         wanted = job.commit if FULL_SHA_RE.match(job.commit or "") else job.ref
         self.reporter.log(f"fetching {wanted} from {job.source_url}")
-        self._git(ws, "fetch", "--depth", "1", "--no-tags", job.source_url, wanted)
+        if self.pinned is not None and self.pinned.scheme == "ssh":
+            self._fetch_over_ssh(ws, wanted)
+        else:
+            self._git(ws, "fetch", "--depth", "1", "--no-tags", job.source_url, wanted)
         commit = self._git(ws, "rev-parse", "FETCH_HEAD^{commit}").strip()
         if job.commit and not commit.startswith(job.commit.lower()):
             raise BuildFailed(f"{job.ref} is at {commit[:12]} now, not at the commit {job.commit} that was pushed")
@@ -185,12 +228,52 @@ class LocalRunner:
         except (SourceRefused, ValueError) as error:
             raise BuildFailed(str(error)) from None
         self.reporter.log(f"{pinned.host} resolves to {pinned.address}: fetching from that address only")
-        self.pin_options = git_pin_options(pinned)
+        self.pinned, self.pin_options = pinned, git_pin_options(pinned)
         if pinned.scheme == "ssh":
-            base = self.env.get("GIT_SSH_COMMAND") or (
-                f"ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new "
-                f"-o UserKnownHostsFile={ws / 'home' / 'known_hosts'}")
-            self.env["GIT_SSH_COMMAND"] = f"{base} {ssh_pin_options(pinned)}"
+            self.env["GIT_SSH_COMMAND"] = self._ssh_command(ws, pinned)
+
+    # --- ssh sources ------------------------------------------------------------------------
+
+    def _ssh_command(self, ws: Path, pinned: PinnedHost) -> str:
+        """The ssh git runs: the deploy key only (never the worker's own keys, agent or ~/.ssh/config),
+        no prompts, a bounded connect. Host keys: one listed in the pinned known-hosts file (ssh's
+        /etc/ssh/ssh_known_hosts unless the runner was given another) must match; a host not listed
+        there is trusted on first use, into this build's own known_hosts, and its key is logged."""
+        key = ws / "secrets" / "deploy_key"
+        # Known-hosts options take a list of files split at spaces: a path is double-quoted inside the option.
+        argv = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_CONNECT_SECONDS}",
+                "-o", "StrictHostKeyChecking=accept-new", "-o", f'UserKnownHostsFile="{ws / "home" / "known_hosts"}"',
+                "-o", "UpdateHostKeys=no", "-o", "IdentitiesOnly=yes"]
+        if self.ssh_known_hosts:
+            argv += ["-o", f'GlobalKnownHostsFile="{self.ssh_known_hosts}"']
+        argv += ["-i", str(key)] if key.exists() else ["-o", "PubkeyAuthentication=no"]
+        return f"{shlex.join(argv)} {ssh_pin_options(pinned)}"
+
+    def _fetch_over_ssh(self, ws: Path, wanted: str) -> None:
+        """`git fetch` over ssh; a failure says why in words (refused key, changed host key)."""
+        tail = _Tail(self.reporter)
+        self.reporter = tail
+        try:
+            self._git(ws, "fetch", "--depth", "1", "--no-tags", self.job.source_url, wanted)
+        except BuildFailed as failed:
+            hint = next((hint for needle, hint in SSH_FAILURE_HINTS if any(needle in line for line in tail.lines)),
+                        None)
+            raise BuildFailed(f"{failed}: {hint}" if hint else str(failed)) from None
+        finally:
+            self.reporter = tail.reporter
+        self._log_host_key(ws)
+
+    def _log_host_key(self, ws: Path) -> None:
+        """Say which host key this build trusted: the pinned one, or the one it met first (with its fingerprint)."""
+        known_hosts = ws / "home" / "known_hosts"
+        added = [line.split()[:3] for line in (known_hosts.read_text().splitlines() if known_hosts.exists() else [])
+                 if len(line.split()) >= 3 and not line.startswith("#")]
+        pinned_file = self.ssh_known_hosts or "/etc/ssh/ssh_known_hosts"
+        if not added:
+            self.reporter.log(f"ssh host key matched the one pinned in {pinned_file}")
+        for name, kind, blob in added:
+            self.reporter.log(f"ssh host key of {name} trusted on first use: {kind} {ssh_fingerprint(blob)} "
+                              f"(pin it in {pinned_file} on the build workers to have it checked)")
 
     def _build(self, ws: Path, commit: str) -> None:
         job = self.job

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import shlex
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -105,7 +106,9 @@ def git_pin_options(pinned: PinnedHost) -> list[str]:
 
 
 def ssh_pin_options(pinned: PinnedHost) -> str:
-    """ssh options that connect to the checked address, keeping the name for known_hosts."""
+    """ssh options (shell-quoted, for GIT_SSH_COMMAND) that connect to the checked address, keeping the
+    name known_hosts lists the host under: `host`, or `[host]:port` off port 22, as ssh itself would."""
     if pinned.scheme != "ssh":
         return ""
-    return f"-o HostName={pinned.address} -o HostKeyAlias={pinned.host} -o CheckHostIP=no"
+    alias = pinned.host if pinned.port == DEFAULT_PORTS["ssh"] else f"[{pinned.host}]:{pinned.port}"
+    return shlex.join(["-o", f"HostName={pinned.address}", "-o", f"HostKeyAlias={alias}", "-o", "CheckHostIP=no"])

@@ -7,6 +7,7 @@ PACKAGES=(
   skopeo podman buildah runc umoci   # real container clients
   busybox-static                     # the test images' only binary
   git curl jq ca-certificates        # hooks, raw HTTP checks
+  openssh-server                     # ssh build sources: tests/builds run their own sshd
   chromium                           # the browser tests (driven by Playwright)
   wrk docker-registry                # bench/: load generator and the reference registry
 )
