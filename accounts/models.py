@@ -189,6 +189,10 @@ class AccessToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # When set, the token pushes (and deletes, administers) only this repository; elsewhere it pulls
+    # at most. Automated builds get such a token, valid for one build.
+    repository = models.ForeignKey("repositories.Repository", null=True, blank=True, on_delete=models.CASCADE,
+                                   related_name="+")
 
     class Meta:
         ordering = ["-created_at"]

@@ -25,7 +25,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.e2e.images import TestImages  # noqa: E402
-from tests.live import free_port, wait_until  # noqa: E402
+from tests.live import build_worker_environment, free_port, wait_until  # noqa: E402
 
 PY = Path(sys.executable)
 USER, PASSWORD = "benchuser", "bench-password-123"
@@ -57,9 +57,13 @@ def main() -> None:
                                           cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
                                           stderr=open(root / "gunicorn.log", "wb")))  # noqa: SIM115
         processes.append(subprocess.Popen(
-            [str(PY.parent / "celery"), "-A", "hub", "worker", "-B", "-Q", "celery,builds", "--concurrency", "2",
+            [str(PY.parent / "celery"), "-A", "hub", "worker", "-B", "-Q", "celery", "--concurrency", "2",
              "--schedule", str(root / "beat")], cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL,
             stderr=open(root / "celery.log", "wb")))  # noqa: SIM115
+        processes.append(subprocess.Popen(  # the build worker, with none of the site's settings
+            [str(PY.parent / "celery"), "-A", "builds.worker", "worker", "-Q", "builds", "--concurrency", "2"],
+            cwd=REPO_ROOT, env=build_worker_environment(env), stdout=subprocess.DEVNULL,
+            stderr=open(root / "build-worker.log", "wb")))  # noqa: SIM115
         url, host = f"http://127.0.0.1:{port}", f"127.0.0.1:{port}"
         wait_until(lambda: requests.get(f"{url}/healthz", timeout=2).ok, timeout=60, message="hub")
         images = TestImages(root / "images")

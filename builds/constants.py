@@ -48,3 +48,10 @@ TRIGGERS: tuple[tuple[str, str], ...] = (
     (TRIGGER_MANUAL, "Started by hand"),
     (TRIGGER_RETRY, "Retry"),
 )
+
+# The build worker (builds/worker.py) consumes this queue; the hub sends it this task by name.
+WORKER_QUEUE = "builds"
+WORKER_RUN_TASK = "builds.worker.run_build"
+# The runner enforces HUB_BUILD_TIMEOUT_SECONDS itself; Celery's limits catch a runner that hangs.
+SOFT_MARGIN_SECONDS = 120
+HARD_MARGIN_SECONDS = 300

@@ -97,7 +97,11 @@ class Build(models.Model):
     signature_tag = models.CharField(max_length=140, blank=True)
     error = models.TextField(blank=True)
     cancel_requested = models.BooleanField(default=False)
-    celery_task_id = models.CharField(max_length=255, blank=True)
+    # The build worker's one-build token (hashed), rotated each time the build is sent to the queue.
+    worker_token_hash = models.CharField(max_length=64, blank=True)
+    # The registry token the build pushes with (this repository only); revoked when the build ends.
+    push_token = models.ForeignKey("accounts.AccessToken", null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
     log_archived = models.BooleanField(default=False)
     retry_of = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

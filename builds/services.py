@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import re
-import uuid
+import secrets
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -19,13 +21,17 @@ from django.db.models import Count
 from django.utils import timezone
 
 from accounts.models import AccessToken, Namespace
-from accounts.services import access_token_create, access_token_revoke
+from accounts.services import access_token_create
 from builds import constants, logs
-from builds.executor import BuildJob, BuildOutcome, Executor
-from builds.models import Build, BuildRule, BuildSource
-from builds.runner import LocalRunner
-from builds.signing import RegistryHttpClient, image_signing_key, push_signature, signature_artifact
+from builds.constants import HARD_MARGIN_SECONDS, SOFT_MARGIN_SECONDS
+from builds.executor import BuildJob, BuildOutcome
+from builds.models import Build, BuildRule, BuildSource, hash_token
+from builds.signing import image_signing_key, signature_artifact
 from builds.tags import GitRef, RuleError, matching_rules, parse_ref, should_skip, validate_rule
+from registry.models import Manifest
+from registry.oci.mediatypes import OCI_MANIFEST
+from registry.services.manifests import manifest_put
+from registry.services.uploads import Body, monolithic_upload
 from repositories.models import Repository
 from repositories.permissions import PUSH, Actor, repository_actions
 from webhooks import payloads
@@ -36,8 +42,6 @@ logger = logging.getLogger(__name__)
 SCP_LIKE_RE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$")
 BRANCH_NAME_RE = re.compile(r"^(?!/)(?!.*\.\.)(?!.*//)[^\s~^:?*\[\\]{1,255}(?<!/)(?<!\.lock)$")
 COMMIT_RE = re.compile(r"^[0-9a-fA-F]{7,64}$")
-CANCEL_POLL_SECONDS = 1.0
-RUN_TASK = "builds.tasks.run_build_task"  # sent by name: tasks.py imports this module, not the reverse
 
 
 # --- Sources ----------------------------------------------------------------------------------------
@@ -175,16 +179,49 @@ def build_rule_update(*, rule: BuildRule, **values) -> BuildRule:
 # --- Creating and enqueueing builds -----------------------------------------------------------------
 
 
+def build_worker_token(build_id: int) -> str:
+    """A new one-build token for the worker that runs the build (stored hashed). It retires the
+    previous one: a worker holding an older message for the same build is refused."""
+    token = secrets.token_urlsafe(32)
+    Build.objects.filter(pk=build_id).update(worker_token_hash=hash_token(token))
+    return token
+
+
+def _send_to_worker(build_id: int) -> None:
+    """Send the build to the `builds` queue, for a build worker, with a new one-build token."""
+    token = build_worker_token(build_id)
+    limit = settings.HUB_BUILD_TIMEOUT_SECONDS
+    current_app.send_task(constants.WORKER_RUN_TASK, args=[build_id, token], queue=constants.WORKER_QUEUE,
+                          soft_time_limit=limit + SOFT_MARGIN_SECONDS, time_limit=limit + HARD_MARGIN_SECONDS)
+
+
+WORKER_ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "TZ")
+
+
+def build_worker_environment() -> dict[str, str]:
+    """The whole environment a build worker started by this hub gets: where the hub and the broker
+    are, and nothing of the site's (no database URL, secret key, data dir, settings module)."""
+    environment = {name: os.environ[name] for name in WORKER_ENVIRONMENT_KEPT if name in os.environ}
+    environment.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    environment["HUB_INTERNAL_REGISTRY"] = settings.HUB_INTERNAL_REGISTRY
+    if settings.REDIS_URL:
+        environment["HUB_BUILD_BROKER_URL"] = settings.CELERY_BROKER_URL
+    else:
+        environment["HUB_BUILD_BROKER_DIR"] = str(settings.CELERY_QUEUES_DIR)
+    if settings.HUB_BUILD_WORK_DIR:
+        environment["HUB_BUILD_WORK_DIR"] = settings.HUB_BUILD_WORK_DIR
+    return environment
+
+
 def build_enqueue(build: Build) -> None:
-    """Give the build a task id now, and send the task when the transaction commits."""
-    task_id = str(uuid.uuid4())
-    Build.objects.filter(pk=build.pk).update(celery_task_id=task_id)
-    build.celery_task_id = task_id
+    """Send the build to a build worker when the transaction commits (when builds are on here)."""
     build_id = build.pk
+    if not settings.HUB_BUILDS_ENABLED:
+        return  # it stays queued; a hub with builds on dispatches it
 
     def send() -> None:
         try:
-            current_app.send_task(RUN_TASK, args=[build_id], task_id=task_id)
+            _send_to_worker(build_id)
         except Exception:  # noqa: BLE001 - the periodic dispatcher picks queued builds up again
             logger.warning("could not enqueue build %s; the dispatcher will", build_id)
 
@@ -290,7 +327,20 @@ def build_retry(*, build: Build, user=None) -> Build:
                           trigger=constants.TRIGGER_RETRY, user=user, retry_of=build)
 
 
-# --- Running ----------------------------------------------------------------------------------------
+# --- Running: the build worker's side of it (builds/worker_api.py) --------------------------------
+
+
+class BuildGone(Exception):
+    """The worker is not to run this build (any more); `str()` says why."""
+
+
+def build_for_worker(build_id: int, token: str) -> Build | None:
+    """The build this one-build token was issued for, while it is not finished; None otherwise."""
+    build = (Build.objects.select_related("repository__namespace", "rule", "push_token")
+             .filter(pk=build_id).first())
+    if build is None or not build.worker_token_hash or build.is_final:
+        return None
+    return build if secrets.compare_digest(build.worker_token_hash, hash_token(token)) else None
 
 
 def build_claim(build_id: int) -> Build | None:
@@ -312,9 +362,9 @@ def build_claim(build_id: int) -> Build | None:
 
 
 def dispatch_queued_builds() -> int:
-    """Enqueue queued builds again (oldest first) for namespaces with free slots; returns how many."""
+    """Send queued builds again (oldest first) for namespaces with free slots; returns how many."""
     if not settings.HUB_BUILDS_ENABLED:
-        return 0  # a worker with builds off leaves queued builds to the workers that run them
+        return 0  # a hub with builds off leaves queued builds to the hubs that run them
     limit = settings.HUB_BUILD_CONCURRENCY_PER_NAMESPACE
     running = dict(Build.objects.filter(state__in=constants.RUNNING).values_list("repository__namespace_id")
                    .annotate(n=Count("id")))
@@ -324,31 +374,9 @@ def dispatch_queued_builds() -> int:
         if running.get(namespace_id, 0) >= limit:
             continue
         running[namespace_id] = running.get(namespace_id, 0) + 1
-        current_app.send_task(RUN_TASK, args=[build.pk])
+        _send_to_worker(build.pk)
         sent += 1
     return sent
-
-
-class DatabaseReporter:
-    """The runner's reporter: the live log, state transitions, and the cancel flag (polled at most 1/s)."""
-
-    def __init__(self, build: Build):
-        self.build = build
-        self._checked_at = 0.0
-        self._cancelled = False
-
-    def log(self, line: str) -> None:
-        logs.log_append(self.build.pk, line)
-
-    def state(self, state: str) -> None:
-        self.build.mark(state)
-
-    def cancelled(self) -> bool:
-        now = timezone.now().timestamp()
-        if not self._cancelled and now - self._checked_at >= CANCEL_POLL_SECONDS:
-            self._checked_at = now
-            self._cancelled = Build.objects.filter(pk=self.build.pk, cancel_requested=True).exists()
-        return self._cancelled
 
 
 def _builder(source: BuildSource):
@@ -356,13 +384,26 @@ def _builder(source: BuildSource):
     return source.created_by or source.repository.namespace.user
 
 
-def _job(build: Build, source: BuildSource, username: str, password: str) -> BuildJob:
+def _push_token(build: Build, owner) -> tuple[AccessToken, str]:
+    """A registry token for this build: pushes to this one repository, pulls what `owner` may pull,
+    expires when the build's time is up and is revoked when it ends."""
+    token, secret = access_token_create(
+        user=owner, label=f"build {build.pk} of {build.repository.full_name}", scope=AccessToken.Scope.WRITE,
+        expires_at=timezone.now() + timedelta(seconds=settings.HUB_BUILD_TIMEOUT_SECONDS + HARD_MARGIN_SECONDS))
+    AccessToken.objects.filter(pk=token.pk).update(repository=build.repository)
+    token.repository = build.repository
+    Build.objects.filter(pk=build.pk).update(push_token=token)
+    build.push_token = token
+    return token, secret
+
+
+def build_job(build: Build, source: BuildSource, username: str, password: str) -> BuildJob:
     local = local_source_path(build.source_url)
-    secrets = dict(build.rule.secrets) if build.rule else {}
+    secrets_ = dict(build.rule.secrets) if build.rule else {}
     return BuildJob(
         build_id=build.pk, source_url=str(local) if local else build.source_url, is_local=local is not None,
         commit=build.commit, ref=build.ref, message=build.message, dockerfile=build.dockerfile,
-        context=build.context, build_args=dict(build.build_args), secrets=secrets,
+        context=build.context, build_args=dict(build.build_args), secrets=secrets_,
         registry=settings.HUB_INTERNAL_REGISTRY, public_host=settings.HUB_PUBLIC_HOST,
         repository=build.repository.full_name, tag=build.tag, username=username, password=password,
         timeout=float(settings.HUB_BUILD_TIMEOUT_SECONDS), ssh_private_key=source.deploy_private_key,
@@ -370,52 +411,73 @@ def _job(build: Build, source: BuildSource, username: str, password: str) -> Bui
     )
 
 
-def _signer(build: Build, source: BuildSource, username: str, password: str):
-    def sign(digest: str, commit: str) -> tuple[str, str]:
-        artifact = signature_artifact(
-            key=image_signing_key(settings.KEYS_DIR),
-            docker_reference=f"{settings.HUB_PUBLIC_HOST}/{build.repository.full_name}", digest=digest,
-            optional={"source": source.url, "commit": commit, "build": str(build.pk)})
-        client = RegistryHttpClient(base_url=f"http://{settings.HUB_INTERNAL_REGISTRY}",
-                                    repository=build.repository.full_name, username=username, password=password)
-        return artifact.tag, push_signature(client, artifact)
-
-    return sign
-
-
-def build_execute(*, build_id: int, executor: Executor | None = None) -> Build | None:
-    """Run a queued build to its end (the task's body). None when it stays queued or is not queued."""
-    if not settings.HUB_BUILDS_ENABLED:
-        logger.warning("build %s left queued: builds are off on this worker (HUB_BUILDS_ENABLED)", build_id)
+def build_start_for_worker(build: Build) -> BuildJob | None:
+    """A worker claims the build: the job to run, None when it stays queued; BuildGone when the
+    build is not queued any more or cannot run (then it has failed, saying why)."""
+    if build.state != constants.QUEUED:
+        raise BuildGone(f"the build is {build.state}, not queued")
+    if build_claim(build.pk) is None:
+        build.refresh_from_db()
+        if build.state != constants.QUEUED:
+            raise BuildGone(f"the build is {build.state}, not queued")
         return None
-    build = build_claim(build_id)
-    if build is None:
-        return None
-    build = Build.objects.select_related("repository__namespace", "rule").get(pk=build.pk)
-    reporter = DatabaseReporter(build)
-    token: AccessToken | None = None
-    outcome = BuildOutcome(constants.FAILED, error="the build did not run")
-    try:
-        source = BuildSource.objects.select_related("created_by").filter(repository=build.repository).first()
-        owner = _builder(source) if source is not None else None
-        if source is None or owner is None:
-            outcome = BuildOutcome(constants.FAILED, error="the repository has no Git source any more")
-        elif PUSH not in repository_actions(Actor.for_user(owner), build.repository):
-            outcome = BuildOutcome(constants.FAILED, error=f"{owner.username} may no longer push to this repository")
-        else:
-            token, secret = access_token_create(
-                user=owner, label=f"build {build.pk} of {build.repository.full_name}", scope=AccessToken.Scope.WRITE,
-                expires_at=timezone.now() + timedelta(seconds=settings.HUB_BUILD_TIMEOUT_SECONDS + 600))
-            reporter.log(f"building as {owner.username} with a token that expires when the build ends")
-            runner = executor or LocalRunner(work_root=settings.HUB_BUILD_WORK_DIR or None)
-            outcome = runner.execute(_job(build, source, owner.username, secret), reporter,
-                                     _signer(build, source, owner.username, secret))
-    except Exception as error:
-        logger.exception("build %s crashed", build.pk)
-        outcome = BuildOutcome(constants.FAILED, error=f"{type(error).__name__}: {error}")
-    finally:
-        if token is not None:
-            access_token_revoke(token=token)
+    build.refresh_from_db()
+    source = BuildSource.objects.select_related("created_by", "repository__namespace__user").filter(
+        repository=build.repository).first()
+    owner = _builder(source) if source is not None else None
+    error = ""
+    if source is None or owner is None:
+        error = "the repository has no Git source any more"
+    elif PUSH not in repository_actions(Actor.for_user(owner), build.repository):
+        error = f"{owner.username} may no longer push to this repository"
+    if error:
+        build_finish(build=build, outcome=BuildOutcome(constants.FAILED, error=error))
+        raise BuildGone(error)
+    _token, secret = _push_token(build, owner)
+    logs.log_append(build.pk, f"building as {owner.username} with a token for {build.repository.full_name} "
+                              f"that ends with the build")
+    return build_job(build, source, owner.username, secret)
+
+
+def build_worker_report(build: Build, *, lines: list[str], state: str | None) -> bool:
+    """Log lines and a state change from the worker; returns whether the build is to be cancelled."""
+    if lines:
+        logs.log_append(build.pk, *lines)
+    if state in constants.RUNNING and build.state in constants.RUNNING:
+        build.mark(state)
+    return Build.objects.filter(pk=build.pk, cancel_requested=True).exists()
+
+
+def build_sign(build: Build, *, digest: str, commit: str) -> tuple[str, str]:
+    """Sign the digest the build pushed with the site's key and store the signature next to it
+    (in this process: the key never leaves the hub). Returns (signature tag, its manifest digest)."""
+    if build.state not in constants.RUNNING:
+        raise ValidationError({"detail": f"the build is {build.state}"})
+    if not Manifest.objects.filter(repository=build.repository, digest=digest).exists():
+        raise ValidationError({"digest": "No such manifest in this repository."})
+    owner = build.push_token.user if build.push_token else None
+    source = BuildSource.objects.filter(repository=build.repository).first()
+    if owner is None or source is None:
+        raise ValidationError({"detail": "the build has no push credential or source any more"})
+    artifact = signature_artifact(
+        key=image_signing_key(settings.KEYS_DIR),
+        docker_reference=f"{settings.HUB_PUBLIC_HOST}/{build.repository.full_name}", digest=digest,
+        optional={"source": source.url, "commit": commit, "build": str(build.pk)})
+    for blob in artifact.blobs:
+        blob_digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        monolithic_upload(repository=build.repository, user=owner, digest=blob_digest,
+                          body=Body(len(blob), iter([blob])))
+    manifest = manifest_put(repository=build.repository, reference=artifact.tag, body=artifact.manifest,
+                            content_type=OCI_MANIFEST, user=owner)
+    return artifact.tag, manifest.digest
+
+
+def build_worker_finish(build: Build, outcome: BuildOutcome) -> Build:
+    if outcome.state not in constants.FINAL:
+        raise ValidationError({"state": f"one of {', '.join(sorted(constants.FINAL))}"})
+    if outcome.state == constants.SUCCESS and not (outcome.digest and outcome.signature_tag):
+        outcome = BuildOutcome(constants.FAILED, commit=outcome.commit, error="the worker reported success "
+                               "without a signed digest")
     return build_finish(build=build, outcome=outcome)
 
 
@@ -429,6 +491,9 @@ def build_finish(*, build: Build, outcome: BuildOutcome) -> Build:
     logs.log_append(build.pk, f"build {outcome.state}")
     with transaction.atomic():
         build.finish(outcome.state, digest=outcome.digest, error=outcome.error, signature_tag=outcome.signature_tag)
+        if build.push_token_id is not None:
+            AccessToken.objects.filter(pk=build.push_token_id, revoked_at__isnull=True).update(
+                revoked_at=timezone.now())
         event = payloads.BUILD_SUCCESS if outcome.state == constants.SUCCESS else payloads.BUILD_FAILURE
         if outcome.state != constants.CANCELLED:
             emit_event(build.repository, event, build_data(build))

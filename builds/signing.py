@@ -7,7 +7,8 @@ image manifest with config `{}` and ONE layer of media type
 payload bytes. The key is the site's image-signing key (not the registry token key): `KEYS_DIR/
 image-signing.key`, made on first use; its public half is served at `/signing-key.pub`.
 
-Pushing goes through the registry's HTTP API (`RegistryHttpClient`), like any other client.
+The hub signs and stores the signature itself (`builds.services.build_sign`), when the build worker
+asks it to: the key never leaves the hub.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.exceptions import ImproperlyConfigured
@@ -143,59 +143,3 @@ def signature_artifact(*, key: ec.EllipticCurvePrivateKey, docker_reference: str
     }
     body = json.dumps(manifest, separators=(",", ":")).encode()
     return SignatureArtifact(tag=signature_tag(digest), payload=payload, config=config, manifest=body)
-
-
-# --- Pushing it over HTTP ---------------------------------------------------------------------------
-
-
-class RegistryPushError(RuntimeError):
-    pass
-
-
-class RegistryHttpClient:
-    """Just enough of a registry client to push small blobs and a manifest with Basic → Bearer auth."""
-
-    def __init__(self, *, base_url: str, repository: str, username: str, password: str):
-        self.base_url = base_url.rstrip("/")
-        self.repository = repository
-        self.session = requests.Session()
-        self.session.trust_env = False
-        self.session.headers["Authorization"] = self._bearer(username, password)
-
-    def _bearer(self, username: str, password: str) -> str:
-        probe = self.session.get(f"{self.base_url}/v2/", timeout=HTTP_TIMEOUT, allow_redirects=False)
-        challenge = probe.headers.get("WWW-Authenticate", "")
-        if probe.status_code == 200 or not challenge.lower().startswith("bearer "):
-            raise RegistryPushError(f"unexpected answer to GET /v2/: {probe.status_code} {challenge!r}")
-        params = dict(part.split("=", 1) for part in challenge[7:].split(",") if "=" in part)
-        params = {k.strip(): v.strip().strip('"') for k, v in params.items()}
-        response = self.session.get(params["realm"], auth=(username, password), timeout=HTTP_TIMEOUT,
-                                    params={"service": params.get("service", ""),
-                                            "scope": f"repository:{self.repository}:pull,push"})
-        if response.status_code != 200:
-            raise RegistryPushError(f"token request refused: {response.status_code}")
-        return f"Bearer {response.json()['token']}"
-
-    def push_blob(self, data: bytes) -> None:
-        digest = "sha256:" + hashlib.sha256(data).hexdigest()
-        url = f"{self.base_url}/v2/{self.repository}/blobs"
-        if self.session.head(f"{url}/{digest}", timeout=HTTP_TIMEOUT).status_code == 200:
-            return
-        response = self.session.post(f"{url}/uploads/", params={"digest": digest}, data=data, timeout=HTTP_TIMEOUT,
-                                     headers={"Content-Type": "application/octet-stream"})
-        if response.status_code != 201:
-            raise RegistryPushError(f"blob upload of {digest}: {response.status_code} {response.text[:300]}")
-
-    def put_manifest(self, reference: str, body: bytes, media_type: str) -> str:
-        response = self.session.put(f"{self.base_url}/v2/{self.repository}/manifests/{reference}", data=body,
-                                    headers={"Content-Type": media_type}, timeout=HTTP_TIMEOUT)
-        if response.status_code != 201:
-            raise RegistryPushError(f"manifest PUT {reference}: {response.status_code} {response.text[:300]}")
-        return response.headers.get("Docker-Content-Digest", "")
-
-
-def push_signature(client: RegistryHttpClient, artifact: SignatureArtifact) -> str:
-    """Push the signature's blobs and manifest; returns the manifest digest."""
-    for blob in artifact.blobs:
-        client.push_blob(blob)
-    return client.put_manifest(artifact.tag, artifact.manifest, OCI_MANIFEST)

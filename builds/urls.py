@@ -1,9 +1,10 @@
 """Builds: the Hub API under /v2/repositories/<ns>/<repo>/…, the inbound triggers under /api/build/,
-the Builds tab under /r/<ns>/<repo>/builds, and /signing-key.pub. Mounted before the repository API."""
+the build workers' calls under /api/build-worker/, the Builds tab under /r/<ns>/<repo>/builds, and
+/signing-key.pub. Mounted before the repository API."""
 
 from django.urls import path, re_path
 
-from builds import api, hooks, views
+from builds import api, hooks, views, worker_api
 from repositories.api import NAMESPACE_PATTERN, REPOSITORY_PATTERN
 
 app_name = "builds"
@@ -13,6 +14,7 @@ WEB = "r/<repo_ns:namespace>/<repo_name:name>/builds"
 
 urlpatterns = [
     path("signing-key.pub", views.signing_key, name="signing_key"),
+    path("api/build-worker/<int:build_id>/<str:action>", worker_api.worker_call, name="worker_call"),
     path("api/build/<uuid:uuid>/trigger/<str:token>/", hooks.BuildHookView.as_view(), name="hook_generic"),
     path("api/build/<uuid:uuid>/github/", hooks.GitHubHookView.as_view(), name="hook_github"),
     path("api/build/<uuid:uuid>/bitbucket/<str:token>/", hooks.BitbucketHookView.as_view(), name="hook_bitbucket"),

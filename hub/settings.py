@@ -276,7 +276,7 @@ else:
 CELERY_TASK_ALWAYS_EAGER = envbool("HUB_CELERY_EAGER", False)
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "celery"
-CELERY_TASK_ROUTES = {"builds.tasks.*": {"queue": "builds"}}
+# Builds run on the `builds` queue in the build worker (builds/worker.py); every other task here.
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_QUEUES_DIR / "beat-schedule")

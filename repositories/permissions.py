@@ -24,6 +24,7 @@ DELETE = "delete"
 ADMIN = "admin"
 ALL_ACTIONS: frozenset[str] = frozenset({PULL, PUSH, DELETE, ADMIN})
 NO_ACTIONS: frozenset[str] = frozenset()
+PULL_ONLY: frozenset[str] = frozenset({PULL})
 
 LEVEL_ACTIONS: dict[str, frozenset[str]] = {
     TeamPermission.Level.READ: frozenset({PULL}),
@@ -45,12 +46,15 @@ class Actor:
 
     user: object | None = None
     token_scope: str | None = None
+    token_repository_id: int | None = None  # a token limited to one repository pulls, at most, elsewhere
 
     @classmethod
     def for_user(cls, user, token: AccessToken | None = None) -> Actor:
         if user is None or not getattr(user, "is_authenticated", False) or not user.is_active:
             return cls()
-        return cls(user=user, token_scope=token.scope if token is not None else None)
+        if token is None:
+            return cls(user=user)
+        return cls(user=user, token_scope=token.scope, token_repository_id=token.repository_id)
 
     @property
     def is_authenticated(self) -> bool:
@@ -60,12 +64,15 @@ class Actor:
     def username(self) -> str:
         return self.user.username if self.user is not None else ""
 
-    def cap(self, actions: frozenset[str], *, is_private: bool) -> frozenset[str]:
+    def cap(self, actions: frozenset[str], *, is_private: bool, repository_id: int | None = None) -> frozenset[str]:
         if self.token_scope is None:
             return actions
         if self.token_scope == AccessToken.Scope.PUBLIC_READ and is_private:
             return NO_ACTIONS
-        return actions & SCOPE_CAPS.get(self.token_scope, NO_ACTIONS)
+        capped = actions & SCOPE_CAPS.get(self.token_scope, NO_ACTIONS)
+        if self.token_repository_id is not None and repository_id != self.token_repository_id:
+            capped &= PULL_ONLY
+        return capped
 
 
 @dataclass(frozen=True)
@@ -141,7 +148,8 @@ def repository_actions_many(actor: Actor, repositories) -> dict[int, frozenset[s
     repositories = list(repositories)
     grants = _grants(actor.user, repositories) if actor.user is not None else _Grants()
     return {
-        repository.pk: actor.cap(_uncapped_actions(actor, repository, grants), is_private=repository.is_private)
+        repository.pk: actor.cap(_uncapped_actions(actor, repository, grants), is_private=repository.is_private,
+                                 repository_id=repository.pk)
         for repository in repositories
     }
 
@@ -158,6 +166,8 @@ def may_create_repository(actor: Actor, namespace: Namespace) -> bool:
         return False
     if actor.token_scope is not None and PUSH not in SCOPE_CAPS.get(actor.token_scope, NO_ACTIONS):
         return False
+    if actor.token_repository_id is not None:
+        return False  # a token for one repository creates none
     if namespace.kind == Namespace.Kind.LIBRARY:
         return bool(user.is_staff)
     if namespace.user_id is not None:

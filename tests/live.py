@@ -104,6 +104,7 @@ class LiveHub:
     log_path: Path
     worker: subprocess.Popen | None = None
     extra: dict = field(default_factory=dict)
+    build_worker: subprocess.Popen | None = None
 
     @property
     def url(self) -> str:
@@ -120,10 +121,10 @@ class LiveHub:
             return ""
 
     def stop(self) -> None:
-        for proc in (self.worker, self.process):
+        for proc in (self.build_worker, self.worker, self.process):
             if proc is not None and proc.poll() is None:
                 proc.terminate()
-        for proc in (self.worker, self.process):
+        for proc in (self.build_worker, self.worker, self.process):
             if proc is not None:
                 try:
                     proc.wait(timeout=20)
@@ -146,6 +147,31 @@ def private_broker(log_dir: Path) -> dict[str, str]:
     return {"HUB_DATA_DIR": tempfile.mkdtemp(prefix="hub-", dir=log_dir)}
 
 
+def build_worker_environment(env: dict[str, str]) -> dict[str, str]:
+    """What the build worker of the hub configured by `env` gets: where the hub and the broker are, and
+    nothing else of the site (no settings module, database URL, secret key or data dir), like
+    `builds.services.build_worker_environment` gives it under `manage.py serve`."""
+    worker_env = {name: os.environ[name] for name in ("PATH", "LANG") if name in os.environ}
+    worker_env["HUB_INTERNAL_REGISTRY"] = env.get("HUB_INTERNAL_REGISTRY") or f"127.0.0.1:{env['PORT']}"
+    if env.get("REDIS_URL"):
+        worker_env["HUB_BUILD_BROKER_URL"] = env["REDIS_URL"]
+    else:
+        worker_env["HUB_BUILD_BROKER_DIR"] = str(Path(env["HUB_DATA_DIR"]) / "celery")
+    for name in ("HUB_BUILD_WORK_DIR",):
+        if env.get(name):
+            worker_env[name] = env[name]
+    return worker_env
+
+
+def start_build_worker(env: dict[str, str], log_dir: Path) -> subprocess.Popen:
+    log = open(log_dir / f"build-worker-{env['PORT']}.log", "ab")  # noqa: SIM115 - handed to the child
+    return subprocess.Popen(
+        [str(BIN / "celery"), "-A", "builds.worker", "worker", "-Q", "builds", "--concurrency", "2",
+         "-n", f"builds-{env['PORT']}@%h", "--loglevel", "INFO"],
+        cwd=REPO_ROOT, env=build_worker_environment(env), stdout=log, stderr=subprocess.STDOUT,
+    )
+
+
 def start_hub(log_dir: Path, *, with_worker: bool = True, **extra: str) -> LiveHub:
     """Start gunicorn (and a Celery worker with beat). A hub started with settings of its own gets a
     private broker too, unless `extra` chooses REDIS_URL or HUB_DATA_DIR itself."""
@@ -164,11 +190,15 @@ def start_hub(log_dir: Path, *, with_worker: bool = True, **extra: str) -> LiveH
     if with_worker:
         worker_log = open(log_dir / f"celery-{port}.log", "ab")  # noqa: SIM115
         worker = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "hub", "worker", "-B", "-Q", "celery,builds", "--concurrency", "2",
-             "--loglevel", "INFO", "--schedule", str(log_dir / f"beat-{port}")],
+            [str(BIN / "celery"), "-A", "hub", "worker", "-B", "-Q", "celery", "--concurrency", "2",
+             "-n", f"hub-{port}@%h", "--loglevel", "INFO", "--schedule", str(log_dir / f"beat-{port}")],
             cwd=REPO_ROOT, env=env, stdout=worker_log, stderr=subprocess.STDOUT,
         )
-    hub = LiveHub(port=port, process=process, log_path=log_path, worker=worker, extra=extra)
+    build_worker = None
+    if with_worker and env.get("HUB_BUILDS_ENABLED", "").lower() in {"1", "true", "yes", "on"}:
+        build_worker = start_build_worker(env, log_dir)
+    hub = LiveHub(port=port, process=process, log_path=log_path, worker=worker, extra=extra,
+                  build_worker=build_worker)
 
     def answers() -> bool:
         if process.poll() is not None:

@@ -66,11 +66,3 @@ def test_the_sweep_is_on_the_beat_schedule():
     entry = django_settings.CELERY_BEAT_SCHEDULE["sweep-stale-builds"]
     assert entry["task"] == sweep_stale_builds_task.name and entry["schedule"] > 0
     assert django_settings.HUB_BUILD_STALE_MARGIN_SECONDS >= 300  # beyond Celery's hard time limit margin
-
-
-def test_a_worker_with_builds_off_leaves_queued_builds_alone(settings):
-    from builds import services
-
-    settings.HUB_BUILDS_ENABLED = False
-    assert services.dispatch_queued_builds() == 0
-    assert services.build_execute(build_id=123456789) is None

@@ -1,5 +1,6 @@
 """Celery: the embedded filesystem broker under the data dir, Redis when REDIS_URL is set, and the
-`builds` queue. A real worker runs each case; tasks are sent from this process."""
+`builds` queue (consumed by the build worker, builds/worker.py, not by the hub's worker). A real worker
+runs each case; tasks are sent from this process."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from hub.celery import app as hub_app
 from tests.hub.support import hub_env, redis_db, run_django, settings_values
 from tests.live import BIN, wait_until
 
-CELERY_SETTINGS = ("CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "CELERY_TASK_ROUTES", "CACHES")
+CELERY_SETTINGS = ("CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "CACHES")
 WORKER_REDIS_DB = 11  # apart from database 0, where the session's live hub has its own worker
 
 
@@ -44,11 +45,12 @@ def test_builds_queue_is_declared():
     assert {queue.name for queue in hub_app.conf.task_queues} == {"celery", "builds"}
 
 
-def test_builds_tasks_are_routed_to_the_builds_queue(data_dir):
+def test_only_the_build_run_task_goes_to_the_builds_queue(data_dir):
     run_django(hub_env(data_dir), (
         "from hub.celery import app\n"
-        "app.send_task('builds.tasks.probe_task', args=[1])\n"
-        "app.send_task('hub.tasks.ping_task', args=['x'])\n"
+        "from builds import constants\n"
+        "app.send_task('builds.tasks.dispatch_queued_builds_task')\n"
+        "app.send_task(constants.WORKER_RUN_TASK, args=[1, 't'], queue=constants.WORKER_QUEUE)\n"
     ))
     queued = sorted(path.name.rpartition("_")[2].split(".", 1)[1] for path in (data_dir / "celery/queue").iterdir())
     assert queued == ["builds.msg", "celery.msg"]
@@ -65,7 +67,7 @@ class Worker:
         self.log_path = log_path
         self.log = open(log_path, "wb")  # noqa: SIM115
         self.process = subprocess.Popen(
-            [str(BIN / "celery"), "-A", "hub", "worker", "-Q", "celery,builds", "-n", self.name,
+            [str(BIN / "celery"), "-A", "hub", "worker", "-Q", "celery", "-n", self.name,
              "--concurrency", "1", "--loglevel", "INFO", "--without-mingle", "--without-gossip"],
             cwd=workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT,
         )
@@ -74,7 +76,6 @@ class Worker:
             broker_url=self.settings["CELERY_BROKER_URL"],
             broker_transport_options=self.settings["CELERY_BROKER_TRANSPORT_OPTIONS"],
             task_queues=hub_app.conf.task_queues,
-            task_routes=self.settings["CELERY_TASK_ROUTES"],
         )
 
     def ping_result(self, token: str) -> dict | None:
@@ -129,14 +130,6 @@ def test_worker_runs_a_task_sent_to_the_default_queue(worker):
     result = worker.wait_for_ping(token)
     assert result["hostname"] == worker.name
     assert result["queue"] == "celery"
-
-
-def test_worker_consumes_the_builds_queue(worker):
-    token = uuid.uuid4().hex
-    worker.client.send_task("hub.tasks.ping_task", args=[token], queue="builds")
-    result = worker.wait_for_ping(token)
-    assert result["hostname"] == worker.name
-    assert result["queue"] == "builds"
 
 
 def test_worker_writes_nothing_in_its_working_directory(worker):

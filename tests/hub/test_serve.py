@@ -39,12 +39,12 @@ class Served:
         return self.log_path.read_text(errors="replace")[-6000:]
 
 
-def serve(root: Path, *, prepare: bool = True) -> Served:
+def serve(root: Path, *, prepare: bool = True, **extra: str) -> Served:
     """What `make run` does, with test values: migrate, collectstatic, then `serve` in its own group."""
     port = free_port()
     data_dir = root / "data"
     env = hub_env(data_dir, PORT=str(port), HUB_PUBLIC_URL=f"http://127.0.0.1:{port}",
-                  HUB_WEB_WORKERS="1", HUB_WORKER_CONCURRENCY="1", HUB_ACCESS_LOG="")
+                  HUB_WEB_WORKERS="1", HUB_WORKER_CONCURRENCY="1", HUB_ACCESS_LOG="", **extra)
     if prepare:
         manage(env, "migrate", "--noinput")
         manage(env, "collectstatic", "--noinput", "--verbosity", "0")

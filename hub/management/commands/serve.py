@@ -1,4 +1,5 @@
-"""Run the whole site in the foreground: gunicorn and one Celery worker with beat.
+"""Run the whole site in the foreground: gunicorn and one Celery worker with beat (and, when builds
+are on, the build worker, started with none of the site's settings or secrets in its environment).
 
 Ctrl-C or SIGTERM stops both cleanly; if either exits, the other is stopped too.
 """
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand
+
+from builds.services import build_worker_environment
 
 BIN = Path(sys.executable).parent
 
@@ -39,12 +42,19 @@ class Command(BaseCommand):
         base = Path(settings.BASE_DIR)
         env = {**os.environ, "HUB_DATA_DIR": str(settings.DATA_DIR)}
         commands = [[str(BIN / "gunicorn"), "--config", str(base / "gunicorn.conf.py")]]
+        environments = [env]
         if not options["no_worker"]:
-            worker = [str(BIN / "celery"), "-A", "hub", "worker", "-Q", "celery,builds",
+            worker = [str(BIN / "celery"), "-A", "hub", "worker", "-Q", "celery", "-n", "hub@%h",
                       "--loglevel", "INFO", "--concurrency", os.environ.get("HUB_WORKER_CONCURRENCY", "2")]
             if not options["no_beat"]:
                 worker += ["-B", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
             commands.append(worker)
+            environments.append(env)
+            if settings.HUB_BUILDS_ENABLED:
+                commands.append([str(BIN / "celery"), "-A", "builds.worker", "worker", "-Q", "builds",
+                                 "-n", "builds@%h", "--loglevel", "INFO",
+                                 "--concurrency", os.environ.get("HUB_BUILD_WORKER_CONCURRENCY", "2")])
+                environments.append(build_worker_environment())
         stopping = False
 
         def stop(signum, frame) -> None:
@@ -58,10 +68,10 @@ class Command(BaseCommand):
         self.stdout.flush()
         children: list[subprocess.Popen] = []
         try:
-            for command in commands:
+            for command, environment in zip(commands, environments, strict=True):
                 if stopping:
                     break
-                children.append(subprocess.Popen(command, cwd=base, env=env, preexec_fn=_die_with_parent))
+                children.append(subprocess.Popen(command, cwd=base, env=environment, preexec_fn=_die_with_parent))
             while not stopping and all(child.poll() is None for child in children):
                 time.sleep(0.2)
         finally:
