@@ -5,7 +5,7 @@ meaning and "has a secret?" needs no key); every other value, and every JSON val
 cannot be searched: the only lookups are `isnull` and `exact` against "" (anything else raises TypeError,
 rather than silently matching nothing).
 
-`encrypt_column` / `decrypt_column` are for data migrations: they work on the raw column, with SQL.
+`encrypt_column`, `decrypt_column` (data migrations) and `reencrypt_column` (rotation) rewrite raw columns in SQL.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from django import forms
+from django.apps import apps
 from django.db import models
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.lookups import Exact, IsNull
 
 from hub import crypto
@@ -49,44 +50,40 @@ class EncryptedTextField(_EncryptedMixin, models.TextField):
         return crypto.encrypt(value)
 
 
-class EncryptedJSONField(_EncryptedMixin, models.TextField):
-    """A JSON value (a dict of build secrets, of headers…) kept encrypted in the database."""
+class EncryptedJSONField(_EncryptedMixin, models.JSONField):
+    """A JSON value (build secrets, headers…) kept encrypted in a text column.
+
+    A JSONField to everything above the database (forms, DRF's ModelSerializer, validation), so the API still
+    shows a dict where it shows one; no JSON lookups or key transforms.
+    """
+
+    def get_internal_type(self) -> str:
+        return "TextField"
 
     def from_db_value(self, value: str | None, expression: Any, connection: Any) -> Any:
         if value is None:
             return None
-        return json.loads(crypto.decrypt(value)) if value else None
-
-    def to_python(self, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError:
-                raise forms.ValidationError("Enter valid JSON.") from None
-        return value
+        return json.loads(crypto.decrypt(value), cls=self.decoder)
 
     def get_prep_value(self, value: Any) -> str | None:
         if value is None:
             return None
-        return crypto.encrypt(json.dumps(value))
+        return crypto.encrypt(json.dumps(value, cls=self.encoder))
 
-    def value_to_string(self, obj: models.Model) -> str:
-        return json.dumps(self.value_from_object(obj))
-
-    def formfield(self, **kwargs: Any) -> forms.Field:
-        return forms.JSONField(**{"required": not self.blank, **kwargs})
+    def get_db_prep_value(self, value: Any, connection: Any, prepared: bool = False) -> str | None:
+        return value if prepared else self.get_prep_value(value)
 
 
-# --- Data migrations --------------------------------------------------------------------------------
+# --- Whole columns in SQL: the data migrations and `manage.py reencrypt_secrets` ---------------------------
 
 
-def _rewrite_column(model: type[models.Model], column: str, schema_editor: Any,
+def _rewrite_column(model: type[models.Model], column: str, connection: BaseDatabaseWrapper,
                     change: Callable[[str], str], batch: int = 500) -> int:
     """Apply `change` to every non-null value of a column, in batches by primary key; returns the rows changed."""
-    quote = schema_editor.quote_name  # identifiers from the model, quoted; values go as parameters
+    quote = connection.ops.quote_name  # identifiers from the model, quoted; values go as parameters
     table, pk, column = quote(model._meta.db_table), quote(model._meta.pk.column), quote(column)
     count, last = 0, None
-    with schema_editor.connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         while True:
             where = f"WHERE {pk} > %s " if last is not None else ""
             cursor.execute(f"SELECT {pk}, {column} FROM {table} {where}ORDER BY {pk} LIMIT {batch}",  # noqa: S608
@@ -95,8 +92,10 @@ def _rewrite_column(model: type[models.Model], column: str, schema_editor: Any,
             for key, value in rows:
                 new = value if value is None else change(value)
                 if new != value:
-                    cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {pk} = %s", [new, key])  # noqa: S608
-                    count += 1
+                    # Only if unchanged since read (a row saved meanwhile keeps its new value).
+                    cursor.execute(f"UPDATE {table} SET {column} = %s WHERE {pk} = %s AND {column} = %s",  # noqa: S608
+                                   [new, key, value])
+                    count += cursor.rowcount
             if len(rows) < batch:
                 return count
             last = rows[-1][0]
@@ -118,9 +117,26 @@ def encrypt_column(model: type[models.Model], field_name: str, schema_editor: An
             return value
         return crypto.encrypt(value)
 
-    return _rewrite_column(model, field.column, schema_editor, change)
+    return _rewrite_column(model, field.column, schema_editor.connection, change)
 
 
 def decrypt_column(model: type[models.Model], field_name: str, schema_editor: Any) -> int:
     """Write the column back in clear (to reverse a migration); returns the count."""
-    return _rewrite_column(model, model._meta.get_field(field_name).column, schema_editor, crypto.decrypt)
+    return _rewrite_column(model, model._meta.get_field(field_name).column, schema_editor.connection, crypto.decrypt)
+
+
+def reencrypt_column(model: type[models.Model], field_name: str, connection: BaseDatabaseWrapper) -> int:
+    """Encrypt every value of a column with the current key (after a rotation); returns the count."""
+    field = model._meta.get_field(field_name)
+    is_text = isinstance(field, EncryptedTextField)
+
+    def change(value: str) -> str:
+        return value if is_text and value == "" else crypto.reencrypt(value)
+
+    return _rewrite_column(model, field.column, connection, change)
+
+
+def encrypted_fields() -> list[tuple[type[models.Model], str]]:
+    """(model, field name) for every encrypted field of the installed apps."""
+    return [(model, field.name) for model in apps.get_models() for field in model._meta.get_fields()
+            if isinstance(field, EncryptedTextField | EncryptedJSONField)]

@@ -101,6 +101,15 @@ def test_the_api_never_returns_the_secret(client, alice, hook):
     assert SECRET not in response.content.decode() and response.json()["has_secret"] is True
 
 
+def test_the_api_still_shows_headers_as_a_mapping_to_the_repository_admins(client, alice, hook):
+    """Encrypted at rest, not hidden from the people who manage the hook (the edit form shows them too)."""
+    from hub.api import issue_api_token
+
+    response = client.get(f"/v2/repositories/{hook.repository.full_name}/webhooks/{hook.pk}/",
+                          HTTP_AUTHORIZATION=f"Bearer {issue_api_token(user=alice)}")
+    assert response.json()["headers"] == {"Authorization": TOKEN}
+
+
 # --- The migration -------------------------------------------------------------------------------------------
 
 
