@@ -99,6 +99,7 @@ class Build(models.Model):
     cancel_requested = models.BooleanField(default=False)
     # The build worker's one-build token (hashed), rotated each time the build is sent to the queue.
     worker_token_hash = models.CharField(max_length=64, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)  # when it was last sent to the queue
     # The registry token the build pushes with (this repository only); revoked when the build ends.
     push_token = models.ForeignKey("accounts.AccessToken", null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+")

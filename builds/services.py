@@ -183,7 +183,7 @@ def build_worker_token(build_id: int) -> str:
     """A new one-build token for the worker that runs the build (stored hashed). It retires the
     previous one: a worker holding an older message for the same build is refused."""
     token = secrets.token_urlsafe(32)
-    Build.objects.filter(pk=build_id).update(worker_token_hash=hash_token(token))
+    Build.objects.filter(pk=build_id).update(worker_token_hash=hash_token(token), dispatched_at=timezone.now())
     return token
 
 
@@ -361,17 +361,26 @@ def build_claim(build_id: int) -> Build | None:
     return build
 
 
-def dispatch_queued_builds() -> int:
-    """Send queued builds again (oldest first) for namespaces with free slots; returns how many."""
+def dispatch_queued_builds(*, now=None) -> int:
+    """Send queued builds (oldest first) for namespaces with free slots; returns how many.
+
+    A build whose message is still waiting in the queue (all workers busy) is not sent again, so the
+    queue does not fill with copies; one that a worker sent back (no free slot then) is, and so is one
+    whose message has been out for HUB_BUILD_REDISPATCH_SECONDS (a broker that lost it)."""
     if not settings.HUB_BUILDS_ENABLED:
         return 0  # a hub with builds off leaves queued builds to the hubs that run them
+    now = now or timezone.now()
     limit = settings.HUB_BUILD_CONCURRENCY_PER_NAMESPACE
+    lost = now - timedelta(seconds=settings.HUB_BUILD_REDISPATCH_SECONDS)
     running = dict(Build.objects.filter(state__in=constants.RUNNING).values_list("repository__namespace_id")
                    .annotate(n=Count("id")))
     sent = 0
     for build in Build.objects.filter(state=constants.QUEUED).select_related("repository").order_by("created"):
         namespace_id = build.repository.namespace_id
         if running.get(namespace_id, 0) >= limit:
+            continue
+        if build.worker_token_hash and build.dispatched_at and build.dispatched_at > lost:
+            running[namespace_id] = running.get(namespace_id, 0) + 1  # on its way to a worker
             continue
         running[namespace_id] = running.get(namespace_id, 0) + 1
         _send_to_worker(build.pk)
@@ -420,6 +429,9 @@ def build_start_for_worker(build: Build) -> BuildJob | None:
         build.refresh_from_db()
         if build.state != constants.QUEUED:
             raise BuildGone(f"the build is {build.state}, not queued")
+        # Back to waiting: the token dies with this answer, and the dispatcher sends the build again
+        # when its namespace has a free slot.
+        Build.objects.filter(pk=build.pk, worker_token_hash=build.worker_token_hash).update(worker_token_hash="")
         return None
     build.refresh_from_db()
     source = BuildSource.objects.select_related("created_by", "repository__namespace__user").filter(

@@ -417,6 +417,8 @@ HUB_INTERNAL_REGISTRY = env("HUB_INTERNAL_REGISTRY", f"127.0.0.1:{PORT}")
 HUB_BUILD_CONCURRENCY_PER_NAMESPACE = envint("HUB_BUILD_CONCURRENCY_PER_NAMESPACE", 2)
 HUB_BUILD_TIMEOUT_SECONDS = envint("HUB_BUILD_TIMEOUT_SECONDS", 3600)
 HUB_BUILD_WORK_DIR = env("HUB_BUILD_WORK_DIR")  # workspaces; empty means the system temp dir
+# A queued build's message that no worker took for this long is sent again (a broker that lost it).
+HUB_BUILD_REDISPATCH_SECONDS = envint("HUB_BUILD_REDISPATCH_SECONDS", 600)
 CELERY_BEAT_SCHEDULE["dispatch-queued-builds"] = {"task": "builds.tasks.dispatch_queued_builds_task",
                                                   "schedule": envfloat("HUB_BUILD_DISPATCH_SECONDS", 15.0)}
 HUB_WEBHOOK_DISABLE_AFTER = envint("HUB_WEBHOOK_DISABLE_AFTER", 10)  # consecutive failed deliveries; 0 never

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from accounts.models import AccessToken, Namespace
-from builds import constants, logs
+from builds import constants, logs, services
 from builds.models import Build
 from builds.services import build_cancel, build_worker_token, builds_trigger, dispatch_queued_builds
 from registry.models import Manifest
@@ -210,3 +212,35 @@ def test_unknown_actions_and_gets_are_refused(client, build, token):
 def access_of(jwt: str) -> list[dict]:
     payload = jwt.split(".")[1]
     return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["access"]
+
+
+# --- dispatching: what the periodic dispatcher sends again ------------------------------------------
+
+@pytest.fixture
+def sent(monkeypatch):
+    """The builds the dispatcher sends (their tokens are still issued; only the broker is left out)."""
+    sent_ids: list[int] = []
+    monkeypatch.setattr(services, "_send_to_worker", lambda build_id: (sent_ids.append(build_id),
+                                                                      build_worker_token(build_id)))
+    return sent_ids
+
+
+def test_a_build_whose_message_is_on_its_way_is_not_sent_again(build, token, sent):
+    assert dispatch_queued_builds() == 0 and sent == []
+
+
+def test_a_build_a_worker_sent_back_for_want_of_a_slot_is_sent_again(client, linked, build, token, sent, settings):
+    settings.HUB_BUILD_CONCURRENCY_PER_NAMESPACE = 1
+    source, _ = linked
+    [running] = builds_trigger(source=source, ref="refs/heads/main", commit="b" * 40, trigger="generic")
+    assert call(client, running.pk, "claim", build_worker_token(running.pk)).status_code == 200
+    assert call(client, build.pk, "claim", token).status_code == 409
+    assert call(client, build.pk, "claim", token).status_code == 401  # the bounced token is dead
+    assert dispatch_queued_builds() == 0  # no free slot yet
+    Build.objects.filter(pk=running.pk).update(state=constants.SUCCESS)
+    assert dispatch_queued_builds() == 1 and sent == [build.pk]
+
+
+def test_a_message_out_for_too_long_is_sent_again(build, token, sent, settings):
+    later = timezone.now() + timedelta(seconds=settings.HUB_BUILD_REDISPATCH_SECONDS + 1)
+    assert dispatch_queued_builds(now=later) == 1 and sent == [build.pk]
