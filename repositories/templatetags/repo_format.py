@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 
 from django import template
-from django.urls import reverse
+from django.urls import get_resolver, get_script_prefix, get_urlconf, reverse
 from django.utils import timezone
 from django.utils.html import format_html
+
+from registry.oci.names import COMPONENT_RE
 
 register = template.Library()
 
@@ -101,8 +105,29 @@ def _page_name(repository, page: str) -> tuple[str, dict]:
     return f"repositories:{page}", {"namespace": repository.namespace.name, "name": repository.name}
 
 
+# reverse() is a third of the cost of a row in a list of repositories, so each page's URL is reversed
+# once with stand-ins and filled in per repository. Values the URL converters (`repo_ns`, `repo_name`)
+# would refuse take reverse() itself, and its NoReverseMatch; those they accept need no quoting.
+_STAND_INS = {"namespace": "0wharfnamespace0", "name": "0wharfname0"}
+_STAND_IN_RE = re.compile("|".join(_STAND_INS.values()))
+_KEYS = {stand_in: key for key, stand_in in _STAND_INS.items()}
+_VALID = {"namespace": re.compile(r"[a-z0-9_-]{1,30}").fullmatch, "name": COMPONENT_RE.fullmatch}
+
+
+@functools.lru_cache(maxsize=256)
+def _url_parts(name: str, kwarg_names: tuple[str, ...], resolver, prefix: str) -> tuple[str, ...]:
+    """reverse() with stand-ins, split into text and kwarg names: ("/r/", "namespace", "/", "name", "")."""
+    url = reverse(name, urlconf=resolver.urlconf_name, kwargs={key: _STAND_INS[key] for key in kwarg_names})
+    parts = _STAND_IN_RE.split(url)
+    keys = [_KEYS[stand_in] for stand_in in _STAND_IN_RE.findall(url)]
+    return tuple(part for pair in zip(parts, [*keys, ""], strict=True) for part in pair)[:-1]
+
+
 @register.simple_tag
 def repo_url(repository, page: str = "overview", **extra) -> str:
     """The URL of one of a repository's pages (`/_/<name>` for official images)."""
     name, kwargs = _page_name(repository, page)
-    return reverse(name, kwargs={**kwargs, **extra})
+    if extra or not all(_VALID[key](value) for key, value in kwargs.items()):
+        return reverse(name, kwargs={**kwargs, **extra})
+    parts = _url_parts(name, tuple(kwargs), get_resolver(get_urlconf()), get_script_prefix())
+    return "".join(kwargs[part] if index % 2 else part for index, part in enumerate(parts))
