@@ -214,7 +214,7 @@ REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": "hub_cache"}}
+    CACHES = {"default": {"BACKEND": "hub.cache.DatabaseCache", "LOCATION": "hub_cache"}}  # atomic incr
 
 # --- Storage: bytes only through aliases ----------------------------------------------------
 HUB_S3_BUCKET = env("HUB_S3_BUCKET")

@@ -22,7 +22,7 @@ def bump(env: dict[str, str], key: str, *, first: bool = False) -> int:
 
 def test_cache_defaults_to_the_database_cache(tmp_path):
     caches = settings_values(hub_env(tmp_path), "CACHES")["CACHES"]
-    assert caches["default"]["BACKEND"] == "django.core.cache.backends.db.DatabaseCache"
+    assert caches["default"]["BACKEND"] == "hub.cache.DatabaseCache"
 
 
 def test_database_cache_counters_are_shared_between_processes(data_dir):

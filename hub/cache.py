@@ -1,0 +1,56 @@
+"""The embedded cache backend: Django's database cache with counters that cannot lose updates.
+
+Django's `DatabaseCache.incr` is a `get` and then a `set` with nothing between them, so two
+processes that count the same failed login can both read 3 and both write 4. The login throttles
+(registry/auth.py `record_failure`) count with `incr`, so parallel guesses would under-count.
+
+Here `incr` (and `decr`, which calls it) reads and writes inside one transaction that holds the
+row's write lock: `SELECT … FOR UPDATE` on databases that have it (PostgreSQL), and on SQLite the
+`BEGIN IMMEDIATE` that hub/settings.py configures (`transaction_mode`), which takes the database's
+write lock when the transaction opens. The counter keeps its expiry, as Redis INCR does; Django's
+`incr` would reset it to the default timeout. Everything else is Django's `DatabaseCache`.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.core.cache.backends import db
+from django.db import connections, router, transaction
+
+
+class DatabaseCache(db.DatabaseCache):
+    """Django's database cache with atomic `incr` and `decr`."""
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        """Add `delta` to the value at `key` and return it; ValueError when the key is missing or expired."""
+        alias = router.db_for_write(self.cache_model_class)
+        connection = connections[alias]
+        quote_name = connection.ops.quote_name
+        table = quote_name(self._table)
+        cache_key = self.make_and_validate_key(key, version=version)
+        with transaction.atomic(using=alias), connection.cursor() as cursor:
+            if connection.features.has_select_for_update:
+                # Waits for any other incr of this key to commit; then get() reads its result.
+                cursor.execute(  # table and column names are quoted identifiers, the key a parameter
+                    f"SELECT 1 FROM {table} WHERE {quote_name('cache_key')} = %s FOR UPDATE",  # noqa: S608
+                    [cache_key],
+                )
+            value = self.get(key, self._missing_key, version=version)
+            if value is self._missing_key:
+                raise ValueError(f"Key '{key}' not found")
+            new_value = value + delta
+            # Stored as DatabaseCache._base_set stores values; the expiry is left as it is.
+            encoded = base64.b64encode(pickle.dumps(new_value, self.pickle_protocol)).decode("latin1")
+            cursor.execute(
+                f"UPDATE {table} SET {quote_name('value')} = %s WHERE {quote_name('cache_key')} = %s",  # noqa: S608
+                [encoded, cache_key],
+            )
+        return new_value
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        """See incr(). BaseCache.aincr would do its own aget and aset, which are not atomic."""
+        return await sync_to_async(self.incr, thread_sensitive=True)(key, delta, version)
