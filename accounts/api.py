@@ -19,13 +19,17 @@ from accounts.models import AccessToken, Namespace, Organization, Team, User
 from accounts.services import (
     access_token_create,
     access_token_revoke,
+    organization_create,
+    organization_delete,
     team_add_member,
     team_create,
     team_delete,
     team_remove_member,
+    team_update,
 )
 from hub.api import issue_api_token, request_access_token
 from registry.auth import TooManyAttempts, authenticate_credentials, client_address
+from repositories.permissions import may_admin_organization
 
 NOT_FOUND = "Object not found."
 BAD_CREDENTIALS = ("Incorrect authentication credentials. Accounts with two-factor authentication "
@@ -106,7 +110,7 @@ class UserViewSet(GenericViewSet):
 
 
 class OrganizationViewSet(GenericViewSet):
-    """`/v2/orgs/<org>/` (public) and `/v2/orgs/<org>/members` (members only)."""
+    """`/v2/orgs/` (create), `/v2/orgs/<org>/` (public; owners delete) and `/v2/orgs/<org>/members` (members)."""
 
     serializer_class = s.OrganizationSerializer
     lookup_url_kwarg = "org"
@@ -114,6 +118,8 @@ class OrganizationViewSet(GenericViewSet):
     queryset = Organization.objects.all()
 
     def get_permissions(self):
+        if self.action in ("create", "destroy"):
+            return [IsAuthenticated(), NotByAccessToken()]
         if self.action == "members":
             return [IsAuthenticated()]
         return [AllowAny()]
@@ -124,9 +130,32 @@ class OrganizationViewSet(GenericViewSet):
             raise exceptions.NotFound(NOT_FOUND)
         return organization
 
+    @extend_schema(request=s.OrganizationCreateSerializer, responses={201: s.OrganizationSerializer},
+                   summary="Create an organization (you become its first owner)")
+    def create(self, request: Request) -> Response:
+        data = s.OrganizationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            organization = organization_create(owner=request.user, **data.validated_data)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError({data.name_field: exc.messages}) from None
+        return Response(self.get_serializer(organization).data, status=status.HTTP_201_CREATED)
+
     @extend_schema(summary="An organization")
     def retrieve(self, request: Request, org: str) -> Response:
         return Response(self.get_serializer(self._organization()).data)
+
+    @extend_schema(responses={204: None},
+                   summary="Delete an organization with no repositories left (owners); its name is never reused")
+    def destroy(self, request: Request, org: str) -> Response:
+        organization = self._organization()
+        if not may_admin_organization(request.user, organization):
+            raise exceptions.PermissionDenied("Only the organization's owners delete it.")
+        try:
+            organization_delete(organization=organization)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError({"detail": exc.messages}) from None
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=s.AccountSerializer(many=True), summary="An organization's members (members only)")
     @action(detail=True, methods=["get"], url_path="members")
@@ -139,7 +168,7 @@ class OrganizationViewSet(GenericViewSet):
 
 
 class TeamViewSet(GenericViewSet):
-    """`/v2/orgs/<org>/groups[/<team>[/members[/<user>]]]`: members read, owners change."""
+    """`/v2/orgs/<org>/groups[/<team>[/members[/<user>]]]`: members read, owners change (create, edit, delete)."""
 
     serializer_class = s.TeamSerializer
     lookup_url_kwarg = "team"
@@ -185,6 +214,18 @@ class TeamViewSet(GenericViewSet):
     @extend_schema(summary="A team")
     def retrieve(self, request: Request, org: str, team: str) -> Response:
         return Response(self.get_serializer(self._team()).data)
+
+    @extend_schema(request=s.TeamUpdateSerializer, responses=s.TeamSerializer,
+                   summary="Rename a team or change its description (owners; the owners team keeps its name)")
+    def partial_update(self, request: Request, org: str, team: str) -> Response:
+        found = self._team(owner=True)
+        data = s.TeamUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            found = team_update(team=found, **data.validated_data)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError({"name": exc.messages}) from None
+        return Response(self.get_serializer(found).data)
 
     @extend_schema(responses={204: None}, summary="Delete a team (not the owners)")
     def destroy(self, request: Request, org: str, team: str) -> Response:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from accounts.models import AccessToken
+from accounts.names import NAMESPACE_RE
 
 SCOPE_ORDER = [AccessToken.Scope.PUBLIC_READ, AccessToken.Scope.READ, AccessToken.Scope.WRITE,
                AccessToken.Scope.ADMIN]
@@ -71,6 +73,39 @@ class OrganizationSerializer(serializers.Serializer):
         return "Organization"
 
 
+@extend_schema_field({"type": "string", "pattern": NAMESPACE_RE.pattern, "minLength": 4, "maxLength": 30})
+class NamespaceNameField(serializers.CharField):
+    """A user or organization name: the schema states the rule; the service explains a name that breaks it."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(max_length=30, **kwargs)
+
+
+class OrganizationCreateSerializer(serializers.Serializer):
+    """Docker Hub's `orgname` (or `name`), and the profile fields of the new organization."""
+
+    orgname = NamespaceNameField(required=False, help_text="The organization's name (its namespace): 4–30 "
+                                                           "lowercase letters and digits.")
+    name = NamespaceNameField(required=False, help_text="Another name for `orgname`.")
+    full_name = serializers.CharField(max_length=150, required=False, allow_blank=True, default="")
+    company = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+    location = serializers.CharField(max_length=100, required=False, allow_blank=True, default="")
+
+    def validate(self, attrs: dict) -> dict:
+        orgname, name = attrs.pop("orgname", None), attrs.pop("name", None)
+        if orgname is None and name is None:
+            raise serializers.ValidationError({"orgname": [self.fields["orgname"].error_messages["required"]]})
+        if orgname is not None and name is not None and orgname != name:
+            raise serializers.ValidationError({"name": ["Give `orgname` or `name`, not two different names."]})
+        attrs["name"] = orgname if orgname is not None else name
+        return attrs
+
+    @property
+    def name_field(self) -> str:
+        """The field the caller named the organization with, for the service's errors."""
+        return "orgname" if "orgname" in self.initial_data else "name"
+
+
 class TeamSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
@@ -86,6 +121,12 @@ class TeamCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=30)
     description = serializers.CharField(max_length=255, required=False, allow_blank=True, default="")
     can_create_repositories = serializers.BooleanField(required=False, default=False)
+
+
+class TeamUpdateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=30, required=False, help_text="1–30 letters, digits, '-' or '_'.")
+    description = serializers.CharField(max_length=255, required=False, allow_blank=True)
+    can_create_repositories = serializers.BooleanField(required=False)
 
 
 class MemberCreateSerializer(serializers.Serializer):

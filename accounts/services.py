@@ -30,11 +30,14 @@ def namespace_check_available(*, name: str) -> None:
 
 
 @transaction.atomic
-def organization_create(*, name: str, owner: User, full_name: str = "") -> Organization:
+def organization_create(*, name: str, owner: User, full_name: str = "", company: str = "",
+                        location: str = "") -> Organization:
+    """Create an organization; `owner` becomes the only member of its owners team."""
     namespace_check_available(name=name)
     try:
         with transaction.atomic():
-            organization = Organization.objects.create(name=name, full_name=full_name)
+            organization = Organization.objects.create(name=name, full_name=full_name, company=company,
+                                                       location=location)
             Namespace.objects.create(name=name, kind=Namespace.Kind.ORGANIZATION, organization=organization)
     except IntegrityError:
         raise ValidationError(f"“{name}” is already taken. Please choose another name.", code="taken") from None
@@ -64,15 +67,22 @@ def organization_delete(*, organization: Organization) -> None:
         organization.delete()
 
 
-def team_create(*, organization: Organization, name: str, description: str = "",
-                can_create_repositories: bool = False) -> Team:
+def _team_name_clean(*, organization: Organization, name: str, team: Team | None = None) -> str:
+    """`name` normalised, or ValidationError when it is malformed, reserved or another team's."""
     name = name.strip().lower()
-    if not name or len(name) > 30 or not all(c.isalnum() or c in "-_" for c in name):
+    if not name or len(name) > 30 or not all(c.isascii() and (c.isalnum() or c in "-_") for c in name):
         raise ValidationError("Team names use 1–30 letters, digits, '-' or '_'.", code="invalid")
     if name in {"new", "members", "delete", "settings"}:
         raise ValidationError(f"“{name}” is reserved: please choose another team name.", code="reserved")
-    if organization.teams.filter(name=name).exists():
+    others = organization.teams.exclude(pk=team.pk) if team is not None else organization.teams.all()
+    if others.filter(name=name).exists():
         raise ValidationError(f"The organization already has a team called “{name}”.", code="taken")
+    return name
+
+
+def team_create(*, organization: Organization, name: str, description: str = "",
+                can_create_repositories: bool = False) -> Team:
+    name = _team_name_clean(organization=organization, name=name)
     return Team.objects.create(
         organization=organization, name=name, description=description,
         can_create_repositories=can_create_repositories,
@@ -206,9 +216,29 @@ def user_organizations(*, user: User) -> QuerySet[Organization]:
     return Organization.objects.filter(teams__memberships__user=user).distinct().order_by("name")
 
 
-def team_update(*, team: Team, description: str, can_create_repositories: bool) -> Team:
-    """Change a team's description and repository-creation right (the owners team always keeps it)."""
-    team.description = description.strip()[:255]
-    team.can_create_repositories = True if team.is_owners else can_create_repositories
-    team.save(update_fields=["description", "can_create_repositories"])
+def team_update(*, team: Team, name: str | None = None, description: str | None = None,
+                can_create_repositories: bool | None = None) -> Team:
+    """Rename a team or change its description and repository-creation right (None leaves a value as is).
+
+    The owners team keeps its name and its right to create repositories.
+    """
+    fields = []
+    if name is not None:
+        if team.is_owners and name.strip().lower() != Team.OWNERS:
+            raise ValidationError("The owners team cannot be renamed.", code="owners")
+        team.name = _team_name_clean(organization=team.organization, name=name, team=team)
+        fields.append("name")
+    if description is not None:
+        team.description = description.strip()[:255]
+        fields.append("description")
+    if can_create_repositories is not None:
+        team.can_create_repositories = True if team.is_owners else can_create_repositories
+        fields.append("can_create_repositories")
+    if fields:
+        try:
+            with transaction.atomic():
+                team.save(update_fields=fields)
+        except IntegrityError:
+            raise ValidationError(f"The organization already has a team called “{team.name}”.",
+                                  code="taken") from None
     return team
