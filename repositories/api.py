@@ -204,7 +204,24 @@ class RepositoryViewSet(RepositoryScopedMixin, GenericViewSet):
         return Response(s.StatsSerializer(body).data)
 
 
-class NamespaceRepositoryViewSet(RepositoryViewSet):
+class RepositoryCreateMixin:
+    """Creating a repository, whichever path names the namespace: one permission check, one service."""
+
+    def check_may_create(self, namespace: Namespace) -> None:
+        if not may_create_repository(self.actor(), namespace):
+            raise exceptions.PermissionDenied("You may not create repositories in this namespace.")
+
+    def create_in(self, namespace: Namespace, values: dict) -> Response:
+        """Create in `namespace` from validated `RepositoryCreateSerializer` values: 201, or 400 `name`."""
+        try:
+            repository = repository_create(namespace=namespace, user=self.request.user, **values)
+        except DjangoValidationError as exc:
+            raise exceptions.ValidationError({"name": exc.messages}) from None
+        repository = self.get_queryset().get(pk=repository.pk)
+        return Response(self.get_serializer(repository).data, status=status.HTTP_201_CREATED)
+
+
+class NamespaceRepositoryViewSet(RepositoryCreateMixin, RepositoryViewSet):
     """`/v2/namespaces/<ns>/repositories`: also creates repositories."""
 
     @extend_schema(request=s.RepositoryCreateSerializer, responses={201: s.RepositorySerializer},
@@ -213,16 +230,30 @@ class NamespaceRepositoryViewSet(RepositoryViewSet):
         found = _namespace_or_404(namespace)
         if not request.user.is_authenticated:
             raise exceptions.NotAuthenticated()
-        if not may_create_repository(self.actor(), found):
-            raise exceptions.PermissionDenied("You may not create repositories in this namespace.")
+        self.check_may_create(found)
         data = s.RepositoryCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            repository = repository_create(namespace=found, user=request.user, **data.validated_data)
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"name": exc.messages}) from None
-        repository = self.get_queryset().get(pk=repository.pk)
-        return Response(self.get_serializer(repository).data, status=status.HTTP_201_CREATED)
+        return self.create_in(found, data.validated_data)
+
+
+class LegacyRepositoryCreateViewSet(RepositoryCreateMixin, RepositoryScopedMixin, GenericViewSet):
+    """`POST /v2/repositories/` with the namespace in the body: the older Docker Hub path (Terraform, hub-tool)."""
+
+    serializer_class = s.RepositorySerializer
+    permission_classes = [IsAuthenticated]
+
+    def get_queryset(self) -> QuerySet[Repository]:
+        return annotate_for_api(repositories_visible_to(self.actor()), self.request.user)
+
+    @extend_schema(request=s.LegacyRepositoryCreateSerializer, responses={201: s.RepositorySerializer},
+                   summary="Create a repository (namespace in the body)")
+    def create(self, request: Request) -> Response:
+        data = s.LegacyRepositoryCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        found = _namespace_or_404(values.pop("namespace"))
+        self.check_may_create(found)
+        return self.create_in(found, values)
 
 
 class TagViewSet(RepositoryScopedMixin, GenericViewSet):

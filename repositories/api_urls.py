@@ -16,6 +16,7 @@ from accounts.api import AccessTokenViewSet, AuthTokenView, LoginView, Organizat
 from repositories.api import (
     NAMESPACE_PATTERN,
     REPOSITORY_PATTERN,
+    LegacyRepositoryCreateViewSet,
     NamespaceRepositoryViewSet,
     RepositoryViewSet,
     SearchViewSet,
@@ -40,6 +41,7 @@ class HubRouter(SimpleRouter):
 router = HubRouter()
 router.register(rf"v2/namespaces/{NS}/repositories", NamespaceRepositoryViewSet, basename="api-ns-repository")
 router.register(rf"v2/namespaces/{NS}/repositories/{REPO}/tags", TagViewSet, basename="api-ns-tag")
+router.register(r"v2/repositories", LegacyRepositoryCreateViewSet, basename="api-repository-create")
 router.register(rf"v2/repositories/{NS}", RepositoryViewSet, basename="api-repository")
 router.register(rf"v2/repositories/{NS}/{REPO}/tags", TagViewSet, basename="api-tag")
 router.register(rf"v2/repositories/{NS}/{REPO}/collaborators", CollaboratorViewSet, basename="api-collaborator")

@@ -107,6 +107,13 @@ class RepositoryCreateSerializer(serializers.Serializer):
         return value
 
 
+class LegacyRepositoryCreateSerializer(RepositoryCreateSerializer):
+    """`POST /v2/repositories/`: the namespace comes in the body (Docker Hub's older shape)."""
+
+    namespace = serializers.RegexField(r"^[a-z0-9]+$", max_length=255,
+                                       help_text="The user or organization to create the repository in.")
+
+
 class RepositoryUpdateSerializer(serializers.Serializer):
     description = serializers.CharField(max_length=100, required=False, allow_blank=True)
     full_description = serializers.CharField(max_length=25000, required=False, allow_blank=True)
