@@ -214,7 +214,10 @@ REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    CACHES = {"default": {"BACKEND": "hub.cache.DatabaseCache", "LOCATION": "hub_cache"}}  # atomic incr
+    # Atomic incr (hub/cache.py). Culling starts past MAX_ENTRIES, expired rows first, then by key order:
+    # Django's 300 would let a burst of failures from many addresses cull an account's failure counter.
+    CACHES = {"default": {"BACKEND": "hub.cache.DatabaseCache", "LOCATION": "hub_cache",
+                          "OPTIONS": {"MAX_ENTRIES": 100_000}}}
 
 # --- Storage: bytes only through aliases ----------------------------------------------------
 HUB_S3_BUCKET = env("HUB_S3_BUCKET")

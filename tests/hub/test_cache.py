@@ -25,6 +25,13 @@ def test_cache_defaults_to_the_database_cache(tmp_path):
     assert caches["default"]["BACKEND"] == "hub.cache.DatabaseCache"
 
 
+def test_the_database_cache_keeps_enough_entries_that_failure_counters_are_not_culled(tmp_path):
+    # Django culls a third of the rows, by key order, past MAX_ENTRIES (default 300): a burst of
+    # failures from many addresses would otherwise reset another account's failure counter.
+    caches = settings_values(hub_env(tmp_path), "CACHES")["CACHES"]
+    assert caches["default"]["OPTIONS"]["MAX_ENTRIES"] >= 100_000
+
+
 def test_database_cache_counters_are_shared_between_processes(data_dir):
     env = hub_env(data_dir)
     key = f"counter:{uuid.uuid4().hex}"
