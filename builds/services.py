@@ -210,6 +210,8 @@ def build_worker_environment() -> dict[str, str]:
         environment["HUB_BUILD_BROKER_DIR"] = str(settings.CELERY_QUEUES_DIR)
     if settings.HUB_BUILD_WORK_DIR:
         environment["HUB_BUILD_WORK_DIR"] = settings.HUB_BUILD_WORK_DIR
+    if os.environ.get("HUB_BUILD_SSH_KNOWN_HOSTS"):  # read by the build worker only
+        environment["HUB_BUILD_SSH_KNOWN_HOSTS"] = os.environ["HUB_BUILD_SSH_KNOWN_HOSTS"]
     return environment
 
 

@@ -13,6 +13,8 @@ Configuration (environment):
     HUB_BUILD_BROKER_URL    the broker; default REDIS_URL, else the filesystem broker in
     HUB_BUILD_BROKER_DIR    (default $HUB_DATA_DIR/celery, the embedded setup's folders)
     HUB_BUILD_WORK_DIR      where workspaces go (default: the system temp dir)
+    HUB_BUILD_SSH_KNOWN_HOSTS  host keys ssh sources must match (default /etc/ssh/ssh_known_hosts;
+                            hosts not in it are trusted on first use, per build, and logged)
 """
 
 from __future__ import annotations
@@ -78,7 +80,8 @@ def run_build(build_id: int, token: str, *, hub: str | None = None, runner: Loca
         return "still queued"
     job = dataclasses.replace(job, registry=hub)  # push where this worker reaches the hub
     reporter = HubReporter(client)
-    runner = runner or LocalRunner(work_root=os.environ.get("HUB_BUILD_WORK_DIR") or None)
+    runner = runner or LocalRunner(work_root=os.environ.get("HUB_BUILD_WORK_DIR") or None,
+                                   ssh_known_hosts=os.environ.get("HUB_BUILD_SSH_KNOWN_HOSTS") or None)
     try:
         outcome = runner.execute(job, reporter, client.sign)
     except Exception as error:  # the hub must hear how the build ended

@@ -157,7 +157,7 @@ def build_worker_environment(env: dict[str, str]) -> dict[str, str]:
         worker_env["HUB_BUILD_BROKER_URL"] = env["REDIS_URL"]
     else:
         worker_env["HUB_BUILD_BROKER_DIR"] = str(Path(env["HUB_DATA_DIR"]) / "celery")
-    for name in ("HUB_BUILD_WORK_DIR",):
+    for name in ("HUB_BUILD_WORK_DIR", "HUB_BUILD_SSH_KNOWN_HOSTS"):
         if env.get(name):
             worker_env[name] = env[name]
     return worker_env
