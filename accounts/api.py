@@ -84,7 +84,8 @@ class NotByAccessToken(BasePermission):
 
     def has_permission(self, request: Request, view) -> bool:
         token = request_access_token(request)
-        return token is None or token.scope == AccessToken.Scope.ADMIN
+        # A token limited to one repository (a build's) never manages accounts, whatever its scope.
+        return token is None or (token.scope == AccessToken.Scope.ADMIN and token.repository_id is None)
 
 
 class UserViewSet(GenericViewSet):

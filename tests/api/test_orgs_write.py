@@ -2,11 +2,11 @@
 
 import pytest
 
-from accounts.models import Namespace, Organization
+from accounts.models import AccessToken, Namespace, Organization
 from accounts.services import access_token_create
 from repositories.models import Repository
 from tests.api.conftest import auth
-from tests.factories import make_organization, team, unique_name
+from tests.factories import RepositoryFactory, make_organization, team, unique_name
 
 # --- Create -----------------------------------------------------------------------------------
 
@@ -63,6 +63,14 @@ def test_admin_access_token_creates(api, charlie):
     token, _ = access_token_create(user=charlie, label="ci", scope="repo:admin")
     response = api.post("/v2/orgs/", {"orgname": unique_name("org")}, format="json", **auth(charlie, token))
     assert response.status_code == 201
+
+
+def test_an_admin_token_limited_to_one_repository_cannot_create(api, charlie):
+    token, _ = access_token_create(user=charlie, label="build", scope="repo:admin")
+    AccessToken.objects.filter(pk=token.pk).update(
+        repository=RepositoryFactory(namespace=Namespace.objects.get(user=charlie)))
+    response = api.post("/v2/orgs/", {"orgname": unique_name("org")}, format="json", **auth(charlie, token))
+    assert response.status_code == 403
 
 
 def test_missing_name_is_a_field_error(api, charlie):
