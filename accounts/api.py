@@ -276,7 +276,7 @@ class AccessTokenViewSet(GenericViewSet):
     lookup_value_regex = r"[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet[AccessToken]:
-        return AccessToken.objects.filter(user=self.request.user).order_by("-created_at", "-pk")
+        return AccessToken.objects.personal().filter(user=self.request.user).order_by("-created_at", "-pk")
 
     @extend_schema(summary="Your access tokens")
     def list(self, request: Request) -> Response:

@@ -169,6 +169,12 @@ class Membership(models.Model):
         return f"{self.user} in {self.team}"
 
 
+class AccessTokenQuerySet(models.QuerySet):
+    def personal(self) -> AccessTokenQuerySet:
+        """The tokens people made, without those the hub makes for one build (they die with it)."""
+        return self.filter(repository__isnull=True)
+
+
 class AccessToken(models.Model):
     """A personal access token: usable wherever a password is, capped by its scope."""
 
@@ -193,6 +199,8 @@ class AccessToken(models.Model):
     # at most. Automated builds get such a token, valid for one build.
     repository = models.ForeignKey("repositories.Repository", null=True, blank=True, on_delete=models.CASCADE,
                                    related_name="+")
+
+    objects = AccessTokenQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -8,6 +8,7 @@ import json
 from datetime import timedelta
 
 import pytest
+from django.test import Client
 from django.utils import timezone
 
 from accounts.models import AccessToken, Namespace
@@ -15,6 +16,7 @@ from builds import constants, logs, services
 from builds.models import Build
 from builds.services import build_cancel, build_worker_token, builds_trigger, dispatch_queued_builds
 from registry.models import Manifest
+from tests.builds.conftest import api_client
 from tests.factories import RepositoryFactory
 from tests.registry.helpers import basic, push_image, token_for
 from webhooks.models import Delivery, Webhook
@@ -244,3 +246,12 @@ def test_a_build_a_worker_sent_back_for_want_of_a_slot_is_sent_again(client, lin
 def test_a_message_out_for_too_long_is_sent_again(build, token, sent, settings):
     later = timezone.now() + timedelta(seconds=settings.HUB_BUILD_REDISPATCH_SECONDS + 1)
     assert dispatch_queued_builds(now=later) == 1 and sent == [build.pk]
+
+
+def test_the_build_token_is_not_listed_among_the_owners_tokens(claimed, build, alice):
+    listed = api_client(alice).get("/v2/access-tokens").json()["results"]
+    push_token_id = Build.objects.get(pk=build.pk).push_token_id
+    assert push_token_id and all(token["id"] != push_token_id for token in listed)
+    page = Client()
+    page.force_login(alice)
+    assert f"build {build.pk} of" not in page.get("/settings/tokens").content.decode()
