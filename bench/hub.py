@@ -461,6 +461,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
     parser.add_argument("--sqlite", action="store_true", help="use SQLite even when PostgreSQL is available")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and the bench database")
+    parser.add_argument("--only", default="", help="measure only the endpoints whose label contains this text")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse a seeded PostgreSQL bench database (kept by an earlier --keep run)")
     args = parser.parse_args()
@@ -516,7 +517,7 @@ def main() -> None:
         print(f"| endpoint | who | p50 (ms) | p95 (ms) | alone (ms) | queries | errors | p95 < {TARGET_MS:.0f} ms |")
         print("|---|---|---:|---:|---:|---:|---:|---|")
         missed = 0
-        for endpoint in endpoints(seeded):
+        for endpoint in [e for e in endpoints(seeded) if args.only in e.label]:
             for who in ("anonymous", "signed in"):
                 signed_in = who == "signed in"
                 headers = {"Authorization": f"Bearer {jwt}"} if signed_in and endpoint.kind == "api" else {}
@@ -530,7 +531,8 @@ def main() -> None:
                       f"{'yes' if met else '**no**'} |", flush=True)
         print(f"\nLoad average after: {' '.join(f'{x:.1f}' for x in os.getloadavg())}.")
         print(f"\n{'Every row meets' if not missed else f'{missed} rows miss'} the {TARGET_MS:.0f} ms p95 target.")
-        explain_search(seeded)
+        if not args.only:
+            explain_search(seeded)
     finally:
         if process is not None:
             process.terminate()

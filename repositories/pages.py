@@ -143,7 +143,7 @@ def public_repositories() -> QuerySet[Repository]:
 
 
 def explore_sections(limit: int = 12) -> dict[str, list[Repository]]:
-    public = public_repositories()
+    public = public_repositories().defer("full_description")  # rows show the short description only
     by_name = ("namespace__name", "name")
     return {
         "official": list(public.filter(namespace__kind=Namespace.Kind.LIBRARY).order_by("-pull_count", "name")[:limit]),

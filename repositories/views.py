@@ -324,7 +324,8 @@ def search(request: HttpRequest) -> HttpResponse:
     sort = request.GET.get("sort", "best")
     sort = sort if sort in SEARCH_SORTS else "best"
     official = request.GET.get("official") == "1"
-    results = search_queryset(actor=Actor.for_user(request.user), query=query)
+    # Rows show the short description only: leave the READMEs (up to 25,000 characters each) in the database.
+    results = search_queryset(actor=Actor.for_user(request.user), query=query).defer("full_description")
     if official:
         results = results.filter(namespace__kind=Namespace.Kind.LIBRARY)
     if SEARCH_SORTS[sort]:

@@ -27,8 +27,11 @@ def test_official_image_pages(page):
     assert url == reverse(f"repositories:official_{page}", kwargs={"name": "ubuntu"})
 
 
-def test_pages_with_more_arguments():
-    assert repo_url(repository("alice", "app"), "tag_detail", tag="v1.0") == "/r/alice/app/tags/v1.0"
+@pytest.mark.parametrize("tag", ["v1.0", "Latest_2-rc"])
+def test_pages_with_a_tag(tag):
+    assert repo_url(repository("alice", "app"), "tag_detail", tag=tag) == f"/r/alice/app/tags/{tag}"
+    official = repository("library", "ubuntu", Namespace.Kind.LIBRARY)
+    assert repo_url(official, "tag_delete", tag=tag) == f"/_/ubuntu/tags/{tag}/delete"
 
 
 def test_a_name_the_converters_refuse_raises_as_reverse_does():
@@ -36,6 +39,8 @@ def test_a_name_the_converters_refuse_raises_as_reverse_does():
         repo_url(repository("alice", "Not_Valid"))
     with pytest.raises(NoReverseMatch):
         repo_url(repository("a" * 31, "app"))
+    with pytest.raises(NoReverseMatch):
+        repo_url(repository("alice", "app"), "tag_detail", tag="-v1")
 
 
 def test_script_prefix():
