@@ -13,6 +13,9 @@ Not a test: it asserts nothing and only prints figures.
 
     bash tests/services.sh .venv/bin/python bench/hub.py
     .venv/bin/python bench/hub.py --sqlite --repos 10000
+
+While iterating, seed once with --keep on a PostgreSQL server that outlives the run
+(BENCH_POSTGRES_URL), then `--reuse --keep --only search` measures some rows on that database.
 """
 
 from __future__ import annotations
