@@ -1,5 +1,8 @@
 """The webhook API under /v2/repositories/<namespace>/<name>/webhooks/: same permission as the web tab
-(repository admin; anyone else gets 404). Views parse with an input serializer and call services."""
+(repository admin; anyone else gets 404). Views parse with an input serializer and call services.
+
+The secret and the custom header values are write-only: responses never carry them (header values,
+also in a delivery's request_headers, are masked by the serializers; see services.HEADER_MASK)."""
 
 from __future__ import annotations
 
@@ -44,7 +47,7 @@ class WebhookListApi(RepositoryAdminMixin, generics.ListAPIView):
         return Webhook.objects.filter(repository=self.repository()).order_by("pk")
 
     @extend_schema(request=WebhookInputSerializer, responses={201: WebhookSerializer},
-                   summary="Create a webhook (the secret is write-only)")
+                   summary="Create a webhook (the secret and the header values are write-only)")
     def post(self, request, *args, **kwargs):
         repository = self.repository()
         data = WebhookInputSerializer(data=request.data)
@@ -65,8 +68,14 @@ class WebhookDetailApi(RepositoryAdminMixin, APIView):
     def get(self, request, *args, **kwargs):
         return Response(WebhookSerializer(self.webhook()).data)
 
-    @extend_schema(request=WebhookInputSerializer, responses=WebhookSerializer,
-                   summary="Change a webhook (only the fields given; secret \"\" removes the secret)")
+    @extend_schema(
+        request=WebhookInputSerializer, responses=WebhookSerializer,
+        summary="Change a webhook (only the fields given; secret \"\" removes the secret)",
+        description=f"`headers`, when given, replaces the custom headers: names left out are removed, a value of "
+                    f"\"{services.HEADER_MASK}\" (as GET shows every value) keeps the saved value, any other "
+                    f"value replaces it. A header that has no saved value cannot be sent masked. Moving "
+                    f"`hook_url` to another host needs the header values again (saved ones are not sent there).",
+    )
     def patch(self, request, *args, **kwargs):
         webhook = self.webhook()
         data = WebhookInputSerializer(data=request.data, partial=True)

@@ -6,6 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from webhooks import payloads
+from webhooks.services import HEADER_MASK
 from webhooks.validation import parse_header_lines, validate_secret, validate_url
 
 EVENT_CHOICES = [(event, payloads.EVENT_LABELS[event]) for event in payloads.EVENTS]
@@ -44,6 +45,11 @@ class WebhookForm(forms.Form):
             self.fields["secret"].help_text = (
                 f"Currently {'set (' + webhook.secret_hint + ')' if webhook.secret else 'not set'}. "
                 "Leave empty to keep it."
+            )
+            self.fields["headers"].help_text = (
+                f"One “Name: value” per line. Saved values are hidden: a value left as {HEADER_MASK} is kept; "
+                "type a new one to change it, or remove the line to remove the header. A URL on another host "
+                "needs them typed again."
             )
             self.fields["clear_secret"] = forms.BooleanField(
                 required=False, label="Remove the secret", help_text="Deliveries will no longer be signed.")

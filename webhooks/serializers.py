@@ -7,7 +7,7 @@ import json
 from django.core.exceptions import ValidationError as DjangoValidationError
 from rest_framework import serializers
 
-from webhooks import payloads
+from webhooks import payloads, services
 from webhooks.models import Delivery, Webhook
 from webhooks.validation import validate_events, validate_headers, validate_secret, validate_url
 
@@ -26,8 +26,16 @@ class WebhookInputSerializer(serializers.Serializer):
                                    write_only=True)
     events = serializers.ListField(child=serializers.ChoiceField(choices=list(payloads.EVENTS)),
                                    required=False, default=lambda: [payloads.PUSH])
-    headers = serializers.DictField(child=serializers.CharField(allow_blank=True, trim_whitespace=False),
-                                    required=False, default=dict)
+    headers = serializers.DictField(
+        child=serializers.CharField(allow_blank=True, trim_whitespace=False), required=False, default=dict,
+        help_text=f"Custom headers sent with every delivery, name → value (X-Hub-*, Host, Content-Type, "
+                  f"Content-Length and User-Agent are Wharf's). The values are write-only: responses show "
+                  f"each as \"{services.HEADER_MASK}\". When given, `headers` replaces the set: names left out "
+                  f"are removed, and a header sent with the value \"{services.HEADER_MASK}\" keeps its saved "
+                  f"value (so a webhook read with GET can be changed and sent back); any other value replaces "
+                  f"it. Left out of a PATCH, the headers stay as they are. Saved values are not sent to a new "
+                  f"host: a PATCH that moves `hook_url` to another host must give them again (or remove them).",
+    )
     active = serializers.BooleanField(required=False, default=True)
 
     def validate_hook_url(self, value):
@@ -43,8 +51,28 @@ class WebhookInputSerializer(serializers.Serializer):
         return _django(validate_headers, value)
 
 
+class MaskedHeadersField(serializers.DictField):
+    """A webhook's custom headers, every value replaced by the mask."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.CharField(), read_only=True, **kwargs)
+
+    def to_representation(self, value):
+        return services.headers_masked(value)
+
+
+class MaskedRequestHeadersField(MaskedHeadersField):
+    """The headers a delivery sent: Wharf's own in clear, the custom ones masked."""
+
+    def to_representation(self, value):
+        return services.request_headers_masked(value)
+
+
 class WebhookSerializer(serializers.ModelSerializer):
     hook_url = serializers.CharField(source="url")
+    headers = MaskedHeadersField(
+        help_text=f"The custom header names; every value is shown as \"{services.HEADER_MASK}\" (write-only, "
+                  f"like the secret). Send a header back with that value to keep its saved value.")
     has_secret = serializers.SerializerMethodField()
     secret_hint = serializers.CharField(read_only=True)
 
@@ -60,6 +88,10 @@ class WebhookSerializer(serializers.ModelSerializer):
 
 class DeliverySerializer(serializers.ModelSerializer):
     payload = serializers.SerializerMethodField()
+    request_headers = MaskedRequestHeadersField(
+        help_text=f"The request's headers. Wharf's own (X-Hub-Event, X-Hub-Delivery, X-Hub-Hook-Id, "
+                  f"X-Hub-Signature-256, User-Agent, Content-Type) are shown; the webhook's custom header values "
+                  f"are shown as \"{services.HEADER_MASK}\" (the real ones were sent).")
 
     class Meta:
         model = Delivery

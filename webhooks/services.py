@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterable
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -31,6 +32,60 @@ from webhooks.validation import (
 
 logger = logging.getLogger(__name__)
 
+# --- Custom headers: values are write-only ---------------------------------------------------------
+# Like the secret: they are often the receiver's credential, and every admin of the repository (not
+# only the one who set them) sees the webhook. Responses and pages show the names with HEADER_MASK as
+# every value; sending the mask back keeps the stored value. Masking is for presentation only: the
+# rows keep the real values (encrypted), and deliveries and redeliveries send those.
+
+HEADER_MASK = "********"
+
+
+def _mapping(headers) -> dict[str, str]:
+    return headers if isinstance(headers, dict) else {}
+
+
+def headers_masked(headers) -> dict[str, str]:
+    """A webhook's custom headers as shown to people: the names, each value replaced by HEADER_MASK."""
+    return dict.fromkeys(_mapping(headers), HEADER_MASK)
+
+
+def is_wharf_header(name: str) -> bool:
+    """Set by Wharf on every delivery (X-Hub-*, User-Agent, Content-Type), so never a custom header."""
+    lowered = name.lower()
+    return lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES)
+
+
+def request_headers_masked(headers) -> dict[str, str]:
+    """A delivery's request headers as shown: ours in clear (the signature is an HMAC of a body the
+    viewer sees anyway), the webhook's custom ones masked."""
+    return {name: str(value) if is_wharf_header(name) else HEADER_MASK
+            for name, value in _mapping(headers).items()}
+
+
+def _unmask(*, headers, stored) -> tuple[dict[str, str], list[str]]:
+    """Validated `headers` with each HEADER_MASK replaced by the stored value of that header (names
+    match case-insensitively; the spelling given wins), and the names of the non-empty values kept."""
+    clean = validate_headers(headers)
+    stored_values = {name.lower(): value for name, value in _mapping(stored).items()}
+    kept = []
+    for name, value in clean.items():
+        if value != HEADER_MASK:
+            continue
+        if name.lower() not in stored_values:
+            raise ValidationError({"headers": ValidationError(
+                f"{name} has no saved value to keep: enter its value ({HEADER_MASK} stands for a saved value).",
+                code="header_mask")})
+        clean[name] = stored_values[name.lower()]
+        if clean[name]:
+            kept.append(name)
+    return clean, kept
+
+
+def _host(url: str) -> str:
+    return (urlsplit(url).hostname or "").lower()
+
+
 # --- Configuration ---------------------------------------------------------------------------------
 
 
@@ -41,27 +96,41 @@ def webhook_create(*, repository: Repository, name: str, url: str, events: Itera
         raise ValidationError("Give the webhook a name of at most 100 characters.", code="name")
     return Webhook.objects.create(
         repository=repository, name=name, url=validate_url(url), events=validate_events(list(events)),
-        secret=validate_secret(secret), headers=validate_headers(headers or {}), active=active, created_by=user,
+        secret=validate_secret(secret), headers=_unmask(headers=headers or {}, stored={})[0],
+        active=active, created_by=user,
     )
 
 
 def webhook_update(*, webhook: Webhook, name: str | None = None, url: str | None = None,
                    events: Iterable[str] | None = None, secret: str | None = None, headers: dict | None = None,
                    active: bool | None = None) -> Webhook:
-    """Change what is given (None leaves a field alone; secret "" removes the secret)."""
+    """Change what is given (None leaves a field alone; secret "" removes the secret).
+
+    `headers` replaces the custom headers (names left out are removed); a value of HEADER_MASK keeps
+    that header's stored value. Stored values are never sent to a URL on another host unless given again.
+    """
+    new_url = validate_url(url) if url is not None else webhook.url
+    if headers is None:
+        new_headers, kept = None, [name for name, value in _mapping(webhook.headers).items() if value]
+    else:
+        new_headers, kept = _unmask(headers=headers, stored=webhook.headers)
+    if kept and _host(new_url) != _host(webhook.url):
+        # Otherwise any admin could read a credential they cannot see by pointing the hook at their own host.
+        raise ValidationError({"headers": ValidationError(
+            f"The URL now points to another host: enter the value of {', '.join(kept)} again (saved values "
+            "are not sent to a new host), or remove the header.", code="header_new_host")})
     if name is not None:
         name = name.strip()
         if not name or len(name) > 100:
             raise ValidationError("Give the webhook a name of at most 100 characters.", code="name")
         webhook.name = name
-    if url is not None:
-        webhook.url = validate_url(url)
+    webhook.url = new_url
     if events is not None:
         webhook.events = validate_events(list(events))
     if secret is not None:
         webhook.secret = validate_secret(secret)
-    if headers is not None:
-        webhook.headers = validate_headers(headers)
+    if new_headers is not None:
+        webhook.headers = new_headers
     webhook.save()
     if active is not None and active != webhook.active:
         webhook_set_active(webhook=webhook, active=active)
@@ -130,8 +199,7 @@ def _new_delivery(*, webhook: Webhook, event: str, data: dict, repository_sectio
 
 def request_headers(*, webhook: Webhook, event: str, delivery_id: uuid.UUID, body: bytes) -> dict[str, str]:
     """Custom headers first, then ours (validation keeps custom ones from replacing them)."""
-    headers = {name: str(value) for name, value in (webhook.headers or {}).items()
-               if name.lower() not in RESERVED_HEADERS and not name.lower().startswith(RESERVED_PREFIXES)}
+    headers = {name: str(value) for name, value in (webhook.headers or {}).items() if not is_wharf_header(name)}
     headers.update({
         "Content-Type": "application/json",
         "User-Agent": payloads.USER_AGENT,

@@ -104,7 +104,7 @@ def webhook_detail(request: HttpRequest, repository: Repository, pk: int) -> Htt
         return render(request, "webhooks/_deliveries.html",
                       _context(repository, webhook=webhook, page=page, has_pending=has_pending))
     initial = {"name": webhook.name, "url": webhook.url, "events": webhook.events, "active": webhook.active,
-               "headers": format_header_lines(webhook.headers)}
+               "headers": format_header_lines(services.headers_masked(webhook.headers))}
     form = WebhookForm(request.POST or None, webhook=webhook, initial=initial)
     status = 200
     if request.method == "POST":
@@ -163,7 +163,10 @@ def _delivery(webhook: Webhook, delivery_id: uuid.UUID) -> Delivery:
 def delivery_detail(request: HttpRequest, repository: Repository, pk: int, delivery_id: uuid.UUID) -> HttpResponse:
     webhook = _webhook(repository, pk)
     delivery = _delivery(webhook, delivery_id)
-    return render(request, "webhooks/delivery.html", _context(repository, webhook=webhook, delivery=delivery))
+    request_headers = services.request_headers_masked(delivery.request_headers)
+    return render(request, "webhooks/delivery.html",
+                  _context(repository, webhook=webhook, delivery=delivery, request_headers=request_headers,
+                           headers_hidden=services.HEADER_MASK in request_headers.values()))
 
 
 @require_POST
