@@ -9,6 +9,10 @@ arrives; `--tags` tags (default 20) are pushed one after another through the reg
 A tag's push time is when its manifest PUT completed; a delivery's latency is its arrival minus
 that. Prints a markdown table; asserts nothing. Target: p95 < 2 s.
 
+The table also gives the CPU time gunicorn and the worker used (from /proc: Linux), the failed
+attempts the deliveries logged (each is retried a minute later: an outlier, not a loss) and the
+load average, since on a shared machine other work moves the latencies more than anything here.
+
     .venv/bin/python bench/webhooks.py [--hooks 50] [--tags 20] [--concurrency 2]
 
 BENCH_ENV_X=v sets X=v in the hub's environment (BENCH_ENV_DATABASE_URL=postgres://… for PostgreSQL).
@@ -118,6 +122,11 @@ class Hub:
     def host(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def cpu_seconds(self) -> dict[str, float]:
+        """CPU time used so far by gunicorn and by the worker, each with its child processes (Linux)."""
+        return {name: sum(_cpu(pid) for pid in _tree(process.pid))
+                for name, process in zip(("gunicorn", "worker"), self.processes, strict=True)}
+
     def shell(self, code: str) -> str:
         return subprocess.run([str(PY), "manage.py", "shell", "-c", code], cwd=REPO_ROOT, env=self.env,
                               check=True, capture_output=True, text=True).stdout
@@ -130,6 +139,23 @@ class Hub:
                 process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _tree(pid: int) -> list[int]:
+    pids, index = [pid], 0
+    while index < len(pids):
+        for task in Path(f"/proc/{pids[index]}/task").glob("*/children"):
+            pids += [int(child) for child in task.read_text().split()]
+        index += 1
+    return pids
+
+
+def _cpu(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def setup(hub: Hub, receiver: Receiver, hooks: int) -> None:
@@ -200,6 +226,8 @@ def main() -> None:
     expected = args.hooks * args.tags
     try:
         setup(hub, receiver, args.hooks)
+        time.sleep(1)  # let the worker settle
+        cpu_before = hub.cpu_seconds()
         pushed = push_tags(hub, args.tags)
         pushes_done = time.perf_counter()
         try:
@@ -209,6 +237,13 @@ def main() -> None:
             print(f"only {len(receiver.arrivals)} of {expected} deliveries arrived: {exc}")
         # A moment for duplicates (there must be none), then count.
         time.sleep(0.5)
+        cpu_after = hub.cpu_seconds()
+        retried = json.loads(hub.shell(
+            "import json\n"
+            "from webhooks.models import Delivery\n"
+            "print(json.dumps([entry for log in Delivery.objects.values_list('attempt_log', flat=True)\n"
+            "                  for entry in log if entry['error']]))\n"
+        ).strip().splitlines()[-1])  # the last line: `shell` may announce its automatic imports first
     finally:
         hub.stop()
         receiver.close()
@@ -234,6 +269,14 @@ def main() -> None:
     print(f"| {args.tags} manifest PUTs, back to back | {pushes_done - started:.2f} s "
           f"(median {statistics.median(push_gaps) if push_gaps else 0:.3f} s each) | |")
     print(f"| last delivery after the last push | {last - push_times[-1]:.2f} s | |")
+    print(f"| failed attempts (retried later) | {len(retried)}"
+          f"{': ' + '; '.join(sorted({entry['error'] for entry in retried}))[:300] if retried else ''} | none |")
+    cpu = {name: cpu_after[name] - cpu_before[name] for name in cpu_before}
+    print(f"| CPU: worker (all processes) per delivery | {cpu['worker'] / max(len(arrivals), 1) * 1000:.2f} ms "
+          f"({cpu['worker']:.2f} s) | |")
+    print(f"| CPU: gunicorn per push (blobs, manifest, {args.hooks} deliveries made) | "
+          f"{cpu['gunicorn'] / args.tags * 1000:.0f} ms ({cpu['gunicorn']:.2f} s) | |")
+    print(f"| load average (1 min) at the end | {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs | |")
     shutil.rmtree(work, ignore_errors=True)
 
 

@@ -7,6 +7,11 @@
   name), so a second DNS answer cannot point it elsewhere;
 - redirects are never followed; connect and read time out; the response read is capped.
 
+A batch of deliveries can share a `Connections`: it keeps connections alive between the batch's
+requests to the same checked address, and each name's DNS answer for the batch. Every request
+still has its URL parsed and its address checked; a kept connection only ever goes to an address
+that passed the check.
+
 No Django here: callers pass the allowed networks.
 """
 
@@ -14,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -29,6 +35,8 @@ READ_TIMEOUT = 5.0
 TOTAL_READ_SECONDS = 10.0  # a server dripping bytes cannot hold a worker longer than this
 MAX_RESPONSE_BYTES = 64 * 1024  # read at most this much of a response
 MAX_URL_LENGTH = 2000
+QUICKACK = getattr(socket, "TCP_QUICKACK", None)  # Linux only
+IDLE_REUSE_SECONDS = 1.0  # a kept-alive connection idle longer is closed rather than reused
 
 
 class DeliveryRefused(Exception):
@@ -130,27 +138,29 @@ def address_refusal(address: Address, allowed: Iterable[Network]) -> str | None:
     return None
 
 
-def resolve(target: Target, allowed: Iterable[Network]) -> str:
-    """The one address to connect to: the first allowed address the name resolves to."""
-    allowed = list(allowed)
+def addresses(target: Target) -> list[Address]:
+    """Every address the host stands for (an IP literal, or the name's DNS answer), unchecked."""
     try:
-        literal = ipaddress.ip_address(target.host)
+        return [ipaddress.ip_address(target.host)]
     except ValueError:
-        literal = None
-    if literal is not None:
-        candidates = [literal]
-    else:
-        try:
-            infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
-        except (socket.gaierror, UnicodeError) as exc:
-            raise DeliveryFailed(f"cannot resolve {target.host}: {exc}") from None
-        candidates = []
-        for info in infos:
-            address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
-            if address not in candidates:
-                candidates.append(address)
-        if not candidates:
-            raise DeliveryFailed(f"{target.host} has no address")
+        pass
+    try:
+        infos = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise DeliveryFailed(f"cannot resolve {target.host}: {exc}") from None
+    candidates: list[Address] = []
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        if address not in candidates:
+            candidates.append(address)
+    if not candidates:
+        raise DeliveryFailed(f"{target.host} has no address")
+    return candidates
+
+
+def checked_address(target: Target, candidates: Iterable[Address], allowed: Iterable[Network]) -> str:
+    """The one address to connect to: the first of `candidates` that may be contacted."""
+    allowed = list(allowed)
     reasons = []
     for address in candidates:
         reason = address_refusal(address, allowed)
@@ -160,34 +170,141 @@ def resolve(target: Target, allowed: Iterable[Network]) -> str:
     raise DeliveryRefused(f"refused to connect to {target.host}: {reasons[0]}")
 
 
-def _pool(target: Target, address: str) -> urllib3.HTTPConnectionPool:
+def resolve(target: Target, allowed: Iterable[Network]) -> str:
+    """The one address to connect to: the first allowed address the name resolves to."""
+    return checked_address(target, addresses(target), allowed)
+
+
+class _KeptAlive:
+    """What a kept-alive connection needs beyond urllib3's (mixed into its connection classes).
+
+    - It is not reused after IDLE_REUSE_SECONDS without a request: receivers close idle connections
+      (gunicorn after 2 s), and a request sent just as they do fails; a fresh connection is made instead.
+    - It acknowledges the response at once (Linux): a kept-alive connection otherwise delays its ACKs,
+      and a receiver that writes its headers and its body apart without TCP_NODELAY (Python's
+      http.server does) then holds the body back until the delayed ACK, 40 ms, on every request.
+    """
+
+    _answered_at: float | None = None
+
+    @property
+    def is_connected(self) -> bool:  # urllib3 asks before it reuses a connection
+        if self._answered_at is not None and time.monotonic() - self._answered_at > IDLE_REUSE_SECONDS:
+            return False
+        return super().is_connected
+
+    def close(self) -> None:
+        self._answered_at = None
+        super().close()
+
+    def getresponse(self, *args, **kwargs):
+        if QUICKACK is not None and self.sock is not None:
+            try:
+                self.sock.setsockopt(socket.IPPROTO_TCP, QUICKACK, 1)
+            except OSError:
+                pass
+        response = super().getresponse(*args, **kwargs)
+        self._answered_at = time.monotonic()
+        return response
+
+
+class _HTTPConnection(_KeptAlive, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _HTTPSConnection(_KeptAlive, urllib3.connection.HTTPSConnection):
+    pass
+
+
+def _pool(target: Target, address: str, *, size: int = 1) -> urllib3.HTTPConnectionPool:
     timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
     if target.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
-            host=address, port=target.port, timeout=timeout, retries=False, maxsize=1,
+        pool = urllib3.HTTPSConnectionPool(
+            host=address, port=target.port, timeout=timeout, retries=False, maxsize=size,
             server_hostname=target.host, assert_hostname=target.host, cert_reqs="CERT_REQUIRED",
         )
-    return urllib3.HTTPConnectionPool(host=address, port=target.port, timeout=timeout, retries=False, maxsize=1)
+        pool.ConnectionCls = _HTTPSConnection
+        return pool
+    pool = urllib3.HTTPConnectionPool(host=address, port=target.port, timeout=timeout, retries=False, maxsize=size)
+    pool.ConnectionCls = _HTTPConnection
+    return pool
+
+
+class Connections:
+    """Keep-alive connections and resolved names shared by one batch of deliveries (thread-safe).
+
+    A pool is kept per checked address, port and scheme (and, for https, the name the certificate
+    must match), holding at most `size` idle connections. A name is resolved once per batch (a
+    failure is not kept); its addresses are checked on every request. Close it when the batch is done.
+    """
+
+    def __init__(self, *, size: int = 1) -> None:
+        self.size = max(1, size)
+        self._pools: dict[tuple, urllib3.HTTPConnectionPool] = {}
+        self._addresses: dict[tuple[str, int], list[Address]] = {}
+        self._lock = threading.Lock()
+
+    def address(self, target: Target, allowed: Iterable[Network]) -> str:
+        """`resolve`, with the name's DNS answer kept for the batch (the check runs every time)."""
+        key = (target.host, target.port)
+        with self._lock:
+            candidates = self._addresses.get(key)
+        if candidates is None:
+            candidates = addresses(target)
+            with self._lock:
+                self._addresses[key] = candidates
+        return checked_address(target, candidates, allowed)
+
+    def pool(self, target: Target, address: str) -> urllib3.HTTPConnectionPool:
+        key = (target.scheme, address, target.port, target.host if target.scheme == "https" else "")
+        with self._lock:
+            pool = self._pools.get(key)
+            if pool is None:
+                pool = self._pools[key] = _pool(target, address, size=self.size)
+        return pool
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+            self._addresses.clear()
+        for pool in pools:
+            pool.close()
+
+    def __enter__(self) -> Connections:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
 
 
 def post(url: str, body: bytes, headers: dict[str, str], *, allowed_networks: Iterable[Network] = (),
-         max_bytes: int = MAX_RESPONSE_BYTES) -> Response:
-    """POST `body` once. Raises DeliveryRefused (nothing sent) or DeliveryFailed (network trouble)."""
+         max_bytes: int = MAX_RESPONSE_BYTES, connections: Connections | None = None) -> Response:
+    """POST `body` once. Raises DeliveryRefused (nothing sent) or DeliveryFailed (network trouble).
+
+    With `connections`, the connection is taken from (and, when the response was read to its end,
+    given back to) the batch's pools; without, it is opened for this request and closed after it.
+    """
     target = parse_url(url)
-    address = resolve(target, allowed_networks)
+    if connections is None:
+        address = resolve(target, allowed_networks)
+        pool = _pool(target, address)
+    else:
+        address = connections.address(target, allowed_networks)
+        pool = connections.pool(target, address)
     sent_headers = {**headers, "Host": target.host_header, "Content-Length": str(len(body))}
-    pool = _pool(target, address)
     started = time.monotonic()
     try:
         response = pool.urlopen(
             "POST", target.path, body=body, headers=sent_headers, redirect=False, retries=False,
             preload_content=False, assert_same_host=False, release_conn=False,
         )
+        complete = False
         try:
             chunks, size, truncated = [], 0, False
             while True:
                 chunk = response.read(min(16 * 1024, max_bytes + 1 - size))
                 if not chunk:
+                    complete = True
                     break
                 chunks.append(chunk)
                 size += len(chunk)
@@ -201,13 +318,16 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allowed_networks: It
             status = response.status
             response_headers = dict(response.headers.items())
         finally:
-            response.close()  # never read the rest of a large body
+            if not complete or connections is None:
+                response.close()  # never read the rest of a large body
+            response.release_conn()  # a closed connection goes back too: its pool slot reconnects
     except urllib3.exceptions.HTTPError as exc:
         raise DeliveryFailed(_describe(exc)) from None
     except OSError as exc:
         raise DeliveryFailed(str(exc) or exc.__class__.__name__) from None
     finally:
-        pool.close()
+        if connections is None:
+            pool.close()
     return Response(status=status, headers=response_headers, body=data, truncated=truncated,
                     duration_ms=int((time.monotonic() - started) * 1000), address=address)
 

@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cache
 
@@ -61,8 +62,11 @@ def _claim(delivery_id, now: datetime) -> Delivery | None:
     return Delivery.objects.select_related("webhook").get(pk=delivery_id)
 
 
-def _claim_many(delivery_ids: list, now: datetime) -> list[Delivery]:
-    """`_claim` for several deliveries in one transaction (rows locked, skipping those someone has)."""
+def _claim_many(delivery_ids: list, now: datetime, *, rounds: int = 1) -> list[Delivery]:
+    """`_claim` for several deliveries in one transaction (rows locked, skipping those someone has).
+
+    They are sent `rounds` at a time after one another, so the lease covers that many attempts.
+    """
     with transaction.atomic():
         due = list(Delivery.objects.select_for_update(skip_locked=True)
                    .filter(pk__in=delivery_ids, state=Delivery.State.PENDING, next_attempt_at__lte=now)
@@ -70,17 +74,12 @@ def _claim_many(delivery_ids: list, now: datetime) -> list[Delivery]:
         if not due:
             return []
         Delivery.objects.filter(pk__in=due).update(
-            next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_SECONDS), attempts=F("attempts") + 1,
+            next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_SECONDS * rounds), attempts=F("attempts") + 1,
             last_attempt_at=now,
         )
-    return list(Delivery.objects.select_related("webhook").filter(pk__in=due))
-
-
-def _cancel(delivery: Delivery, reason: str) -> None:
-    Delivery.objects.filter(pk=delivery.pk).update(
-        state=Delivery.State.CANCELLED, error=reason, next_attempt_at=None, completed_at=timezone.now(),
-        attempts=F("attempts") - 1,
-    )
+    # The webhook's secret and headers are not needed (the delivery has its signed headers): not decrypted.
+    return list(Delivery.objects.select_related("webhook").defer("webhook__secret", "webhook__headers")
+                .filter(pk__in=due))
 
 
 def delivery_attempt(*, delivery_id) -> Delivery | None:
@@ -93,24 +92,41 @@ def delivery_attempt(*, delivery_id) -> Delivery | None:
 
 
 def _attempt(delivery: Delivery, claimed_at: datetime) -> Delivery | None:
-    """Send a claimed delivery and record the outcome."""
-    now = max(claimed_at, timezone.now())
+    """Send a claimed delivery and record the outcome; None when it was cancelled instead."""
+    outcome = _send(delivery, claimed_at)
+    _save_outcomes([outcome])
+    return None if outcome.cancelled else delivery
+
+
+@dataclass
+class _Outcome:
+    """What one attempt came to: the fields to write, or why it was cancelled (nothing sent)."""
+
+    delivery: Delivery
+    fields: dict = field(default_factory=dict)
+    cancelled: str = ""
+    status: int | None = None
+    finished: bool = False  # succeeded or failed for good: counts for the webhook's failure streak
+
+
+def _send(delivery: Delivery, claimed_at: datetime, connections: http.Connections | None = None) -> _Outcome:
+    """Send a claimed delivery (no database here: the caller saves the outcome)."""
     webhook = delivery.webhook
     if not delivery.manual and delivery.event != "repository_delete":
         if webhook is None:
-            _cancel(delivery, "The webhook was deleted before this delivery was sent.")
-            return None
+            return _Outcome(delivery, cancelled="The webhook was deleted before this delivery was sent.")
         if not webhook.active:
-            _cancel(delivery, "The webhook was disabled before this delivery was sent.")
-            return None
+            return _Outcome(delivery, cancelled="The webhook was disabled before this delivery was sent.")
 
+    started = max(claimed_at, timezone.now())
     body = delivery.body.encode()
     status = None
     retry = False
     error = ""
     response = None
     try:
-        response = http.post(delivery.url, body, delivery.request_headers, allowed_networks=allowed_networks())
+        response = http.post(delivery.url, body, delivery.request_headers, allowed_networks=allowed_networks(),
+                             connections=connections)
     except http.DeliveryRefused as exc:
         error = f"Not sent: {exc}."
     except http.DeliveryFailed as exc:
@@ -128,50 +144,67 @@ def _attempt(delivery: Delivery, claimed_at: datetime) -> Delivery | None:
         elif status < 200:
             error = f"Unexpected status {status}."
             retry = True
-    return _record(delivery, response=response, status=status, error=error, retry=retry, started=now)
+    return _outcome(delivery, response=response, status=status, error=error, retry=retry, started=started)
 
 
 def delivery_attempts(*, delivery_ids: Iterable) -> None:
     """Attempt several due deliveries (one event's, to its webhooks) from one task.
 
     One task per event instead of one per webhook: a push to a repository with 50 webhooks costs the
-    broker one message and the database one claim, not 50 of each. They are sent by a few threads, so
-    a slow receiver holds up only its own; each thread closes its database connection when done. An
-    unexpected error leaves that delivery claimed: the sweep retries it after the lease.
+    broker one message and the database one claim, not 50 of each. Up to BATCH_THREADS threads send
+    them, so a slow receiver holds up only its own thread, over connections kept alive for the batch
+    (http.Connections); the outcomes are saved by this thread as they come in, several in one
+    transaction, so the senders never wait for the database. An unexpected error leaves that
+    delivery claimed: the sweep retries it after the lease.
     """
     now = timezone.now()
+    delivery_ids = list(delivery_ids)
+    deliveries = _claim_many(delivery_ids, now, rounds=-(-len(delivery_ids) // BATCH_THREADS))
+    if not deliveries:
+        return
     claimed: queue.SimpleQueue = queue.SimpleQueue()
-    deliveries = _claim_many(list(delivery_ids), now)
+    outcomes: queue.SimpleQueue = queue.SimpleQueue()
     for delivery in deliveries:
         claimed.put(delivery)
+    thread_count = min(BATCH_THREADS, len(deliveries))
 
-    def work() -> None:
-        try:
+    with http.Connections(size=thread_count) as connections:
+        def work() -> None:
             while True:
                 try:
                     delivery = claimed.get_nowait()
                 except queue.Empty:
                     return
                 try:
-                    _attempt(delivery, now)
+                    outcomes.put(_send(delivery, now, connections))
                 except Exception:  # the others still go; the sweep retries this one
                     logger.exception("webhook delivery %s failed unexpectedly", delivery.pk)
-        finally:
-            connection.close()
+                    outcomes.put(None)
 
-    threads = [threading.Thread(target=work, name=f"webhook-{n}", daemon=True)
-               for n in range(min(BATCH_THREADS, len(deliveries)))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+        threads = [threading.Thread(target=work, name=f"webhook-{n}", daemon=True) for n in range(thread_count)]
+        for thread in threads:
+            thread.start()
+        try:
+            remaining = len(deliveries)
+            while remaining:
+                ready = [outcomes.get()]
+                while True:
+                    try:
+                        ready.append(outcomes.get_nowait())
+                    except queue.Empty:
+                        break
+                remaining -= len(ready)
+                _save_outcomes_safely([outcome for outcome in ready if outcome is not None])
+        finally:
+            for thread in threads:
+                thread.join()
 
 
 def _excerpt(data: bytes) -> str:
     return data[:STORED_BODY_BYTES].decode("utf-8", errors="replace")
 
 
-def _record(delivery: Delivery, *, response, status, error: str, retry: bool, started: datetime) -> Delivery:
+def _outcome(delivery: Delivery, *, response, status, error: str, retry: bool, started: datetime) -> _Outcome:
     now = timezone.now()
     succeeded = status is not None and 200 <= status < 300
     duration = response.duration_ms if response is not None else int((now - started).total_seconds() * 1000)
@@ -194,22 +227,89 @@ def _record(delivery: Delivery, *, response, status, error: str, retry: bool, st
         fields.update(state=Delivery.State.FAILED, next_attempt_at=None, completed_at=now)
         if retry:
             fields["error"] = f"{error} Gave up after {delivery.attempts} attempts."
-    with transaction.atomic():
-        Delivery.objects.filter(pk=delivery.pk).update(**fields)
-        if delivery.webhook_id is not None and fields.get("state") in (Delivery.State.SUCCEEDED,
-                                                                       Delivery.State.FAILED):
-            _count_outcome(delivery.webhook_id, succeeded=succeeded, error=fields["error"])
-    for name, value in fields.items():
-        setattr(delivery, name, value)
-    logger.info("webhook delivery %s (%s) attempt %s: %s", delivery.pk, delivery.event, delivery.attempts,
-                status if status is not None else error)
-    return delivery
+    return _Outcome(delivery, fields=fields, status=status, finished="state" in fields)
 
 
-def _count_outcome(webhook_id: int, *, succeeded: bool, error: str) -> None:
-    if succeeded:
-        Webhook.objects.filter(pk=webhook_id).exclude(consecutive_failures=0).update(consecutive_failures=0)
+def _save_outcomes_safely(outcomes: list[_Outcome]) -> None:
+    """`_save_outcomes`, falling back to one at a time so one bad row does not lose the others."""
+    if not outcomes:
         return
+    try:
+        _save_outcomes(outcomes)
+    except Exception:
+        if len(outcomes) == 1:
+            logger.exception("webhook delivery %s: the outcome could not be saved", outcomes[0].delivery.pk)
+            return
+        for outcome in outcomes:
+            _save_outcomes_safely([outcome])
+
+
+def _save_outcomes(outcomes: list[_Outcome]) -> None:
+    """Write attempts' outcomes in one transaction, and count them against their webhooks."""
+    reset: set[int] = set()  # webhooks whose streak of failures ends here (one UPDATE for them all)
+    with transaction.atomic():
+        _update_deliveries([(outcome.delivery.pk, outcome.fields) for outcome in outcomes if not outcome.cancelled])
+        for outcome in outcomes:
+            delivery = outcome.delivery
+            if outcome.cancelled:
+                Delivery.objects.filter(pk=delivery.pk).update(
+                    state=Delivery.State.CANCELLED, error=outcome.cancelled, next_attempt_at=None,
+                    completed_at=timezone.now(), attempts=F("attempts") - 1,
+                )
+                continue
+            if delivery.webhook_id is None or not outcome.finished:
+                continue
+            if outcome.fields["state"] == Delivery.State.SUCCEEDED:
+                reset.add(delivery.webhook_id)
+            else:
+                if delivery.webhook_id in reset:  # keep the order: that success came before this failure
+                    reset.discard(delivery.webhook_id)
+                    _reset_failures([delivery.webhook_id])
+                _count_failure(delivery.webhook_id, error=outcome.fields["error"])
+        _reset_failures(reset)
+    for outcome in outcomes:
+        if outcome.cancelled:
+            continue
+        delivery = outcome.delivery
+        for name, value in outcome.fields.items():
+            setattr(delivery, name, value)
+        logger.info("webhook delivery %s (%s) attempt %s: %s", delivery.pk, delivery.event, delivery.attempts,
+                    outcome.status if outcome.status is not None else delivery.error)
+
+
+def _update_deliveries(rows: list[tuple]) -> None:
+    """`Delivery.objects.filter(pk=pk).update(**fields)` for each (pk, fields), one statement per set of fields.
+
+    Values go through each field's own preparation (JSON, dates, the UUID key) as `update()` would, and
+    run as one `executemany`: about a quarter of the CPU of an ORM `update()` per row, and far less
+    than `bulk_update` (its CASE WHEN per field costs more than the updates it replaces).
+    """
+    meta = Delivery._meta
+    quote = connection.ops.quote_name
+    statements: dict[tuple[str, ...], list] = {}
+    for pk, fields in rows:
+        statements.setdefault(tuple(fields), []).append((pk, fields))
+    with connection.cursor() as cursor:
+        for names, group in statements.items():
+            columns = [meta.get_field(name) for name in names]
+            sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 - quoted names from the model, values as parameters
+                quote(meta.db_table), ", ".join(f"{quote(column.column)} = %s" for column in columns),
+                quote(meta.pk.column),
+            )
+            cursor.executemany(sql, [
+                [column.get_db_prep_save(fields[column.name], connection) for column in columns]
+                + [meta.pk.get_db_prep_value(pk, connection)]
+                for pk, fields in group
+            ])
+
+
+def _reset_failures(webhook_ids: Iterable[int]) -> None:
+    webhook_ids = list(webhook_ids)
+    if webhook_ids:
+        Webhook.objects.filter(pk__in=webhook_ids).exclude(consecutive_failures=0).update(consecutive_failures=0)
+
+
+def _count_failure(webhook_id: int, *, error: str) -> None:
     webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
     if webhook is None:
         return

@@ -14,6 +14,7 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    client: tuple = ()  # the sender's (address, port): one per connection
 
 
 @dataclass
@@ -40,7 +41,8 @@ class Receiver:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with receiver._lock:
-                    receiver.requests.append(Received("POST", self.path, dict(self.headers.items()), body))
+                    receiver.requests.append(Received("POST", self.path, dict(self.headers.items()), body,
+                                                      self.client_address))
                     answer = receiver.answers.popleft() if receiver.answers else receiver.default
                 self.send_response(answer.status)
                 for name, value in answer.headers.items():

@@ -2,6 +2,7 @@
 
 import ipaddress
 import socket
+import time
 
 import pytest
 
@@ -86,3 +87,51 @@ def test_host_header_keeps_the_name_while_connecting_to_the_checked_address(rece
     response = http.post(f"http://localhost:{receiver.port}/named", b"{}", {}, allowed_networks=LOOPBACK)
     assert response.address == "127.0.0.1"
     assert receiver.requests[0].headers["Host"] == f"localhost:{receiver.port}"
+
+
+def test_a_batch_reuses_its_connection(receiver):
+    with http.Connections(size=1) as connections:
+        for n in range(3):
+            http.post(receiver.url(f"/{n}"), b"{}", {}, allowed_networks=LOOPBACK, connections=connections)
+    assert [r.path for r in receiver.requests] == ["/0", "/1", "/2"]
+    assert len({r.client for r in receiver.requests}) == 1
+
+
+def test_a_batch_still_checks_every_address(receiver):
+    with http.Connections(size=1) as connections:
+        http.post(receiver.url(), b"{}", {}, allowed_networks=LOOPBACK, connections=connections)
+        with pytest.raises(http.DeliveryRefused, match="loopback"):
+            http.post(receiver.url(), b"{}", {}, connections=connections)
+    assert len(receiver.requests) == 1
+
+
+def test_a_connection_left_idle_is_not_reused(monkeypatch, receiver):
+    monkeypatch.setattr(http, "IDLE_REUSE_SECONDS", 0.0)
+    with http.Connections(size=1) as connections:
+        for n in range(2):
+            time.sleep(0.01)
+            http.post(receiver.url(f"/{n}"), b"{}", {}, allowed_networks=LOOPBACK, connections=connections)
+    assert len({r.client for r in receiver.requests}) == 2
+
+
+def test_a_connection_whose_response_was_cut_short_is_not_reused(receiver):
+    receiver.answers.append(Answer(status=200, body=b"x" * (http.MAX_RESPONSE_BYTES * 4)))
+    with http.Connections(size=1) as connections:
+        first = http.post(receiver.url("/big"), b"{}", {}, allowed_networks=LOOPBACK, connections=connections)
+        second = http.post(receiver.url("/next"), b"{}", {}, allowed_networks=LOOPBACK, connections=connections)
+    assert first.truncated and second.status == 200 and second.body == b"ok"
+    assert receiver.requests[0].client != receiver.requests[1].client
+
+
+@pytest.mark.skipif(http.QUICKACK is None, reason="TCP_QUICKACK is Linux only")
+def test_a_kept_connection_is_not_slowed_by_delayed_acks(receiver):
+    """The receiver writes its headers and its body apart, without TCP_NODELAY: were the client to
+    delay its ACK (as a kept-alive connection does), each answer would wait 40 ms for it."""
+    with http.Connections(size=1) as connections:
+        http.post(receiver.url(), b"{}", {}, allowed_networks=LOOPBACK, connections=connections)
+        started = time.monotonic()
+        for _ in range(20):
+            http.post(receiver.url(), b"{}", {}, allowed_networks=LOOPBACK, connections=connections)
+        elapsed = time.monotonic() - started
+    assert len({r.client for r in receiver.requests}) == 1
+    assert elapsed < 20 * 0.040 * 0.75, f"20 requests took {elapsed:.3f} s"

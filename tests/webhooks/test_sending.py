@@ -1,12 +1,14 @@
 """Attempts, retries with backoff, no retry on 4xx, auto-disable: against a real receiver on loopback."""
 
 import json
+from datetime import timedelta
 
 import pytest
 from django.utils import timezone
 
+from tests.webhooks.receiver import Receiver
 from webhooks import payloads, sending, services
-from webhooks.models import Delivery
+from webhooks.models import Delivery, Webhook
 
 pytestmark = pytest.mark.django_db
 
@@ -177,3 +179,45 @@ def test_a_claimed_delivery_is_not_sent_twice(loopback_allowed, receiver, make_h
     sending.delivery_attempt(delivery_id=delivery.pk)
     assert sending.delivery_attempt(delivery_id=delivery.pk) is None
     assert len(receiver.requests) == 1
+
+
+def test_an_events_deliveries_are_sent_together_and_each_recorded(loopback_allowed, make_hook, repo):
+    receivers = {status: Receiver() for status in (200, 404, 500)}
+    try:
+        hooks = {}
+        for status, server in receivers.items():
+            server.default.status = status
+            hooks[status] = make_hook(server.url(), name=f"answers {status}")
+        deliveries = services.emit_event(repo, payloads.PUSH, {"tag": "x"})
+        sending.delivery_attempts(delivery_ids=[d.pk for d in deliveries])
+        by_hook = {d.webhook_id: d for d in Delivery.objects.all()}
+        ok, gone, broken = (by_hook[hooks[status].pk] for status in (200, 404, 500))
+        assert ok.state == Delivery.State.SUCCEEDED and ok.response_status == 200
+        assert gone.state == Delivery.State.FAILED and gone.response_status == 404
+        assert broken.state == Delivery.State.PENDING and broken.attempts == 1 and broken.next_attempt_at
+        assert broken.error == "The receiver answered 500."
+        assert [len(server.requests) for server in receivers.values()] == [1, 1, 1]
+        assert [Webhook.objects.get(pk=hooks[status].pk).consecutive_failures for status in (200, 404)] == [0, 1]
+    finally:
+        for server in receivers.values():
+            server.close()
+
+
+@pytest.mark.parametrize(("answers", "failures"), [((200, 400), 1), ((400, 200), 0)])
+def test_a_batch_counts_one_webhooks_outcomes_in_the_order_they_came(monkeypatch, loopback_allowed, receiver,
+                                                                    make_hook, answers, failures):
+    monkeypatch.setattr(sending, "BATCH_THREADS", 1)
+    hook = make_hook(receiver.url())
+    receiver.answer(*answers)
+    pings = [ping(hook), ping(hook)]
+    sending.delivery_attempts(delivery_ids=[d.pk for d in pings])
+    hook.refresh_from_db()
+    assert len(receiver.requests) == 2 and hook.consecutive_failures == failures
+
+
+def test_a_batch_lease_covers_every_round_of_attempts(loopback_allowed, receiver, make_hook):
+    delivery = ping(make_hook(receiver.url()))
+    now = timezone.now()
+    [claimed] = sending._claim_many([delivery.pk], now, rounds=3)
+    assert claimed.next_attempt_at == now + timedelta(seconds=3 * sending.CLAIM_LEASE_SECONDS)
+    assert sending._claim_many([delivery.pk], now) == []
