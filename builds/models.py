@@ -139,12 +139,13 @@ class Build(models.Model):
         """Move to a running state (cloning, building, pushing, signing)."""
         if self.is_final:
             return
-        self.state = state
-        fields = ["state"]
+        values = {"state": state}
         if self.started is None:
-            self.started = timezone.now()
-            fields.append("started")
-        self.save(update_fields=fields)
+            values["started"] = timezone.now()
+        # Only while the row is not final either: a report read before the build ended must not reopen it.
+        if type(self).objects.filter(pk=self.pk).exclude(state__in=constants.FINAL).update(**values):
+            for name, value in values.items():
+                setattr(self, name, value)
 
     def finish(self, state: str, *, digest: str = "", error: str = "", signature_tag: str = "") -> None:
         if state not in constants.FINAL:

@@ -352,15 +352,14 @@ class LocalRunner:
         try:
             while process.poll() is None:
                 drain()
-                try:
-                    self._check_stop()
-                except BuildStopped:
-                    self._kill_group(process)
-                    raise
+                self._check_stop()
                 try:
                     process.wait(timeout=POLL_SECONDS)
                 except subprocess.TimeoutExpired:
                     pass
+        except BaseException:  # cancel, timeout, or anything else (Celery's soft time limit strikes anywhere)
+            self._kill_group(process)
+            raise
         finally:
             reader.join(timeout=5)
             drain()

@@ -179,17 +179,22 @@ def build_rule_update(*, rule: BuildRule, **values) -> BuildRule:
 # --- Creating and enqueueing builds -----------------------------------------------------------------
 
 
-def build_worker_token(build_id: int) -> str:
+def build_worker_token(build_id: int) -> str | None:
     """A new one-build token for the worker that runs the build (stored hashed). It retires the
-    previous one: a worker holding an older message for the same build is refused."""
+    previous one: a worker holding an older message for the same build is refused. None when the
+    build is not queued any more (a worker claimed it meanwhile: its token stays valid)."""
     token = secrets.token_urlsafe(32)
-    Build.objects.filter(pk=build_id).update(worker_token_hash=hash_token(token), dispatched_at=timezone.now())
+    if not Build.objects.filter(pk=build_id, state=constants.QUEUED).update(
+            worker_token_hash=hash_token(token), dispatched_at=timezone.now()):
+        return None
     return token
 
 
 def _send_to_worker(build_id: int) -> None:
     """Send the build to the `builds` queue, for a build worker, with a new one-build token."""
     token = build_worker_token(build_id)
+    if token is None:
+        return  # claimed (or cancelled) since it was read as queued
     limit = settings.HUB_BUILD_TIMEOUT_SECONDS
     current_app.send_task(constants.WORKER_RUN_TASK, args=[build_id, token], queue=constants.WORKER_QUEUE,
                           soft_time_limit=limit + SOFT_MARGIN_SECONDS, time_limit=limit + HARD_MARGIN_SECONDS)
@@ -345,8 +350,9 @@ def build_for_worker(build_id: int, token: str) -> Build | None:
     return build if secrets.compare_digest(build.worker_token_hash, hash_token(token)) else None
 
 
-def build_claim(build_id: int) -> Build | None:
-    """queued → cloning, if the namespace has a free slot; None when it stays queued (or is not queued)."""
+def build_claim(build_id: int, token_hash: str | None = None) -> Build | None:
+    """queued → cloning, if the namespace has a free slot (and, given `token_hash`, the build was not
+    sent again meanwhile); None when it stays queued (or is not queued)."""
     with transaction.atomic():
         build = Build.objects.select_related("repository__namespace").filter(pk=build_id).first()
         if build is None or build.state != constants.QUEUED:
@@ -356,8 +362,10 @@ def build_claim(build_id: int) -> Build | None:
                                        state__in=constants.RUNNING).count()
         if running >= settings.HUB_BUILD_CONCURRENCY_PER_NAMESPACE:
             return None
-        if not Build.objects.filter(pk=build_id, state=constants.QUEUED).update(
-                state=constants.CLONING, started=timezone.now()):
+        claimable = Build.objects.filter(pk=build_id, state=constants.QUEUED)
+        if token_hash is not None:
+            claimable = claimable.filter(worker_token_hash=token_hash)
+        if not claimable.update(state=constants.CLONING, started=timezone.now()):
             return None
     build.refresh_from_db()
     return build
@@ -427,13 +435,16 @@ def build_start_for_worker(build: Build) -> BuildJob | None:
     build is not queued any more or cannot run (then it has failed, saying why)."""
     if build.state != constants.QUEUED:
         raise BuildGone(f"the build is {build.state}, not queued")
-    if build_claim(build.pk) is None:
+    token_hash = build.worker_token_hash  # the token this worker was checked with
+    if build_claim(build.pk, token_hash) is None:
         build.refresh_from_db()
         if build.state != constants.QUEUED:
             raise BuildGone(f"the build is {build.state}, not queued")
+        if build.worker_token_hash != token_hash:
+            raise BuildGone("the build was sent to a worker again: this message is retired")
         # Back to waiting: the token dies with this answer, and the dispatcher sends the build again
         # when its namespace has a free slot.
-        Build.objects.filter(pk=build.pk, worker_token_hash=build.worker_token_hash).update(worker_token_hash="")
+        Build.objects.filter(pk=build.pk, worker_token_hash=token_hash).update(worker_token_hash="")
         return None
     build.refresh_from_db()
     source = BuildSource.objects.select_related("created_by", "repository__namespace__user").filter(
@@ -447,10 +458,18 @@ def build_start_for_worker(build: Build) -> BuildJob | None:
     if error:
         build_finish(build=build, outcome=BuildOutcome(constants.FAILED, error=error))
         raise BuildGone(error)
-    _token, secret = _push_token(build, owner)
+    try:
+        _token, secret = _push_token(build, owner)
+        job = build_job(build, source, owner.username, secret)
+    except Exception as failure:  # the build has started: it must end, and its token die
+        logger.exception("build %s could not be prepared for its worker", build.pk)
+        error = ("; ".join(failure.messages) if isinstance(failure, ValidationError)
+                 else f"the hub could not prepare the build ({type(failure).__name__})")
+        build_finish(build=build, outcome=BuildOutcome(constants.FAILED, error=error))
+        raise BuildGone(error) from None
     logs.log_append(build.pk, f"building as {owner.username} with a token for {build.repository.full_name} "
                               f"that ends with the build")
-    return build_job(build, source, owner.username, secret)
+    return job
 
 
 def build_worker_report(build: Build, *, lines: list[str], state: str | None) -> bool:
@@ -464,11 +483,24 @@ def build_worker_report(build: Build, *, lines: list[str], state: str | None) ->
 
 def build_sign(build: Build, *, digest: str, commit: str) -> tuple[str, str]:
     """Sign the digest the build pushed with the site's key and store the signature next to it
-    (in this process: the key never leaves the hub). Returns (signature tag, its manifest digest)."""
-    if build.state not in constants.RUNNING:
-        raise ValidationError({"detail": f"the build is {build.state}"})
-    if not Manifest.objects.filter(repository=build.repository, digest=digest).exists():
-        raise ValidationError({"digest": "No such manifest in this repository."})
+    (in this process: the key never leaves the hub). Returns (signature tag, its manifest digest).
+
+    Only what the build made is signed: the manifest its tag points to, with the build's commit, and
+    one digest per build (a retry may sign the same one again). The digest is recorded on the build,
+    so the worker's report of success must name it (`build_worker_finish`)."""
+    commit = commit.lower()
+    if not COMMIT_RE.match(commit) or not commit.startswith(build.commit):
+        raise ValidationError({"commit": f"The build's commit is {build.commit or 'the head of its ref'}."})
+    with transaction.atomic():
+        locked = Build.objects.select_for_update().filter(pk=build.pk).first()
+        if locked is None or locked.state not in constants.RUNNING:
+            raise ValidationError({"detail": f"the build is {locked.state if locked else 'gone'}"})
+        if locked.digest and locked.digest != digest:
+            raise ValidationError({"digest": f"This build has signed {locked.digest} already."})
+        if not Manifest.objects.filter(repository=build.repository, digest=digest, tags__name=build.tag).exists():
+            raise ValidationError({"digest": f"Not the manifest of {build.repository.full_name}:{build.tag}."})
+        Build.objects.filter(pk=build.pk).update(digest=digest, commit=commit)
+    build.digest, build.commit = digest, commit
     owner = build.push_token.user if build.push_token else None
     source = BuildSource.objects.filter(repository=build.repository).first()
     if owner is None or source is None:
@@ -483,27 +515,39 @@ def build_sign(build: Build, *, digest: str, commit: str) -> tuple[str, str]:
                           body=Body(len(blob), iter([blob])))
     manifest = manifest_put(repository=build.repository, reference=artifact.tag, body=artifact.manifest,
                             content_type=OCI_MANIFEST, user=owner)
+    Build.objects.filter(pk=build.pk).update(signature_tag=artifact.tag)
+    build.signature_tag = artifact.tag
     return artifact.tag, manifest.digest
 
 
 def build_worker_finish(build: Build, outcome: BuildOutcome) -> Build:
     if outcome.state not in constants.FINAL:
         raise ValidationError({"state": f"one of {', '.join(sorted(constants.FINAL))}"})
-    if outcome.state == constants.SUCCESS and not (outcome.digest and outcome.signature_tag):
+    if build.state not in constants.RUNNING:
+        raise ValidationError({"detail": f"the build is {build.state}: it was never claimed"})
+    signed = bool(build.signature_tag) and (outcome.digest, outcome.signature_tag) == (build.digest,
+                                                                                        build.signature_tag)
+    if outcome.state == constants.SUCCESS and not signed:
         outcome = BuildOutcome(constants.FAILED, commit=outcome.commit, error="the worker reported success "
                                "without a signed digest")
     return build_finish(build=build, outcome=outcome)
 
 
 def build_finish(*, build: Build, outcome: BuildOutcome) -> Build:
-    last = logs.log_read(build).lines[-1:]
-    if outcome.error and outcome.state != constants.SUCCESS and not (last and last[0].endswith(outcome.error)):
-        logs.log_append(build.pk, outcome.error)
-    if outcome.commit and not build.commit.startswith(outcome.commit):
-        build.commit = outcome.commit
-        build.save(update_fields=["commit"])
-    logs.log_append(build.pk, f"build {outcome.state}")
+    """End the build once: a build already final (a second report, or the stale sweep first) stays as it is."""
     with transaction.atomic():
+        if not Build.objects.select_for_update().filter(pk=build.pk).exists():
+            return build  # deleted meanwhile
+        build.refresh_from_db()
+        if build.is_final:
+            return build
+        last = logs.log_read(build).lines[-1:]
+        if outcome.error and outcome.state != constants.SUCCESS and not (last and last[0].endswith(outcome.error)):
+            logs.log_append(build.pk, outcome.error)
+        if outcome.commit.startswith(build.commit) and len(outcome.commit) > len(build.commit):
+            build.commit = outcome.commit  # the commit the head of the ref was at (never another one)
+            build.save(update_fields=["commit"])
+        logs.log_append(build.pk, f"build {outcome.state}")
         build.finish(outcome.state, digest=outcome.digest, error=outcome.error, signature_tag=outcome.signature_tag)
         if build.push_token_id is not None:
             AccessToken.objects.filter(pk=build.push_token_id, revoked_at__isnull=True).update(

@@ -4,8 +4,10 @@
 - `claim`  → 200 {"job": …} (queued → cloning, with a push token for this repository only);
              409 when the namespace has no free slot (it stays queued); 410 when it is not queued;
 - `events` {"lines": [...], "state": "building"} → {"cancel": bool};
-- `sign`   {"digest", "commit"} → {"tag", "digest"}: the hub signs with its key and stores it;
-- `finish` {"state", "digest", "commit", "signature_tag", "error"} → 200.
+- `sign`   {"digest", "commit"} → {"tag", "digest"}: the hub signs with its key and stores it (only the
+             manifest the build's tag points to, with the build's commit, and one digest per build);
+- `finish` {"state", "digest", "commit", "signature_tag", "error"} → 200 (once; a claimed build only;
+             success must name the digest the hub signed for it).
 A token that does not match a build still running answers 401, whatever the build id.
 """
 
