@@ -16,6 +16,8 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from django.conf import settings
 
+from hub import crypto
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 
@@ -58,8 +60,17 @@ def hub_environment(port: int, **extra: str) -> dict[str, str]:
     env.pop("HUB_CELERY_EAGER", None)
     if not os.environ.get("REDIS_URL"):
         env.pop("REDIS_URL", None)
+    # Secrets the test process stores encrypted must be readable by every hub it starts, whatever
+    # their data dir (a private broker on the embedded setup means a data dir of its own).
+    env["HUB_ENCRYPTION_KEY"] = shared_encryption_keys()
     env.update(extra)
     return env
+
+
+def shared_encryption_keys() -> str:
+    """The keys this test process encrypts with (HUB_ENCRYPTION_KEY's format, current first)."""
+    crypto.keys()  # makes the key file on first use
+    return settings.HUB_ENCRYPTION_KEY or (Path(settings.KEYS_DIR) / crypto.KEY_FILE).read_text().strip()
 
 
 class GiveUp(Exception):
