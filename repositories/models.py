@@ -44,7 +44,9 @@ class Repository(models.Model):
     class Meta:
         ordering = ["namespace__name", "name"]
         constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="repository_unique_name")]
-        indexes = [models.Index(fields=["-pull_count"]), models.Index(fields=["-last_pushed_at"])]
+        indexes = [models.Index(fields=["-pull_count"]), models.Index(fields=["-last_pushed_at"]),
+                   # search: the exact name matches that come first (repositories.search.BestMatch)
+                   models.Index(fields=["name"], name="repository_name")]
         verbose_name_plural = "repositories"
 
     def __str__(self) -> str:

@@ -147,3 +147,27 @@ def test_word_search_can_use_the_trigram_indexes(alice, who):
         finally:
             cursor.execute("; ".join(f"RESET {setting}" for setting in off))
     assert "repository_name_trgm" in plan and "repository_description_trgm" in plan
+
+
+def test_exact_matches_come_first_on_every_page_boundary(alice, bob):
+    """Pages of a best-match search join up: the exact matches, then the rest by popularity."""
+    repo(alice, "kestrel", star_count=0)
+    repo(bob, "kestrel", star_count=1)
+    for i in range(5):
+        repo(alice, f"kestrel-{i}", star_count=10 + i)
+    results = search_queryset(actor=Actor(), query="kestrel")
+    everything = names(results)
+    assert everything[:2] == [f"{bob.username}/kestrel", f"{alice.username}/kestrel"]
+    assert everything[2:] == [f"{alice.username}/kestrel-{i}" for i in (4, 3, 2, 1, 0)]
+    for size in (1, 2, 3, 5):
+        paged = [name for start in range(0, 7, size) for name in names(results[start:start + size])]
+        assert paged == everything
+    assert results.count() == len(results) == 7
+    assert names([results[1]]) == [f"{alice.username}/kestrel"]
+
+
+def test_an_explicit_order_replaces_best_match(alice):
+    repo(alice, "osprey", star_count=0, pull_count=0)
+    repo(alice, "osprey-cam", star_count=0, pull_count=9)
+    results = search_queryset(actor=Actor(), query="osprey").order_by("-pull_count")
+    assert names(results) == [f"{alice.username}/osprey-cam", f"{alice.username}/osprey"]
