@@ -82,10 +82,14 @@ class BestMatch:
 
     @cached_property
     def _exact_ids(self) -> list[int]:
-        # Sorted here: with an ORDER BY, PostgreSQL may walk the popularity index looking for them.
-        rows = self.visible.filter(self.exact).order_by().values_list(
-            "pk", "star_count", "pull_count", "namespace__name", "name")[:EXACT_LIMIT]
-        return [row[0] for row in sorted(rows, key=lambda row: (-row[1], -row[2], row[3], row[4]))]
+        # Sorted here, and without joining the namespaces: with an ORDER BY (or a join) PostgreSQL
+        # may walk the popularity index, or hash every namespace, to find a handful of rows.
+        rows = list(self.visible.filter(self.exact).order_by().values_list(
+            "pk", "star_count", "pull_count", "namespace_id", "name")[:EXACT_LIMIT])
+        if not rows:
+            return []
+        names = dict(Namespace.objects.filter(pk__in={row[3] for row in rows}).values_list("pk", "name"))
+        return [row[0] for row in sorted(rows, key=lambda row: (-row[1], -row[2], names.get(row[3], ""), row[4]))]
 
     @cached_property
     def _others(self) -> QuerySet[Repository]:
@@ -150,7 +154,8 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        return self.object_list.order_by()[: COUNT_LIMIT + 1].count()
+        # Without the joins select_related adds for the rows: a count needs none of them.
+        return self.object_list.order_by().select_related(None)[: COUNT_LIMIT + 1].count()
 
     @property
     def count_is_capped(self) -> bool:

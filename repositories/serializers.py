@@ -87,6 +87,22 @@ class RepositorySerializer(serializers.Serializer):
     def get_storage_size(self, obj) -> int:
         return int(getattr(obj, "api_storage_size", 0) or 0)
 
+    def to_representation(self, obj) -> dict:
+        """The fields above, built directly: DRF's per-field machinery was most of the time of a page
+        of 100 repositories (about 0.3 ms a row). Same keys, values and formats as the declarations."""
+        dates = self.fields["date_registered"]
+        namespace = obj.namespace.name
+        return {
+            "name": obj.name, "namespace": namespace, "user": namespace, "repository_type": "image",
+            "status": 1, "status_description": "active", "description": obj.description,
+            "full_description": obj.full_description, "is_private": obj.is_private,
+            "is_automated": obj.is_automated, "star_count": int(obj.star_count), "pull_count": int(obj.pull_count),
+            "last_updated": dates.to_representation(obj.last_pushed_at) if obj.last_pushed_at else None,
+            "date_registered": dates.to_representation(obj.created_at),
+            "collaborator_count": self.get_collaborator_count(obj), "has_starred": self.get_has_starred(obj),
+            "permissions": self.get_permissions(obj), "categories": [], "storage_size": self.get_storage_size(obj),
+        }
+
 
 class RepositoryListQuerySerializer(serializers.Serializer):
     ordering = serializers.ChoiceField(choices=ORDERINGS, required=False,
