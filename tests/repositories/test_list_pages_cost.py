@@ -27,9 +27,9 @@ def test_search_queries_do_not_grow_with_the_rows(alice, bob, rows):
     client = Client()
     client.force_login(alice)
     statements = queries(client, "/search?q=costly")
-    # session, user, the user's grants (namespaces, repositories), count, exact name matches, page,
-    # stars of the page; PostgreSQL first looks up the matching namespaces
-    assert len(statements) == (9 if connection.vendor == "postgresql" else 8)
+    # session, user, count, exact name matches, page, stars of the page; PostgreSQL first looks up
+    # the matching namespaces
+    assert len(statements) == (7 if connection.vendor == "postgresql" else 6)
     assert not any("full_description" in sql for sql in statements)
     assert Client().get("/search?q=costly").content.decode().count('class="repo-row"') == rows
 

@@ -92,12 +92,6 @@ def test_search_repositories_pages_and_counts(alice):
 
 
 class TestPrivate:
-    @pytest.fixture(autouse=True, params=["grants listed", "grants as subqueries"])
-    def grant_form(self, request, monkeypatch):
-        """The rule lists a user's grants by id, or, past GRANT_LIST_LIMIT, takes subqueries: both."""
-        if request.param == "grants as subqueries":
-            monkeypatch.setattr("repositories.selectors.GRANT_LIST_LIMIT", 0)
-
     def test_hidden_from_anonymous_and_strangers(self, alice, charlie):
         repo(alice, "secret-lynx", is_private=True)
         assert names(search_queryset(actor=Actor(), query="lynx")) == []
