@@ -107,7 +107,7 @@ class Hub:
             subprocess.Popen([str(PY.parent / "gunicorn"), "--config", "gunicorn.conf.py"], cwd=REPO_ROOT,
                              env=self.env, stdout=subprocess.DEVNULL,
                              stderr=open(root / "gunicorn.log", "wb")),  # noqa: SIM115
-            subprocess.Popen([str(PY.parent / "celery"), "-A", "hub", "worker", "-B", "-Q", "celery,builds",
+            subprocess.Popen([str(PY.parent / "celery"), "-A", "hub", "worker", "-B", "-Q", "celery",
                               "--concurrency", str(concurrency), "--loglevel", "WARNING",
                               "--schedule", str(root / "beat-schedule")], cwd=REPO_ROOT, env=self.env,
                              stdout=subprocess.DEVNULL, stderr=open(root / "celery.log", "wb")),  # noqa: SIM115
