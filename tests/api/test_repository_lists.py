@@ -92,7 +92,6 @@ def test_unknown_ordering_is_a_field_error(api, alice, alice_repo):
     assert list(response.json()) == ["ordering"]
 
 
-
 @pytest.fixture
 def fifty(org):
     """The organization with 50 private repositories (its own plus 49) its writers may push to."""
@@ -106,31 +105,28 @@ WRITE = {"read": True, "write": True, "admin": False}
 EVERYTHING = {"read": True, "write": True, "admin": True}
 
 
-def _queries_and_results(api, path: str, user) -> tuple[int, list]:
-    with CaptureQueriesContext(connection) as queries:
-        response = api.get(path, **auth(user))
-    assert response.status_code == 200
-    return len(queries), response.json()["results"]
+def _assert_queries_do_not_grow_with_the_page(api, path: str, user, expected: dict) -> None:
+    """Pages of 10 and 50 (`path` ends with `page_size=`) cost as many queries, every row with `expected`."""
+    counts = {}
+    for size in (10, 50):
+        with CaptureQueriesContext(connection) as queries:
+            response = api.get(f"{path}{size}", **auth(user))
+        assert response.status_code == 200
+        results = response.json()["results"]
+        counts[size] = len(queries)
+        assert len(results) == size and all(item["permissions"] == expected for item in results)
+    assert counts[10] == counts[50]
 
 
 @pytest.mark.parametrize(("persona", "expected"), [("writer", WRITE), ("owner", EVERYTHING)])
 def test_signed_in_list_queries_do_not_grow_with_the_page(api, alice, fifty, persona, expected):
     user = alice if persona == "owner" else fifty.members["write"]
-    counts = {}
-    for size in (10, 50):
-        counts[size], results = _queries_and_results(
-            api, f"/v2/namespaces/{fifty.name}/repositories?page_size={size}", user)
-        assert len(results) == size and all(item["permissions"] == expected for item in results)
-    assert counts[10] == counts[50]
+    _assert_queries_do_not_grow_with_the_page(api, f"/v2/namespaces/{fifty.name}/repositories?page_size=", user,
+                                              expected)
 
 
 def test_starred_list_queries_do_not_grow_with_the_page(api, fifty):
     writer = fifty.members["write"]
     for repository in Repository.objects.filter(namespace=fifty.namespace):
         Star.objects.create(repository=repository, user=writer)
-    counts = {}
-    for size in (10, 50):
-        counts[size], results = _queries_and_results(
-            api, f"/v2/users/{writer.username}/starred/?page_size={size}", writer)
-        assert len(results) == size and all(item["permissions"] == WRITE for item in results)
-    assert counts[10] == counts[50]
+    _assert_queries_do_not_grow_with_the_page(api, f"/v2/users/{writer.username}/starred/?page_size=", writer, WRITE)
