@@ -16,22 +16,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
-import secrets
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from django.core.exceptions import ImproperlyConfigured
 
+from hub.keyfiles import load_or_create_p256_key
 from registry.oci.mediatypes import COSIGN_SIMPLE_SIGNING, OCI_CONFIG, OCI_MANIFEST
 
 KEY_FILE = "image-signing.key"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
 SIGNATURE_TYPE = "cosign container image signature"
-HTTP_TIMEOUT = 60
 
 _keys: dict[str, ec.EllipticCurvePrivateKey] = {}
 _keys_lock = threading.Lock()
@@ -40,41 +37,14 @@ _keys_lock = threading.Lock()
 # --- The key --------------------------------------------------------------------------------------
 
 
-def _create_key_file(path: Path) -> None:
-    key = ec.generate_private_key(ec.SECP256R1())
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(pem)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)  # fails if another process made the key first: theirs wins
-        except FileExistsError:
-            pass
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def image_signing_key(keys_dir: Path | str) -> ec.EllipticCurvePrivateKey:
     """The image-signing key in `keys_dir`, created on first use (ECDSA P-256)."""
     directory = Path(keys_dir)
     with _keys_lock:
         cached = _keys.get(str(directory))
-        if cached is not None:
-            return cached
-        path = directory / KEY_FILE
-        if not path.exists():
-            directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _create_key_file(path)
-        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-            raise ImproperlyConfigured(f"{path} must hold an EC P-256 private key")
-        _keys[str(directory)] = key
-        return key
+        if cached is None:
+            cached = _keys[str(directory)] = load_or_create_p256_key(directory / KEY_FILE)
+        return cached
 
 
 def public_key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
