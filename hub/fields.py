@@ -5,7 +5,8 @@ meaning and "has a secret?" needs no key); every other value, and every JSON val
 cannot be searched: the only lookups are `isnull` and `exact` against "" (anything else raises TypeError,
 rather than silently matching nothing).
 
-`encrypt_column`, `decrypt_column` (data migrations) and `reencrypt_column` (rotation) rewrite raw columns in SQL.
+`encrypt_column`, `decrypt_column` (data migrations: `encrypt_columns`, `decrypt_columns` for several) and
+`reencrypt_column` (rotation) rewrite raw columns in SQL.
 """
 
 from __future__ import annotations
@@ -123,6 +124,20 @@ def encrypt_column(model: type[models.Model], field_name: str, schema_editor: An
 def decrypt_column(model: type[models.Model], field_name: str, schema_editor: Any) -> int:
     """Write the column back in clear (to reverse a migration); returns the count."""
     return _rewrite_column(model, model._meta.get_field(field_name).column, schema_editor.connection, crypto.decrypt)
+
+
+def encrypt_columns(apps: Any, schema_editor: Any, app_label: str, fields: dict[str, list[str]]) -> None:
+    """A data migration's forward step: `encrypt_column` for each of `fields` ({model name: [field names]})."""
+    for model_name, names in fields.items():
+        for name in names:
+            encrypt_column(apps.get_model(app_label, model_name), name, schema_editor)
+
+
+def decrypt_columns(apps: Any, schema_editor: Any, app_label: str, fields: dict[str, list[str]]) -> None:
+    """A data migration's backward step: `decrypt_column` for each of `fields` ({model name: [field names]})."""
+    for model_name, names in fields.items():
+        for name in names:
+            decrypt_column(apps.get_model(app_label, model_name), name, schema_editor)
 
 
 def reencrypt_column(model: type[models.Model], field_name: str, connection: BaseDatabaseWrapper) -> int:

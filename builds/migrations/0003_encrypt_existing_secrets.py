@@ -12,15 +12,11 @@ FIELDS = {"BuildSource": ["webhook_secret", "deploy_private_key"], "BuildRule": 
 
 
 def encrypt(apps, schema_editor):
-    for model_name, names in FIELDS.items():
-        for name in names:
-            hub.fields.encrypt_column(apps.get_model("builds", model_name), name, schema_editor)
+    hub.fields.encrypt_columns(apps, schema_editor, "builds", FIELDS)
 
 
 def decrypt(apps, schema_editor):
-    for model_name, names in FIELDS.items():
-        for name in names:
-            hub.fields.decrypt_column(apps.get_model("builds", model_name), name, schema_editor)
+    hub.fields.decrypt_columns(apps, schema_editor, "builds", FIELDS)
 
 
 class Migration(migrations.Migration):

@@ -12,15 +12,11 @@ FIELDS = {"Webhook": ["secret", "headers"], "Delivery": ["request_headers"]}
 
 
 def encrypt(apps, schema_editor):
-    for model_name, names in FIELDS.items():
-        for name in names:
-            hub.fields.encrypt_column(apps.get_model("webhooks", model_name), name, schema_editor)
+    hub.fields.encrypt_columns(apps, schema_editor, "webhooks", FIELDS)
 
 
 def decrypt(apps, schema_editor):
-    for model_name, names in FIELDS.items():
-        for name in names:
-            hub.fields.decrypt_column(apps.get_model("webhooks", model_name), name, schema_editor)
+    hub.fields.decrypt_columns(apps, schema_editor, "webhooks", FIELDS)
 
 
 class Migration(migrations.Migration):
