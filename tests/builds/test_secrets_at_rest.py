@@ -14,6 +14,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from builds.models import BuildRule, BuildSource
 from hub import crypto
+from tests.at_rest import migrate, raw, write_raw
 from tests.builds.conftest import api_client
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
@@ -22,17 +23,6 @@ HOOK_SECRET = "hook-secret-0123456789"
 PRIVATE_KEY = "-----BEGIN OPENSSH PRIVATE KEY-----\nprivate-key-material\n-----END OPENSSH PRIVATE KEY-----\n"
 BUILD_SECRETS = {"NPM_TOKEN": "npm-token-abcdef", "PIP_INDEX": "pip-password-123456"}
 PLAINTEXTS = (HOOK_SECRET, "private-key-material", "npm-token-abcdef", "pip-password-123456")
-
-
-def raw(table: str, column: str, pk: int) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])
-        return cursor.fetchone()[0]
-
-
-def write_raw(table: str, column: str, pk: int, value: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {column} = %s WHERE id = %s", [value, pk])
 
 
 @pytest.fixture
@@ -126,13 +116,6 @@ def test_reencrypt_secrets_moves_rows_to_the_new_key(settings, source, rule):
 
 
 # --- The migration -------------------------------------------------------------------------------------------
-
-
-def migrate(target: list[tuple[str, str]]):
-    executor = MigrationExecutor(connection)
-    executor.migrate(target)
-    executor.loader.build_graph()
-    return executor.loader.project_state(target).apps
 
 
 @pytest.mark.django_db(transaction=True)

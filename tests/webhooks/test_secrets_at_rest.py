@@ -7,6 +7,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from hub import crypto
+from tests.at_rest import migrate, raw, write_raw
 from webhooks import services
 from webhooks.models import Delivery, Webhook
 
@@ -14,17 +15,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 SECRET = "hook-secret-0123456789"
 TOKEN = "Bearer receiver-token-abcdef"
-
-
-def raw(table: str, column: str, pk) -> str:
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT {column} FROM {table} WHERE id = %s", [pk])
-        return cursor.fetchone()[0]
-
-
-def write_raw(table: str, column: str, pk, value: str) -> None:
-    with connection.cursor() as cursor:
-        cursor.execute(f"UPDATE {table} SET {column} = %s WHERE id = %s", [value, pk])
 
 
 @pytest.fixture
@@ -112,13 +102,6 @@ def test_the_api_shows_the_header_names_with_masked_values(client, alice, hook):
 
 
 # --- The migration -------------------------------------------------------------------------------------------
-
-
-def migrate(target: list[tuple[str, str]]):
-    executor = MigrationExecutor(connection)
-    executor.migrate(target)
-    executor.loader.build_graph()
-    return executor.loader.project_state(target).apps
 
 
 @pytest.mark.django_db(transaction=True)
