@@ -10,6 +10,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
+from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
@@ -20,7 +21,7 @@ from registry.errors import ManifestUnknown
 from registry.models import Tag
 from registry.oci.names import LIBRARY, is_attachment_tag
 from registry.services.manifests import tag_delete as tag_delete_service
-from repositories import forms, pages, services
+from repositories import forms, pages, rows, services
 from repositories.charts import time_chart
 from repositories.markdown import render_markdown
 from repositories.permissions import ADMIN, DELETE, PULL, Actor, may_create_repository
@@ -183,8 +184,8 @@ def repository_star(request: HttpRequest, access: pages.RepositoryAccess) -> Htt
         access.is_starred = True
         text = f"Starred {repository.display_name}."
     if getattr(request, "htmx", False):
-        return render(request, "repositories/includes/star_button.html",
-                      {"repository": repository, "starred": access.is_starred, "next": request.POST.get("next", "")})
+        return HttpResponse(rows.star_button(repository, starred=access.is_starred,
+                                             next_url=request.POST.get("next", ""), csrf_token=get_token(request)))
     messages.success(request, text)
     return redirect(_safe_next(request, repo_url(repository)))
 
