@@ -1,6 +1,6 @@
 """Server-side request forgery checks for remote Git sources (no Django here).
 
-Before `git fetch`, the source's host is resolved once and every candidate address goes through the
+Before `git fetch`, the source's host is resolved once (`webhooks.delivery.addresses`) and every candidate address goes through the
 webhooks app's check (`webhooks.delivery.address_refusal`: loopback, private, link-local, multicast,
 reserved and other non-global addresses are refused unless an allowed network holds them). git is
 then pinned to the checked address (`http.curloptResolve` for http(s), `HostName` for ssh), so a
@@ -13,12 +13,11 @@ from __future__ import annotations
 import ipaddress
 import re
 import shlex
-import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from webhooks.delivery import Network, address_refusal, parse_networks
+from webhooks.delivery import DeliveryFailed, Network, Target, address_refusal, addresses, parse_networks
 
 __all__ = ["PinnedHost", "SourceRefused", "check_remote_source", "parse_networks", "remote_host"]
 
@@ -83,18 +82,11 @@ def check_remote_source(url: str, allowed: Iterable[Network] = ()) -> PinnedHost
 
 
 def _resolve(host: str, port: int) -> list:
+    """The webhooks app's resolution (an IP literal, or every address of the name's one DNS answer)."""
     try:
-        return [ipaddress.ip_address(host)]
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as error:
-        raise SourceRefused(f"cannot resolve {host}: {error}") from None
-    candidates = list(dict.fromkeys(ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos))
-    if not candidates:
-        raise SourceRefused(f"{host} has no address")
-    return candidates
+        return addresses(Target(scheme="", host=host, port=port, path="", host_header=host))
+    except DeliveryFailed as error:
+        raise SourceRefused(str(error)) from None
 
 
 def git_pin_options(pinned: PinnedHost) -> list[str]:

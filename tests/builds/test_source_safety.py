@@ -55,7 +55,7 @@ def fake_dns(monkeypatch, answers: dict[str, list[str]]) -> list[str]:
         return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
                 for a in answers[host]]
 
-    monkeypatch.setattr(source_safety.socket, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)  # the resolver is webhooks.delivery.addresses
     return asked
 
 
