@@ -123,13 +123,6 @@ class Build(models.Model):
         return self.state in constants.FINAL
 
     @property
-    def source_branch(self) -> str:
-        for prefix in ("refs/heads/", "refs/tags/"):
-            if self.ref.startswith(prefix):
-                return self.ref[len(prefix):]
-        return self.ref
-
-    @property
     def log_name(self) -> str:
         return f"{self.repository_id}/{self.pk}.log"
 
@@ -156,10 +149,6 @@ class Build(models.Model):
         self.signature_tag = signature_tag or self.signature_tag
         self.finished = timezone.now()
         self.save(update_fields=["state", "digest", "error", "signature_tag", "finished"])
-
-    def request_cancel(self) -> None:
-        self.cancel_requested = True
-        self.save(update_fields=["cancel_requested"])
 
 
 class BuildLogLine(models.Model):
