@@ -14,14 +14,14 @@ Keys, first one encrypts and every one decrypts (MultiFernet):
 
 from __future__ import annotations
 
-import os
-import secrets
 import threading
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+
+from hub.keyfiles import create_exclusively
 
 PREFIX = "enc:v1:"
 KEY_FILE = "encryption.key"
@@ -44,29 +44,12 @@ def _fernet(key: str, origin: str) -> Fernet:
         ) from None
 
 
-def _create_key_file(path: Path) -> None:
-    """Write a new key to `path` (0600), atomically; if another process made one first, theirs wins."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(Fernet.generate_key() + b"\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            pass
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _load_keys(configured: str, directory: Path) -> MultiFernet:
     fernets = [_fernet(key, "HUB_ENCRYPTION_KEY") for key in configured.split(",") if key.strip()]
     path = directory / KEY_FILE
     if not fernets and not path.exists():
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        _create_key_file(path)
+        create_exclusively(path, Fernet.generate_key() + b"\n")  # another process's key wins
     if path.exists():
         fernets.append(_fernet(path.read_text(), str(path)))
     return MultiFernet(fernets)
