@@ -1,10 +1,11 @@
 """Server-side request forgery checks for remote Git sources (no Django here).
 
-Before `git fetch`, the source's host is resolved once (`webhooks.delivery.addresses`) and every candidate address goes through the
-webhooks app's check (`webhooks.delivery.address_refusal`: loopback, private, link-local, multicast,
-reserved and other non-global addresses are refused unless an allowed network holds them). git is
-then pinned to the checked address (`http.curloptResolve` for http(s), `HostName` for ssh), so a
-second DNS answer cannot send it elsewhere; redirects are off (`http.followRedirects=false`).
+Before `git fetch`, the source's host is resolved once (`webhooks.delivery.addresses`) and every
+candidate address goes through the webhooks app's check (`webhooks.delivery.address_refusal`:
+loopback, private, link-local, multicast, reserved and other non-global addresses are refused unless
+an allowed network holds them). git is then pinned to the checked address (`http.curloptResolve` for
+http(s), `HostName` for ssh), so a second DNS answer cannot send it elsewhere; redirects are off
+(`http.followRedirects=false`).
 Local paths are not handled here: `HUB_BUILD_LOCAL_ROOTS` governs them.
 """
 
