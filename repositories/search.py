@@ -74,9 +74,6 @@ class BestMatch:
     def defer(self, *fields: str) -> BestMatch:
         return self._chain(self.visible.defer(*fields))
 
-    def select_related(self, *fields: str) -> BestMatch:
-        return self._chain(self.visible.select_related(*fields))
-
     def order_by(self, *fields: str) -> QuerySet[Repository]:
         return self.matches.order_by(*fields)
 
