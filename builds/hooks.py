@@ -52,6 +52,11 @@ class BuildHookView(View):
     requires_token = True
     requires_secret = False
     http_method_names = ["post"]
+    # Providers that name the event in a header (GitHub, Bitbucket): a ping starts nothing, a push builds.
+    label = ""
+    event_header = ""
+    ping_event = ""
+    push_event = ""
 
     def post(self, request: HttpRequest, uuid, token: str = "") -> JsonResponse:
         self.request, self.source = request, None
@@ -112,6 +117,15 @@ class BuildHookView(View):
     def get_data(self) -> dict:
         return self.json_body()
 
+    def is_push(self) -> bool:
+        """True for a push, False for the provider's ping; any other event is refused."""
+        event = self.request.META.get(self.event_header, "")
+        if event == self.ping_event:
+            return False
+        if event != self.push_event:
+            raise HookRefused(400, f"Unsupported {self.label} event {event!r}: send {self.push_event} events.")
+        return True
+
     def handle_webhook(self) -> list[Build]:
         data = self.data
         if not data:
@@ -139,15 +153,11 @@ class GitHubHookView(BuildHookView):
     trigger = constants.TRIGGER_GITHUB
     requires_token = False
     requires_secret = True  # the URL carries no token: the signature is the only proof
+    label, event_header, ping_event, push_event = "GitHub", "HTTP_X_GITHUB_EVENT", "ping", "push"
 
     def handle_webhook(self) -> list[Build]:
-        event = self.request.META.get("HTTP_X_GITHUB_EVENT", "")
-        if event == "ping":
-            return []
-        if event != "push":
-            raise HookRefused(400, f"Unsupported GitHub event {event!r}: send push events.")
         data = self.data
-        if data.get("deleted"):
+        if not self.is_push() or data.get("deleted"):
             return []
         head = data.get("head_commit") if isinstance(data.get("head_commit"), dict) else {}
         return services.builds_trigger(source=self.source, ref=_string(data.get("ref")),
@@ -159,13 +169,11 @@ class BitbucketHookView(BuildHookView):
     provider = "bitbucket"
     trigger = constants.TRIGGER_BITBUCKET
     signature_header = "HTTP_X_HUB_SIGNATURE"  # Bitbucket Cloud signs with a secret as `X-Hub-Signature: sha256=…`
+    label, event_header, ping_event, push_event = "Bitbucket", "HTTP_X_EVENT_KEY", "diagnostics:ping", "repo:push"
 
     def handle_webhook(self) -> list[Build]:
-        event = self.request.META.get("HTTP_X_EVENT_KEY", "")
-        if event == "diagnostics:ping":
+        if not self.is_push():
             return []
-        if event != "repo:push":
-            raise HookRefused(400, f"Unsupported Bitbucket event {event!r}: send repo:push events.")
         push = self.data.get("push") if isinstance(self.data.get("push"), dict) else {}
         builds: list[Build] = []
         for change in push.get("changes") or []:
