@@ -59,7 +59,7 @@ def _claim(delivery_id, now: datetime) -> Delivery | None:
     )
     if not claimed:
         return None
-    return Delivery.objects.select_related("webhook").get(pk=delivery_id)
+    return _claimed([delivery_id]).get()
 
 
 def _claim_many(delivery_ids: list, now: datetime, *, rounds: int = 1) -> list[Delivery]:
@@ -77,9 +77,14 @@ def _claim_many(delivery_ids: list, now: datetime, *, rounds: int = 1) -> list[D
             next_attempt_at=now + timedelta(seconds=CLAIM_LEASE_SECONDS * rounds), attempts=F("attempts") + 1,
             last_attempt_at=now,
         )
-    # The webhook's secret and headers are not needed (the delivery has its signed headers): not decrypted.
-    return list(Delivery.objects.select_related("webhook").defer("webhook__secret", "webhook__headers")
-                .filter(pk__in=due))
+    return list(_claimed(due))
+
+
+def _claimed(delivery_ids: list):
+    """The claimed deliveries with their webhooks, to send. The webhook's secret and headers are not
+    needed (the delivery has its signed headers), so they are not loaded and not decrypted."""
+    return (Delivery.objects.select_related("webhook").defer("webhook__secret", "webhook__headers")
+            .filter(pk__in=delivery_ids))
 
 
 def delivery_attempt(*, delivery_id) -> Delivery | None:
