@@ -22,8 +22,7 @@ from webhooks import payloads
 from webhooks.models import Delivery, Webhook
 from webhooks.tasks import deliver_webhook_task, deliver_webhooks_task
 from webhooks.validation import (
-    RESERVED_HEADERS,
-    RESERVED_PREFIXES,
+    is_reserved_header,
     validate_events,
     validate_headers,
     validate_secret,
@@ -50,16 +49,10 @@ def headers_masked(headers) -> dict[str, str]:
     return dict.fromkeys(_mapping(headers), HEADER_MASK)
 
 
-def is_wharf_header(name: str) -> bool:
-    """Set by Wharf on every delivery (X-Hub-*, User-Agent, Content-Type), so never a custom header."""
-    lowered = name.lower()
-    return lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES)
-
-
 def request_headers_masked(headers) -> dict[str, str]:
     """A delivery's request headers as shown: ours in clear (the signature is an HMAC of a body the
     viewer sees anyway), the webhook's custom ones masked."""
-    return {name: str(value) if is_wharf_header(name) else HEADER_MASK
+    return {name: str(value) if is_reserved_header(name) else HEADER_MASK
             for name, value in _mapping(headers).items()}
 
 
@@ -199,7 +192,7 @@ def _new_delivery(*, webhook: Webhook, event: str, data: dict, repository_sectio
 
 def request_headers(*, webhook: Webhook, event: str, delivery_id: uuid.UUID, body: bytes) -> dict[str, str]:
     """Custom headers first, then ours (validation keeps custom ones from replacing them)."""
-    headers = {name: str(value) for name, value in (webhook.headers or {}).items() if not is_wharf_header(name)}
+    headers = {name: str(value) for name, value in (webhook.headers or {}).items() if not is_reserved_header(name)}
     headers.update({
         "Content-Type": "application/json",
         "User-Agent": payloads.USER_AGENT,

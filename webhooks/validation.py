@@ -21,6 +21,13 @@ RESERVED_PREFIXES = ("x-hub-",)
 MAX_SECRET = 255
 
 
+def is_reserved_header(name: str) -> bool:
+    """Set by Wharf on every delivery (X-Hub-*, User-Agent, Content-Type) or by the HTTP client, so never a
+    custom header."""
+    lowered = name.lower()
+    return lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES)
+
+
 def validate_url(url: str) -> str:
     url = (url or "").strip()
     try:
@@ -52,9 +59,9 @@ def validate_headers(headers) -> dict[str, str]:
     for name, value in headers.items():
         if not isinstance(name, str) or not HEADER_NAME_RE.match(name):
             raise ValidationError(f"“{str(name)[:100]}” is not a valid header name.", code="header_name")
-        lowered = name.lower()
-        if lowered in RESERVED_HEADERS or lowered.startswith(RESERVED_PREFIXES):
+        if is_reserved_header(name):
             raise ValidationError(f"The {name} header is set by Wharf and cannot be replaced.", code="reserved")
+        lowered = name.lower()
         if lowered in seen:
             raise ValidationError(f"The {name} header is given twice.", code="duplicate")
         seen.add(lowered)
