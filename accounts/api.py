@@ -27,7 +27,7 @@ from accounts.services import (
     team_remove_member,
     team_update,
 )
-from hub.api import issue_api_token, request_access_token
+from hub.api import issue_api_token, request_access_token, service_errors_on
 from registry.auth import TooManyAttempts, authenticate_credentials, client_address
 from repositories.permissions import may_admin_organization
 
@@ -136,10 +136,8 @@ class OrganizationViewSet(GenericViewSet):
     def create(self, request: Request) -> Response:
         data = s.OrganizationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with service_errors_on(data.name_field):
             organization = organization_create(owner=request.user, **data.validated_data)
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({data.name_field: exc.messages}) from None
         return Response(self.get_serializer(organization).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="An organization")
@@ -152,10 +150,7 @@ class OrganizationViewSet(GenericViewSet):
         organization = self._organization()
         if not may_admin_organization(request.user, organization):
             raise exceptions.PermissionDenied("Only the organization's owners delete it.")
-        try:
-            organization_delete(organization=organization)
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from None
+        organization_delete(organization=organization)  # a ValidationError is a 400 `detail` (exception_handler)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(responses=s.AccountSerializer(many=True), summary="An organization's members (members only)")
@@ -206,10 +201,8 @@ class TeamViewSet(GenericViewSet):
         organization = self._organization(owner=True)
         data = s.TeamCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with service_errors_on("name"):
             team = team_create(organization=organization, **data.validated_data)
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"name": exc.messages}) from None
         return Response(self.get_serializer(team).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(summary="A team")
@@ -222,18 +215,13 @@ class TeamViewSet(GenericViewSet):
         found = self._team(owner=True)
         data = s.TeamUpdateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with service_errors_on("name"):
             found = team_update(team=found, **data.validated_data)
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"name": exc.messages}) from None
         return Response(self.get_serializer(found).data)
 
     @extend_schema(responses={204: None}, summary="Delete a team (not the owners)")
     def destroy(self, request: Request, org: str, team: str) -> Response:
-        try:
-            team_delete(team=self._team(owner=True))
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from None
+        team_delete(team=self._team(owner=True))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(methods=["GET"], responses=s.AccountSerializer(many=True), summary="A team's members")
@@ -248,10 +236,8 @@ class TeamViewSet(GenericViewSet):
         found = self._team(owner=True)
         data = s.MemberCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with service_errors_on("member"):
             membership = team_add_member(team=found, username=data.validated_data["member"])
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"member": exc.messages}) from None
         return Response(s.user_data(membership.user), status=status.HTTP_201_CREATED)
 
     @extend_schema(request=None, responses={204: None}, summary="Remove a member from a team")
@@ -261,10 +247,7 @@ class TeamViewSet(GenericViewSet):
         user = found.members.filter(username=username).first()
         if user is None:
             raise exceptions.NotFound(NOT_FOUND)
-        try:
-            team_remove_member(team=found, user=user)
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"detail": exc.messages}) from None
+        team_remove_member(team=found, user=user)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -136,6 +138,15 @@ class HubPagination(PageNumberPagination):
     page_size_query_param = "page_size"
     max_page_size = 100
     page_query_param = "page"
+
+
+@contextmanager
+def service_errors_on(field: str) -> Iterator[None]:
+    """A service's ValidationError as a 400 on `field` (`exception_handler` puts it on `detail` otherwise)."""
+    try:
+        yield
+    except DjangoValidationError as exc:
+        raise exceptions.ValidationError({field: exc.messages}) from None
 
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:

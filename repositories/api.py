@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import BigIntegerField, Count, Exists, F, IntegerField, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -22,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
 from accounts.models import Namespace, User
-from hub.api import HubPagination, request_actor
+from hub.api import HubPagination, request_actor, service_errors_on
 from registry.models import RepositoryBlob, Tag
 from registry.oci.names import ATTACHMENT_TAG_RE, COMPONENT_PATTERN, TAG_PATTERN
 from registry.services.manifests import tag_delete
@@ -213,10 +212,8 @@ class RepositoryCreateMixin:
 
     def create_in(self, namespace: Namespace, values: dict) -> Response:
         """Create in `namespace` from validated `RepositoryCreateSerializer` values: 201, or 400 `name`."""
-        try:
+        with service_errors_on("name"):
             repository = repository_create(namespace=namespace, user=self.request.user, **values)
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"name": exc.messages}) from None
         repository = self.get_queryset().get(pk=repository.pk)
         return Response(self.get_serializer(repository).data, status=status.HTTP_201_CREATED)
 

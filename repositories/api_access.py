@@ -15,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
 from accounts.models import Team
+from hub.api import service_errors_on
 from repositories import serializers as s
 from repositories.api import NOT_FOUND, RepositoryScopedMixin
 from repositories.models import Collaborator, TeamPermission
@@ -43,10 +44,8 @@ class CollaboratorViewSet(RepositoryScopedMixin, GenericViewSet):
         found = self.get_repository()
         data = s.CollaboratorCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
+        with service_errors_on("user"):
             collaborator = collaborator_add(repository=found, username=data.validated_data["user"])
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"user": exc.messages}) from None
         return Response(self.get_serializer(collaborator).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={204: None}, summary="Remove a collaborator")
@@ -94,10 +93,8 @@ class GroupViewSet(RepositoryScopedMixin, GenericViewSet):
         if team is None:
             field = "group_id" if values.get("group_id") else "group_name"
             raise exceptions.ValidationError({field: ["The repository's organization has no such team."]})
-        try:
+        with service_errors_on("permission"):
             grant = team_permission_set(repository=found, team=team, permission=values["permission"])
-        except DjangoValidationError as exc:
-            raise exceptions.ValidationError({"permission": exc.messages}) from None
         return Response(self.get_serializer(grant).data, status=status.HTTP_200_OK)
 
     @extend_schema(responses={204: None}, summary="Take a team's access away")
