@@ -26,6 +26,7 @@ from accounts.services import (
     team_delete,
     team_remove_member,
     team_update,
+    user_access_tokens,
 )
 from hub.api import issue_api_token, request_access_token, service_errors_on
 from registry.auth import TooManyAttempts, authenticate_credentials, client_address
@@ -259,7 +260,7 @@ class AccessTokenViewSet(GenericViewSet):
     lookup_value_regex = r"[0-9]{1,18}"
 
     def get_queryset(self) -> QuerySet[AccessToken]:
-        return AccessToken.objects.personal().filter(user=self.request.user).order_by("-created_at", "-pk")
+        return user_access_tokens(user=self.request.user).order_by("-created_at", "-pk")
 
     @extend_schema(summary="Your access tokens")
     def list(self, request: Request) -> Response:

@@ -211,6 +211,11 @@ def user_deactivate(*, user: User) -> None:
     AccessToken.objects.filter(user=user, revoked_at=None).update(revoked_at=timezone.now())
 
 
+def user_access_tokens(*, user: User) -> QuerySet[AccessToken]:
+    """The access tokens `user` made and manages (web and API); a build's one-repository token is not one."""
+    return AccessToken.objects.personal().filter(user=user)
+
+
 def user_organizations(*, user: User) -> QuerySet[Organization]:
     """The organizations `user` belongs to (any team), by name."""
     return Organization.objects.filter(teams__memberships__user=user).distinct().order_by("name")

@@ -83,7 +83,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
             form.add_error(field, _error_text(error))
         else:
             form = AccessTokenForm()  # the secret is shown once, on this response only
-    tokens = AccessToken.objects.personal().filter(user=request.user)
+    tokens = services.user_access_tokens(user=request.user)
     context = {
         "form": form,
         "tokens": tokens,
