@@ -17,15 +17,12 @@ import socket
 import tarfile
 import threading
 import uuid
-from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 import requests
-from django.conf import settings
 
 from accounts.models import Namespace
-from hub import crypto
 from tests.conftest import PASSWORD
 from tests.e2e.clients import Account, Target
 from tests.factories import RepositoryFactory
@@ -319,20 +316,14 @@ def _private_redis_url() -> dict[str, str]:
     return {"REDIS_URL": urlunsplit(parts._replace(path="/13"))}
 
 
-def _encryption_keys() -> str:
-    """This process's encryption keys: a hub with a data dir of its own must read the webhooks made here."""
-    crypto.keys()  # makes the key file when there is none
-    return settings.HUB_ENCRYPTION_KEY or (Path(settings.KEYS_DIR) / crypto.KEY_FILE).read_text().strip()
-
-
 @pytest.fixture(scope="module")
 def strict_hub(django_db_setup, artifacts_dir, tmp_path_factory):
     """gunicorn and its own worker, disabling webhooks after 2 consecutive failed deliveries. Its beat
     does not sweep (its worker only sends what its pushes enqueue), so the shared hub's deliveries are
-    never judged by this threshold."""
+    never judged by this threshold. Its data dir is its own; start_hub gives it this process's encryption
+    keys (tests.live.shared_encryption_keys), so it reads the webhooks made here."""
     hub = start_hub(artifacts_dir, HUB_WEBHOOK_DISABLE_AFTER="2", HUB_WEBHOOK_SWEEP_SECONDS="86400",
-                    HUB_DATA_DIR=str(tmp_path_factory.mktemp("strict-hub")), HUB_ENCRYPTION_KEY=_encryption_keys(),
-                    **_private_redis_url())
+                    HUB_DATA_DIR=str(tmp_path_factory.mktemp("strict-hub")), **_private_redis_url())
     yield hub
     hub.stop()
 
