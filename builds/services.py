@@ -114,7 +114,8 @@ def build_source_link(*, repository: Repository, url: str, default_branch: str =
         if not repository.build_rules.exists():
             BuildRule.objects.create(repository=repository, source_type=constants.BRANCH, source=default_branch,
                                      docker_tag="latest")
-        shown = url if local_source_path(url) is None else f"file://{local_source_path(url)}"
+        local = local_source_path(url)
+        shown = url if local is None else f"file://{local}"
         Repository.objects.filter(pk=repository.pk).update(is_automated=True, source_url=shown[:200])
         repository.is_automated, repository.source_url = True, shown[:200]
     return source, token
@@ -342,9 +343,11 @@ class BuildGone(Exception):
 
 
 def build_for_worker(build_id: int, token: str) -> Build | None:
-    """The build this one-build token was issued for, while it is not finished; None otherwise."""
-    build = (Build.objects.select_related("repository__namespace", "rule", "push_token")
-             .filter(pk=build_id).first())
+    """The build this one-build token was issued for, while it is not finished; None otherwise.
+
+    Called on every worker request (an events call every second or so per running build): the rule
+    (whose secrets are decrypted on load) and the push token are read only by the calls that use them."""
+    build = Build.objects.select_related("repository__namespace").filter(pk=build_id).first()
     if build is None or not build.worker_token_hash or build.is_final:
         return None
     return build if secrets.compare_digest(build.worker_token_hash, hash_token(token)) else None
@@ -389,10 +392,9 @@ def dispatch_queued_builds(*, now=None) -> int:
         namespace_id = build.repository.namespace_id
         if running.get(namespace_id, 0) >= limit:
             continue
+        running[namespace_id] = running.get(namespace_id, 0) + 1  # it takes a slot, sent now or on its way
         if build.worker_token_hash and build.dispatched_at and build.dispatched_at > lost:
-            running[namespace_id] = running.get(namespace_id, 0) + 1  # on its way to a worker
-            continue
-        running[namespace_id] = running.get(namespace_id, 0) + 1
+            continue  # its message is on its way to a worker
         _send_to_worker(build.pk)
         sent += 1
     return sent
@@ -473,12 +475,13 @@ def build_start_for_worker(build: Build) -> BuildJob | None:
 
 
 def build_worker_report(build: Build, *, lines: list[str], state: str | None) -> bool:
-    """Log lines and a state change from the worker; returns whether the build is to be cancelled."""
+    """Log lines and a state change from the worker; returns whether the build is to be cancelled
+    (as read by `build_for_worker` in this same request: a cancel after it reaches the next call)."""
     if lines:
         logs.log_append(build.pk, *lines)
     if state in constants.RUNNING and build.state in constants.RUNNING:
         build.mark(state)
-    return Build.objects.filter(pk=build.pk, cancel_requested=True).exists()
+    return build.cancel_requested
 
 
 def build_sign(build: Build, *, digest: str, commit: str) -> tuple[str, str]:
