@@ -180,10 +180,11 @@ def upload_append(*, upload: BlobUpload, body: Body, content_range: str | None =
                 written += len(chunk)
             handle.flush()
         except BaseException:
-            if hasher is not None:
-                hasher.close()
             handle.truncate(start)
             raise
+        finally:
+            if hasher is not None:
+                hasher.close()  # whatever happened (an empty body too): no thread outlives the request
     if written == 0:
         return upload
     digest = f"sha256:{hasher.hexdigest()}" if hasher is not None else ""

@@ -2,6 +2,7 @@
 
 import io
 import re
+import threading
 import uuid
 
 import pytest
@@ -125,6 +126,15 @@ def test_patch_without_content_range(client, name, auth):
     assert response.status_code == 202
     assert response["Range"] == f"0-{len(DATA) - 1}"
     assert client.put(f"{location}?digest={digest_of(DATA)}", **auth).status_code == 201
+
+
+def test_empty_patch_leaves_no_hashing_thread(client, name, auth):
+    """A PATCH with no bytes at the start of an upload writes nothing and keeps no thread running."""
+    location = start_upload(client, name, auth)
+    before = {t for t in threading.enumerate() if t.name == "upload-hasher"}
+    response = client.patch(location, data=b"", content_type="application/octet-stream", **auth)
+    assert response.status_code == 202
+    assert {t for t in threading.enumerate() if t.name == "upload-hasher"} == before
 
 
 def test_put_with_last_chunk(client, name, auth):
