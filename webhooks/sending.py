@@ -315,7 +315,8 @@ def _reset_failures(webhook_ids: Iterable[int]) -> None:
 
 
 def _count_failure(webhook_id: int, *, error: str) -> None:
-    webhook = Webhook.objects.select_for_update().filter(pk=webhook_id).first()
+    # The secret and headers are not needed here: not loaded, not decrypted.
+    webhook = Webhook.objects.select_for_update().defer("secret", "headers").filter(pk=webhook_id).first()
     if webhook is None:
         return
     webhook.consecutive_failures += 1

@@ -60,7 +60,8 @@ def _context(repository: Repository, **extra) -> dict:
 
 @repository_admin_page
 def webhook_list(request: HttpRequest, repository: Repository) -> HttpResponse:
-    webhooks = list(Webhook.objects.filter(repository=repository))
+    # The secret and headers are not shown here: not loaded, not decrypted.
+    webhooks = list(Webhook.objects.filter(repository=repository).defer("secret", "headers"))
     latest = {}
     for delivery in (Delivery.objects.filter(webhook__in=webhooks).order_by("webhook_id", "-created_at")
                      .only("webhook_id", "state", "created_at", "response_status", "event")):
