@@ -32,7 +32,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from tests.e2e.images import build_large_image  # noqa: E402
 from tests.e2e.reference import start_reference  # noqa: E402
-from tests.live import free_port, wait_until  # noqa: E402
+from tests.live import Loopback, free_port, wait_until_healthy  # noqa: E402
 
 PY = Path(sys.executable)
 USER, PASSWORD = "benchuser", "bench-password-123"
@@ -40,7 +40,7 @@ SKOPEO_CACHES = [Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb"),
                  Path("/var/lib/containers/cache/blob-info-cache-v1.sqlite")]
 
 
-class Hub:
+class Hub(Loopback):
     def __init__(self, root: Path) -> None:
         self.root, self.port = root, free_port()
         self.env = {**os.environ, "HUB_DATA_DIR": str(root / "data"), "PORT": str(self.port),
@@ -58,15 +58,7 @@ class Hub:
         self.process = subprocess.Popen([str(PY.parent / "gunicorn"), "--config", "gunicorn.conf.py"],
                                         cwd=REPO_ROOT, env=self.env, stdout=subprocess.DEVNULL,
                                         stderr=open(root / "gunicorn.log", "wb"))  # noqa: SIM115
-        wait_until(lambda: requests.get(f"{self.url}/healthz", timeout=2).ok, timeout=60, message="hub")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        wait_until_healthy(self.url, self.process, root / "gunicorn.log")
 
     def token(self, scope: str) -> str:
         response = requests.get(f"{self.url}/token", params={"service": self.host, "scope": scope},

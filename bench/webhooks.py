@@ -35,13 +35,11 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import requests
-
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from tests.e2e.clients import Account, Target  # noqa: E402
-from tests.live import free_port, wait_until  # noqa: E402
+from tests.live import Loopback, free_port, wait_until, wait_until_healthy  # noqa: E402
 
 PY = Path(sys.executable)
 USER, PASSWORD = "benchuser", "bench-password-123"
@@ -88,7 +86,7 @@ class Receiver:
         self.server.server_close()
 
 
-class Hub:
+class Hub(Loopback):
     """gunicorn and one Celery worker (with beat) on a fresh data dir."""
 
     def __init__(self, root: Path, concurrency: int) -> None:
@@ -112,15 +110,7 @@ class Hub:
                               "--schedule", str(root / "beat-schedule")], cwd=REPO_ROOT, env=self.env,
                              stdout=subprocess.DEVNULL, stderr=open(root / "celery.log", "wb")),  # noqa: SIM115
         ]
-        wait_until(lambda: requests.get(f"{self.url}/healthz", timeout=2).ok, timeout=60, message="hub")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        wait_until_healthy(self.url, self.processes[0], root / "gunicorn.log")
 
     def cpu_seconds(self) -> dict[str, float]:
         """CPU time used so far by gunicorn and by the worker, each with its child processes (Linux)."""

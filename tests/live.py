@@ -94,6 +94,39 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message:
     raise AssertionError(f"timed out waiting for {message}" + (f": {last_error!r}" if last_error else ""))
 
 
+def log_tail(path: Path) -> str:
+    """The end of a server's log file ("" before it exists)."""
+    try:
+        return path.read_text(errors="replace")[-8000:]
+    except FileNotFoundError:
+        return ""
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:
+    """Wait for the gunicorn `process` to answer `url`/healthz with 200; give up at once, showing the
+    end of its log, if it exits."""
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise GiveUp(f"gunicorn exited:\n{log_tail(log_path)}")
+        return requests.get(f"{url}/healthz", timeout=2).status_code == 200
+
+    wait_until(answers, timeout=timeout, message="gunicorn to answer /healthz")
+
+
+class Loopback:
+    """`url` and `host` of a server listening on 127.0.0.1:`port`."""
+
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
 _static_collected: set[str] = set()
 
 
@@ -109,7 +142,7 @@ def collect_static(env: dict[str, str]) -> None:
 
 
 @dataclass
-class LiveHub:
+class LiveHub(Loopback):
     port: int
     process: subprocess.Popen
     log_path: Path
@@ -117,19 +150,8 @@ class LiveHub:
     extra: dict = field(default_factory=dict)
     build_worker: subprocess.Popen | None = None
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-8000:]
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_path)
 
     def stop(self) -> None:
         for proc in (self.build_worker, self.worker, self.process):
@@ -210,14 +232,8 @@ def start_hub(log_dir: Path, *, with_worker: bool = True, **extra: str) -> LiveH
         build_worker = start_build_worker(env, log_dir)
     hub = LiveHub(port=port, process=process, log_path=log_path, worker=worker, extra=extra,
                   build_worker=build_worker)
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise GiveUp(f"gunicorn exited:\n{hub.log()}")
-        return requests.get(f"{hub.url}/healthz", timeout=2).status_code == 200
-
     try:
-        wait_until(answers, timeout=60, message="gunicorn to answer /healthz")
+        wait_until_healthy(hub.url, process, log_path)
     except Exception:
         hub.stop()
         raise
