@@ -10,7 +10,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from builds import constants
 from builds.models import Build
-from builds.services import build_claim, builds_trigger
+from builds.running import build_claim
+from builds.services import builds_trigger
 from builds.signing import signature_artifact, signature_tag
 
 DIGEST = "sha256:" + "ab" * 32
