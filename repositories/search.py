@@ -90,8 +90,8 @@ class BestMatch:
 
     @cached_property
     def _others(self) -> QuerySet[Repository]:
-        return self.matches.exclude(pk__in=self._exact_ids).order_by(*POPULARITY) if self._exact_ids else \
-            self.matches.order_by(*POPULARITY)
+        others = self.matches.exclude(pk__in=self._exact_ids) if self._exact_ids else self.matches
+        return others.order_by(*POPULARITY)
 
     def _exact_rows(self, ids: list[int]) -> list[Repository]:
         by_id = {row.pk: row for row in self.visible.filter(pk__in=ids)}
