@@ -1,4 +1,8 @@
-"""Builds fixtures: alice's repository linked to a local Git source under an allowed root."""
+"""Builds fixtures: alice's repository linked to a local Git source under an allowed root; a one-commit Git
+repository (`source`)."""
+
+import subprocess
+from pathlib import Path
 
 import pytest
 from rest_framework.test import APIClient
@@ -16,6 +20,18 @@ def build_settings(settings, tmp_path):
     settings.HUB_BUILDS_ENABLED = True
     settings.HUB_BUILD_LOCAL_ROOTS = [str(root.resolve())]
     return settings
+
+
+@pytest.fixture
+def source(tmp_path) -> tuple[Path, str]:
+    """(path, commit) of a Git repository with one commit: a Dockerfile `FROM scratch`."""
+    repo = tmp_path / "src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    (repo / "Dockerfile").write_text("FROM scratch\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    return repo, subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture

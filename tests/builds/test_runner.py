@@ -2,11 +2,8 @@
 its process ids, so cancel and timeout can be checked to kill the whole process group."""
 
 import os
-import subprocess
 import time
 from pathlib import Path
-
-import pytest
 
 from builds import constants
 from builds.executor import BuildJob
@@ -43,17 +40,6 @@ class Reporter:
 
     def cancelled(self):
         return self.cancel_at is not None and time.monotonic() > self.cancel_at
-
-
-@pytest.fixture
-def source(tmp_path) -> tuple[Path, str]:
-    repo = tmp_path / "src"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    (repo / "Dockerfile").write_text("FROM scratch\n")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
-    return repo, subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def fake_buildah(tmp_path: Path, sleep: int) -> tuple[Path, Path]:

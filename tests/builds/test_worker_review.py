@@ -4,10 +4,8 @@ leaves behind; a Celery time limit that interrupts the runner."""
 
 from __future__ import annotations
 
-import subprocess
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from celery.exceptions import SoftTimeLimitExceeded
@@ -48,17 +46,6 @@ def claimed(client, build, token):
     response = call(client, build.pk, "claim", token)
     assert response.status_code == 200, response.content
     return response.json()["job"]
-
-
-@pytest.fixture
-def source(tmp_path) -> tuple[Path, str]:
-    repo = tmp_path / "src"
-    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
-    (repo / "Dockerfile").write_text("FROM scratch\n")
-    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
-    subprocess.run([*git, "add", "."], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
-    return repo, subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
 
 
 def pushed_digest(client, claimed, alice, tag="latest") -> str:
