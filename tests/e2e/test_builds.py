@@ -124,27 +124,37 @@ def git(repo: Path, *args: str, env: dict | None = None) -> str:
                            *args], check=True, capture_output=True, text=True, env=env).stdout
 
 
-@pytest.fixture
-def project(build_hub, live_user, committed, local_root, clients_for_hub, test_images):
-    """A user, a base image pushed to <user>/base:v1, a repository <user>/app linked to a local Git
-    repository with the shipped post-commit hook installed."""
+def user_with_repository(live_user, committed, clients, image, host: str, name: str):
+    """A new user owning the repository <user>/<name>, with `image` pushed to <user>/base:v1 on `host`."""
     from accounts.models import Namespace
     from repositories.services import repository_create
 
     user = live_user()
     with committed():
-        repository_create(namespace=Namespace.objects.get(user=user), name="app", user=user)
-    clients_for_hub.skopeo_push(test_images.small, f"{build_hub.host}/{user.username}/base:v1",
-                                creds=(user.username, PASSWORD))
+        repository_create(namespace=Namespace.objects.get(user=user), name=name, user=user)
+    clients.skopeo_push(image, f"{host}/{user.username}/base:v1", creds=(user.username, PASSWORD))
+    return user
+
+
+def link_with_hook(hub: Hub, repo: str, url: str, git_dir: Path, hooks: Path, hook: str) -> None:
+    """Link `url` as `repo`'s source (branch main) and install the shipped `hook` (contrib/) in `hooks`,
+    with the trigger URL in `git_dir`'s config."""
+    linked = hub.api("PUT", f"{repo}/build-source/", json={"url": url, "default_branch": "main"})
+    assert linked.status_code == 201, linked.text
+    shutil.copy(REPO_ROOT / "contrib" / hook, hooks / hook)
+    (hooks / hook).chmod(0o755)
+    git(git_dir, "config", "wharf.trigger-url", linked.json()["trigger_url"])
+
+
+@pytest.fixture
+def project(build_hub, live_user, committed, local_root, clients_for_hub, test_images):
+    """A user, a base image pushed to <user>/base:v1, a repository <user>/app linked to a local Git
+    repository with the shipped post-commit hook installed."""
+    user = user_with_repository(live_user, committed, clients_for_hub, test_images.small, build_hub.host, "app")
     hub = Hub(build_hub, user.username)
     source = local_root / f"src-{uuid.uuid4().hex[:8]}"
     subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
-    linked = hub.api("PUT", f"{user.username}/app/build-source/", json={"url": str(source), "default_branch": "main"})
-    assert linked.status_code == 201, linked.text
-    hook = source / ".git" / "hooks" / "post-commit"
-    shutil.copy(REPO_ROOT / "contrib" / "post-commit", hook)
-    hook.chmod(0o755)
-    git(source, "config", "wharf.trigger-url", linked.json()["trigger_url"])
+    link_with_hook(hub, f"{user.username}/app", str(source), source, source / ".git" / "hooks", "post-commit")
     return hub, user, source, f"{user.username}/app"
 
 
@@ -240,22 +250,12 @@ def test_failing_dockerfile_fails_with_its_log(project, build_hub):
 
 def test_post_receive_on_a_bare_repository(build_hub, live_user, committed, local_root, clients_for_hub, test_images,
                                            tmp_path):
-    from accounts.models import Namespace
-    from repositories.services import repository_create
-
-    user = live_user()
-    with committed():
-        repository_create(namespace=Namespace.objects.get(user=user), name="served", user=user)
-    clients_for_hub.skopeo_push(test_images.small, f"{build_hub.host}/{user.username}/base:v1",
-                                creds=(user.username, PASSWORD))
+    user = user_with_repository(live_user, committed, clients_for_hub, test_images.small, build_hub.host, "served")
     hub = Hub(build_hub, user.username)
     bare = local_root / f"bare-{uuid.uuid4().hex[:8]}.git"
     subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
     repo = f"{user.username}/served"
-    linked = hub.api("PUT", f"{repo}/build-source/", json={"url": f"file://{bare}", "default_branch": "main"}).json()
-    shutil.copy(REPO_ROOT / "contrib" / "post-receive", bare / "hooks" / "post-receive")
-    (bare / "hooks" / "post-receive").chmod(0o755)
-    git(bare, "config", "wharf.trigger-url", linked["trigger_url"])
+    link_with_hook(hub, repo, f"file://{bare}", bare, bare / "hooks", "post-receive")
     work = tmp_path / "work"
     subprocess.run(["git", "init", "-q", "-b", "main", str(work)], check=True)
     (work / "Dockerfile").write_text(f"FROM {build_hub.host}/{user.username}/base:v1\nRUN echo served > /s.txt\n")

@@ -15,9 +15,8 @@ import pytest
 
 pytest.register_assert_rewrite("tests.e2e.clients", "tests.e2e.images")
 
-from tests.conftest import PASSWORD  # noqa: E402
 from tests.e2e.clients import ContainerClients  # noqa: E402
-from tests.e2e.test_builds import REPO_ROOT, Hub, git  # noqa: E402
+from tests.e2e.test_builds import Hub, git, link_with_hook, user_with_repository  # noqa: E402
 from tests.live import start_hub, wait_until  # noqa: E402
 
 pytest_plugins = ["tests.e2e.clients", "tests.e2e.images"]
@@ -86,25 +85,13 @@ def processes_matching(*needles: str) -> list[tuple[int, str]]:
 def sleeping_build(hub_process, live_user, committed, local_root, test_images, tmp_path):
     """Push a base image, link a local source, commit a `RUN sleep 300` Dockerfile (the shipped
     post-commit hook triggers the build); returns (hub, repo, marker) once a build exists."""
-    from accounts.models import Namespace
-    from repositories.services import repository_create
-
-    user = live_user()
-    with committed():
-        repository_create(namespace=Namespace.objects.get(user=user), name="slow", user=user)
     clients = ContainerClients(tmp_path / "clients", [hub_process.host])
-    clients.skopeo_push(test_images.small, f"{hub_process.host}/{user.username}/base:v1",
-                        creds=(user.username, PASSWORD))
+    user = user_with_repository(live_user, committed, clients, test_images.small, hub_process.host, "slow")
     hub = Hub(hub_process, user.username)
     repo = f"{user.username}/slow"
     source = local_root / f"slow-{uuid.uuid4().hex[:8]}"
     subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
-    linked = hub.api("PUT", f"{repo}/build-source/", json={"url": str(source), "default_branch": "main"})
-    assert linked.status_code == 201, linked.text
-    hook = source / ".git" / "hooks" / "post-commit"
-    shutil.copy(REPO_ROOT / "contrib" / "post-commit", hook)
-    hook.chmod(0o755)
-    git(source, "config", "wharf.trigger-url", linked.json()["trigger_url"])
+    link_with_hook(hub, repo, str(source), source, source / ".git" / "hooks", "post-commit")
     marker = f"wharf-stop-{uuid.uuid4().hex}"
     (source / "Dockerfile").write_text(f"FROM {hub_process.host}/{user.username}/base:v1\n"
                                        f"RUN sleep 300 && echo {marker}\n")
