@@ -15,16 +15,18 @@ def repository(namespace: str, name: str, kind: str = Namespace.Kind.USER) -> Re
     return Repository(namespace=Namespace(name=namespace, kind=kind), name=name)
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_personal_repository_pages(page):
-    url = repo_url(repository("alice-2", "my.app__x"), page)
-    assert url == reverse(f"repositories:{page}", kwargs={"namespace": "alice-2", "name": "my.app__x"})
+# Not `page`: that name is pytest-playwright's fixture, and shadowing it parametrizes these tests by
+# browser, which makes pytest run the live-hub browser test among them (in the middle of the session).
+@pytest.mark.parametrize("page_name", PAGES)
+def test_personal_repository_pages(page_name):
+    url = repo_url(repository("alice-2", "my.app__x"), page_name)
+    assert url == reverse(f"repositories:{page_name}", kwargs={"namespace": "alice-2", "name": "my.app__x"})
 
 
-@pytest.mark.parametrize("page", PAGES)
-def test_official_image_pages(page):
-    url = repo_url(repository("library", "ubuntu", Namespace.Kind.LIBRARY), page)
-    assert url == reverse(f"repositories:official_{page}", kwargs={"name": "ubuntu"})
+@pytest.mark.parametrize("page_name", PAGES)
+def test_official_image_pages(page_name):
+    url = repo_url(repository("library", "ubuntu", Namespace.Kind.LIBRARY), page_name)
+    assert url == reverse(f"repositories:official_{page_name}", kwargs={"name": "ubuntu"})
 
 
 @pytest.mark.parametrize("tag", ["v1.0", "Latest_2-rc"])

@@ -50,10 +50,10 @@ def test_private_repository_is_404_for_outsiders(alice, charlie, persona):
     assert "secret plans" not in response.content.decode()
 
 
-@pytest.mark.parametrize("page", ["", "tags", "stats", "settings", "collaborators"])
-def test_private_repository_every_tab_is_404_for_a_stranger(alice, charlie, page):
+@pytest.mark.parametrize("tab", ["", "tags", "stats", "settings", "collaborators"])  # not `page`: see test_repo_url
+def test_private_repository_every_tab_is_404_for_a_stranger(alice, charlie, tab):
     repo = personal_repo(alice, private=True)
-    assert get(charlie, page_url(repo, page)).status_code == 404
+    assert get(charlie, page_url(repo, tab)).status_code == 404
 
 
 def test_missing_repository_is_404(alice):
