@@ -7,6 +7,7 @@ place: the link fails if another process won (theirs is kept), and nobody reads 
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import time
@@ -15,6 +16,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from django.core.exceptions import ImproperlyConfigured
+
+logger = logging.getLogger(__name__)
 
 
 def create_exclusively(path: Path, data: bytes, mode: int = 0o600) -> bool:
@@ -48,13 +51,14 @@ def _create_in_place(path: Path, data: bytes, mode: int) -> bool:
     return True
 
 
-def load_or_create_p256_key(path: Path) -> ec.EllipticCurvePrivateKey:
+def load_or_create_p256_key(path: Path, *, purpose: str = "signing key") -> ec.EllipticCurvePrivateKey:
     """The ECDSA P-256 private key in `path` (PEM), made first (0600, its folder 0700) when missing."""
     if not path.exists():
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         key = ec.generate_private_key(ec.SECP256R1())
-        create_exclusively(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                   serialization.NoEncryption()))
+        if create_exclusively(path, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption())):
+            logger.info("created the %s %s", purpose, path)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ImproperlyConfigured(f"{path} must hold an EC P-256 private key")

@@ -39,6 +39,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import AccessToken, Namespace, User
 from accounts.services import user_has_mfa
+from hub.keyfiles import create_exclusively, load_or_create_p256_key
 from registry.auth import (
     Authenticated,
     TooManyAttempts,
@@ -87,53 +88,8 @@ def libtrust_key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return ":".join(encoded[i:i + 4] for i in range(0, len(encoded), 4))
 
 
-def _create_exclusively(path: Path, data: bytes, mode: int) -> bool:
-    """Create `path` holding `data` unless it exists; True when this call created it.
-
-    The bytes go to a private O_EXCL temporary file first, which is then hard-linked into place:
-    the link fails if another process won, and nobody ever reads a half-written file.
-    """
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        try:
-            os.link(temporary, path)
-        except FileExistsError:
-            return False
-        except OSError:  # a filesystem without hard links: create the file itself with O_EXCL
-            return _create_in_place(path, data, mode)
-        return True
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def _create_in_place(path: Path, data: bytes, mode: int) -> bool:
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    except FileExistsError:
-        time.sleep(0.2)  # let the winner finish writing
-        return False
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    return True
-
-
 def _load_or_create_private_key(directory: Path) -> ec.EllipticCurvePrivateKey:
-    path = directory / KEY_FILE
-    if not path.exists():
-        key = ec.generate_private_key(ec.SECP256R1())
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        if _create_exclusively(path, pem, 0o600):
-            logger.info("created the registry token signing key %s", path)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ImproperlyConfigured(f"{path} must hold an EC P-256 private key (ES256)")
-    return key
+    return load_or_create_p256_key(directory / KEY_FILE, purpose="registry token signing key (ES256)")
 
 
 def _build_certificate(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -166,7 +122,7 @@ def _load_or_create_certificate(directory: Path, key: ec.EllipticCurvePrivateKey
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo) == wanted:
             return certificate
         if certificate is None and not path.exists():
-            _create_exclusively(path, _build_certificate(key), 0o644)
+            create_exclusively(path, _build_certificate(key), 0o644)
         else:  # unreadable, or made for another key: replace it atomically
             temporary = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}")
             temporary.write_bytes(_build_certificate(key))
