@@ -132,9 +132,11 @@ def organization_leave(*, organization: Organization, user: User) -> None:
         memberships.delete()
 
 
-def access_token_create(*, user: User, label: str, scope: str,
-                        expires_at: datetime | None = None) -> tuple[AccessToken, str]:
-    """Create a token; returns it with its secret, which is never stored and shown only once."""
+def access_token_create(*, user: User, label: str, scope: str, expires_at: datetime | None = None,
+                        repository=None) -> tuple[AccessToken, str]:
+    """Create a token; returns it with its secret, which is never stored and shown only once.
+
+    With `repository`, the token writes to that repository only (and pulls, at most, elsewhere)."""
     label = label.strip()
     if not label:
         raise ValidationError("Give the token a description so you can recognise it later.", code="label")
@@ -144,7 +146,7 @@ def access_token_create(*, user: User, label: str, scope: str,
         raise ValidationError("The expiry date must be in the future.", code="expiry")
     secret = AccessToken.generate_secret()
     token = AccessToken.objects.create(
-        user=user, label=label[:100], scope=scope, expires_at=expires_at,
+        user=user, label=label[:100], scope=scope, expires_at=expires_at, repository=repository,
         token_hash=AccessToken.hash_secret(secret), token_hint=secret[-4:],
     )
     return token, secret

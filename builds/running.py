@@ -83,9 +83,8 @@ def _push_token(build: Build, owner) -> tuple[AccessToken, str]:
     expires when the build's time is up and is revoked when it ends."""
     token, secret = access_token_create(
         user=owner, label=f"build {build.pk} of {build.repository.full_name}", scope=AccessToken.Scope.WRITE,
-        expires_at=timezone.now() + timedelta(seconds=settings.HUB_BUILD_TIMEOUT_SECONDS + HARD_MARGIN_SECONDS))
-    AccessToken.objects.filter(pk=token.pk).update(repository=build.repository)
-    token.repository = build.repository
+        expires_at=timezone.now() + timedelta(seconds=settings.HUB_BUILD_TIMEOUT_SECONDS + HARD_MARGIN_SECONDS),
+        repository=build.repository)
     Build.objects.filter(pk=build.pk).update(push_token=token)
     build.push_token = token
     return token, secret

@@ -2,7 +2,7 @@
 
 import pytest
 
-from accounts.models import AccessToken, Namespace, Organization
+from accounts.models import Namespace, Organization
 from accounts.services import access_token_create
 from repositories.models import Repository
 from tests.api.conftest import auth
@@ -66,9 +66,8 @@ def test_admin_access_token_creates(api, charlie):
 
 
 def test_an_admin_token_limited_to_one_repository_cannot_create(api, charlie):
-    token, _ = access_token_create(user=charlie, label="build", scope="repo:admin")
-    AccessToken.objects.filter(pk=token.pk).update(
-        repository=RepositoryFactory(namespace=Namespace.objects.get(user=charlie)))
+    token, _ = access_token_create(user=charlie, label="build", scope="repo:admin",
+                                   repository=RepositoryFactory(namespace=Namespace.objects.get(user=charlie)))
     response = api.post("/v2/orgs/", {"orgname": unique_name("org")}, format="json", **auth(charlie, token))
     assert response.status_code == 403
 
