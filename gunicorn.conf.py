@@ -20,3 +20,13 @@ logger_class = "hub.gunicorn_logging.RedactingLogger"  # build trigger tokens ne
 errorlog = "-"
 wsgi_app = "hub.wsgi:application"
 # sendfile() is on by default; don't set it here (gunicorn 27 reads `sendfile = True` as --no-sendfile).
+
+
+def post_worker_init(worker):
+    """Move everything loading the site made (modules, URL patterns, models: ~100,000 objects)
+    out of the garbage collector's sight. Otherwise each full collection walks them all, and
+    stalls every request of the worker meanwhile: up to ~100 ms measured, 8 ms after freezing."""
+    import gc
+
+    gc.collect()
+    gc.freeze()
