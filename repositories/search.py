@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from django.core.paginator import Paginator
 from django.db import connections
-from django.db.models import Q, QuerySet
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils.functional import cached_property
 
 from accounts.models import Namespace
@@ -80,13 +80,13 @@ class BestMatch:
     @cached_property
     def _exact_ids(self) -> list[int]:
         # Sorted here, and without joining the namespaces: with an ORDER BY (or a join) PostgreSQL
-        # may walk the popularity index, or hash every namespace, to find a handful of rows.
-        rows = list(self.visible.filter(self.exact).order_by().values_list(
-            "pk", "star_count", "pull_count", "namespace_id", "name")[:EXACT_LIMIT])
-        if not rows:
-            return []
-        names = dict(Namespace.objects.filter(pk__in={row[3] for row in rows}).values_list("pk", "name"))
-        return [row[0] for row in sorted(rows, key=lambda row: (-row[1], -row[2], names.get(row[3], ""), row[4]))]
+        # may walk the popularity index, or hash every namespace, to find a handful of rows. The
+        # namespace's name (for ties) is a subquery on each of those rows.
+        namespace_name = Namespace.objects.filter(pk=OuterRef("namespace_id")).values("name")[:1]
+        rows = self.visible.filter(self.exact).order_by().annotate(
+            namespace_name=Subquery(namespace_name)).values_list(
+            "pk", "star_count", "pull_count", "namespace_name", "name")[:EXACT_LIMIT]
+        return [row[0] for row in sorted(rows, key=lambda row: (-row[1], -row[2], row[3] or "", row[4]))]
 
     @cached_property
     def _others(self) -> QuerySet[Repository]:
