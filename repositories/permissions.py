@@ -94,23 +94,26 @@ def _organization(namespace: Namespace) -> bool:
 
 
 def _grants(user, repositories: list[Repository]) -> _Grants:
-    """At most three queries whatever the number of repositories; none that the rule won't need."""
+    """At most three queries whatever the number of repositories; none that the rule won't need
+    (a stranger to the organizations makes one: their memberships there, none)."""
     organization_ids = {r.namespace.organization_id for r in repositories if _organization(r.namespace)}
     owned: frozenset[int] = frozenset()
+    member_teams: dict[int, int] = {}  # the user's other teams in those organizations → organization
     if organization_ids:
-        owned = frozenset(Membership.objects.filter(
-            user=user, team__name=Team.OWNERS, team__organization_id__in=organization_ids,
-        ).values_list("team__organization_id", flat=True))
+        memberships = Membership.objects.filter(user=user, team__organization_id__in=organization_ids)
+        rows = list(memberships.values_list("team_id", "team__organization_id", "team__name"))
+        owned = frozenset(org for _, org, name in rows if name == Team.OWNERS)
+        member_teams = {team: org for team, org, name in rows if name != Team.OWNERS and org not in owned}
     others = [r.pk for r in repositories if _personal(r.namespace) and r.namespace.user_id != user.pk]
     collaborations: frozenset[int] = frozenset()
     if others:
         collaborations = frozenset(Collaborator.objects.filter(user=user, repository_id__in=others)
                                    .values_list("repository_id", flat=True))
     by_teams = [r.pk for r in repositories
-                if _organization(r.namespace) and r.namespace.organization_id not in owned]
+                if _organization(r.namespace) and r.namespace.organization_id in member_teams.values()]
     levels: dict[int, set[str]] = {}
     if by_teams:
-        rows = TeamPermission.objects.filter(repository_id__in=by_teams, team__memberships__user=user)
+        rows = TeamPermission.objects.filter(repository_id__in=by_teams, team_id__in=member_teams)
         for repository_id, level in rows.values_list("repository_id", "permission"):
             levels.setdefault(repository_id, set()).add(level)
     return _Grants(owned, collaborations, {pk: frozenset(found) for pk, found in levels.items()})

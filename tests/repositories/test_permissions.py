@@ -309,3 +309,14 @@ class TestVisibility:
         TeamPermission.objects.create(repository=repo, team=b, permission="write")
         names = list(repositories_visible_to(Actor.for_user(bob)).filter(pk=repo.pk))
         assert len(names) == 1 and isinstance(names[0], Repository)
+
+
+def test_a_stranger_to_an_organization_costs_one_query_for_a_page_of_its_repositories(alice, charlie):
+    org = make_organization(alice)
+    for _ in range(3):
+        RepositoryFactory(namespace=org.namespace, is_private=False)
+    repositories = list(Repository.objects.filter(namespace=org.namespace).select_related("namespace"))
+    with CaptureQueriesContext(connection) as queries:
+        actions = repository_actions_many(Actor.for_user(charlie), repositories)
+    assert actions == {repository.pk: PULL_ONLY for repository in repositories}
+    assert len(queries) == 1
