@@ -157,9 +157,10 @@ def explore_sections(limit: int = 12) -> dict[str, list[Repository]]:
 
 
 def repository_tags(repository: Repository, *, query: str = "", sort: str = "newest") -> QuerySet[Tag]:
-    """The repository's tags (attachment tags such as `sha256-….sig` are never listed)."""
+    """The repository's tags (attachment tags such as `sha256-….sig` are never listed), with their
+    manifests' digests, platforms and sizes but not their bytes."""
     tags = (Tag.objects.filter(repository=repository).exclude(name__regex=rf"^{ATTACHMENT_TAG_RE.pattern}$")
-            .select_related("manifest", "pushed_by"))
+            .select_related("manifest", "pushed_by").defer("manifest__content"))
     if query:
         tags = tags.filter(name__icontains=query)
     return tags.order_by(*TAG_SORTS.get(sort, TAG_SORTS["newest"]))

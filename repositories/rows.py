@@ -14,7 +14,7 @@ import html
 
 from django.utils.safestring import SafeString, mark_safe
 
-from repositories.templatetags.repo_format import compact, reltime, repo_url
+from repositories.templatetags.repo_format import compact, digest, filesize, platform_name, reltime, repo_url
 
 
 def _escape(value) -> str:
@@ -89,4 +89,34 @@ def repository_row(repository, *, star: SafeString | None = None) -> SafeString:
         f'    <li>{updated}</li>\n'
         '  </ul>\n'
         f'  {action}</li>\n'
+    )
+
+
+def tag_row(repository, tag, *, trusted_badge: str = "", can_delete: bool = False) -> SafeString:
+    """One tag in the Tags tab: name (and its trusted-build badge, rendered by the caller), digest,
+    platforms, size, when and by whom it was pushed, when it was last pulled, and a delete link."""
+    manifest = tag.manifest
+    name = _escape(tag.name)
+    chips = "".join(f'<span class="chip">{_escape(label)}</span>' for label in
+                    (platform_name(platform) for platform in manifest.platforms or ()) if label != "unknown/unknown")
+    if not manifest.platforms:
+        chips = '<span class="muted small">—</span>'
+    pushed_by = f' <span class="muted small">by {_escape(tag.pushed_by.username)}</span>' if tag.pushed_by else ""
+    badge = f"<div>{trusted_badge}</div>" if trusted_badge else ""
+    delete = ""
+    if can_delete:
+        delete = (f'<td class="actions"><a class="btn btn-sm btn-ghost" '
+                  f'href="{_escape(repo_url(repository, "tag_delete", tag=tag.name))}" '
+                  f'aria-label="Delete tag {name}">Delete</a></td>')
+    return mark_safe(  # noqa: S308 - every value escaped
+        "<tr>\n"
+        f'    <th scope="row"><a class="mono" href="{_escape(repo_url(repository, "tag_detail", tag=tag.name))}">'
+        f"{name}</a>{badge}</th>\n"
+        f"    <td>{_escape(digest(manifest.digest))}</td>\n"
+        f'    <td><span class="chips">{chips}</span></td>\n'
+        f'    <td class="nowrap">{_escape(filesize(manifest.total_size))}</td>\n'
+        f'    <td class="nowrap">{_escape(reltime(tag.pushed_at))}{pushed_by}</td>\n'
+        f'    <td class="nowrap">{_escape(reltime(tag.last_pulled_at))}</td>\n'
+        f"    {delete}\n"
+        "  </tr>\n"
     )

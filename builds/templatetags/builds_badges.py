@@ -18,6 +18,8 @@ register = template.Library()
 # Hosts whose web pages show a commit at <repository URL>/<path>/<sha>.
 COMMIT_PATHS = {"github.com": "commit", "gitlab.com": "-/commit", "bitbucket.org": "commits",
                 "codeberg.org": "commit"}
+# What the badge shows (builds/includes/trusted_badge.html): a build row has some 45 columns.
+BADGE_FIELDS = ("id", "repository_id", "digest", "commit", "source_url", "finished", "state")
 
 
 def trusted_builds_for(repository, digests: Iterable[str]) -> dict[str, Build]:
@@ -27,7 +29,7 @@ def trusted_builds_for(repository, digests: Iterable[str]) -> dict[str, Build]:
         return {}
     builds: dict[str, Build] = {}
     for build in (Build.objects.filter(repository=repository, state=constants.SUCCESS, digest__in=wanted)
-                  .order_by("-finished", "-id")):
+                  .only(*BADGE_FIELDS).order_by("-finished", "-id")):
         builds.setdefault(build.digest, build)
     return builds
 
@@ -50,7 +52,7 @@ def repository_trusted_build(repository) -> Build | None:
         return None
     tagged = Tag.objects.filter(repository=repository).values("manifest__digest")
     return (Build.objects.filter(repository=repository, state=constants.SUCCESS, digest__in=tagged)
-            .order_by("-finished", "-id").first())
+            .only(*BADGE_FIELDS).order_by("-finished", "-id").first())
 
 
 @register.filter

@@ -1,9 +1,10 @@
 """Template tags for repository lists: `{% repo_row %}`, `{% repo_badges %}`, `{% star_button %}`
-(the markup is built in repositories/rows.py)."""
+and `{% tag_row %}` (the markup is built in repositories/rows.py)."""
 
 from __future__ import annotations
 
 from django import template
+from django.template.loader import render_to_string
 from django.utils.safestring import SafeString
 
 from repositories import rows
@@ -34,3 +35,14 @@ def repo_row(context, repository, show_star: bool = False) -> SafeString:
                                 next_url=request.get_full_path() if request is not None else "",
                                 csrf_token=str(context.get("csrf_token") or ""))
     return rows.repository_row(repository, star=star)
+
+
+@register.simple_tag
+def tag_row(repository, tag, trusted=None, can_delete: bool = False) -> SafeString:
+    """One row of the Tags tab; `trusted`: {digest: build} from `{% trusted_builds %}`."""
+    build = trusted.get(tag.manifest.digest) if trusted else None
+    badge = ""
+    if build is not None:
+        badge = render_to_string("builds/includes/trusted_badge.html",
+                                 {"build": build, "repository": repository, "compact": True}).strip()
+    return rows.tag_row(repository, tag, trusted_badge=badge, can_delete=bool(can_delete))

@@ -50,3 +50,34 @@ def test_the_row_tag_shows_a_star_button_only_to_a_signed_in_visitor(alice):
     assert 'name="next" value="/search?q=x"' in signed_in
     anonymous = template.render(Context({"repository": repo, "user": None, "request": request}))
     assert "repo-row-action" not in anonymous
+
+
+def _tag(repository, name="1.0", platforms=None, pushed_by=None):
+    import datetime as dt
+
+    from registry.models import Manifest, Tag
+
+    manifest = Manifest(repository=repository, digest="sha256:" + "ab" * 32, platforms=platforms or [],
+                        total_size=12_400_000)
+    return Tag(repository=repository, name=name, manifest=manifest, pushed_by=pushed_by,
+               pushed_at=dt.datetime(2026, 1, 2, tzinfo=dt.UTC), last_pulled_at=None)
+
+
+def test_a_tag_row_shows_platforms_size_digest_and_pusher(alice):
+    repo = personal_repo(alice)
+    platforms = [{"os": "linux", "architecture": "amd64"}, {"os": "linux", "architecture": "arm64", "variant": "v8"},
+                 {"os": "unknown", "architecture": "unknown"}]
+    html = rows.tag_row(repo, _tag(repo, platforms=platforms, pushed_by=alice))
+    assert f'href="/r/{alice.username}/{repo.name}/tags/1.0">1.0</a></th>' in html
+    assert '<span class="chip">linux/amd64</span><span class="chip">linux/arm64/v8</span></span>' in html
+    assert "unknown" not in html and "12.4 MB" in html and f"by {alice.username}</span>" in html
+    assert '<code class="digest" title="sha256:' + "ab" * 32 + '">' + "ab" * 6 + "</code>" in html
+    assert '<span class="muted">never</span>' in html and "Delete" not in html
+
+
+def test_a_tag_row_without_platforms_shows_a_dash_and_offers_delete_to_those_who_may(alice):
+    repo = personal_repo(alice)
+    html = rows.tag_row(repo, _tag(repo), can_delete=True, trusted_badge='<span class="trusted-build">x</span>')
+    assert '<span class="chips"><span class="muted small">—</span></span>' in html
+    assert f'href="/r/{alice.username}/{repo.name}/tags/1.0/delete" aria-label="Delete tag 1.0">Delete</a>' in html
+    assert '</a><div><span class="trusted-build">x</span></div></th>' in html
