@@ -35,7 +35,7 @@ from repositories.permissions import (
     repository_actions,
     repository_actions_many,
 )
-from repositories.search import CappedCountPaginator, search_queryset
+from repositories.search import CappedCountPaginator, CountCap, search_queryset
 from repositories.selectors import repositories_visible_to
 from repositories.services import repository_create, repository_delete, repository_update, star_add, star_remove
 
@@ -299,7 +299,10 @@ class TagViewSet(RepositoryScopedMixin, GenericViewSet):
 class SearchPagination(HubPagination):
     """Docker Hub's pages, with a count that stops at `search.COUNT_LIMIT` (an empty query matches all)."""
 
-    django_paginator_class = CappedCountPaginator
+    cap: CountCap | None = None  # the search's, set by the view
+
+    def django_paginator_class(self, queryset, page_size: int) -> CappedCountPaginator:
+        return CappedCountPaginator(queryset, page_size, cap=self.cap)
 
     def get_paginated_response(self, data) -> Response:
         response = super().get_paginated_response(data)
@@ -320,7 +323,9 @@ class SearchViewSet(GenericViewSet):
     def list(self, request: Request) -> Response:
         query = s.SearchQuerySerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
-        results = search_queryset(actor=request_actor(request), query=query.validated_data["query"])
+        actor = request_actor(request)
+        results = search_queryset(actor=actor, query=query.validated_data["query"])
+        self.paginator.cap = CountCap(query=query.validated_data["query"], official=False, actor=actor)
         page = self.paginate_queryset(results)
         return self.get_paginated_response(self.get_serializer(page, many=True).data)
 

@@ -8,12 +8,17 @@ table; SQLite takes the simpler path of one scan.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils.functional import cached_property
 
-from accounts.models import Namespace
+from accounts.models import AccessToken, Namespace
 from repositories.models import Repository
 from repositories.permissions import Actor
 from repositories.selectors import repositories_visible_to
@@ -146,13 +151,84 @@ def search_repositories(*, actor: Actor, query: str, offset: int, limit: int) ->
     return list(queryset[offset: offset + limit]), queryset.count()
 
 
+def _capped_count(results) -> int:
+    # Without the joins select_related adds for the rows: a count needs none of them.
+    return results.order_by().select_related(None)[: COUNT_LIMIT + 1].count()
+
+
+# Searches whose *public* matches reached COUNT_LIMIT lately, in this process: {key: when that
+# expires (monotonic)}. For them "1,000+" stands for a minute without counting again: a common
+# word's count reads a thousand rows, the largest part of its page. Exact counts below the limit
+# are never remembered, and the rows themselves are always read live; at worst, for that minute,
+# a search whose public matches just fell under the limit still says "1,000+".
+CAPPED_SECONDS = 60.0
+_CAPPED_KEYS = 4096
+_capped: OrderedDict[tuple, float] = OrderedDict()
+_capped_lock = threading.Lock()
+
+
+def forget_capped_counts() -> None:
+    with _capped_lock:
+        _capped.clear()
+
+
+@dataclass(frozen=True)
+class CountCap:
+    """What a search's count may be remembered under: its words, the official-only filter, and
+    who is asking (a count reaching the limit is remembered only when public matches alone do)."""
+
+    query: str
+    official: bool
+    actor: Actor
+
+    @property
+    def key(self) -> tuple:
+        return (COUNT_LIMIT, self.query.strip().lower(), self.official)
+
+    def recently_capped(self) -> bool:
+        with _capped_lock:
+            expires = _capped.get(self.key)
+            if expires is None:
+                return False
+            if expires <= time.monotonic():
+                del _capped[self.key]
+                return False
+            return True
+
+    def remember_capped(self, count: int) -> None:
+        """`count` (the asker's, capped) reached the limit: remember it if public matches do too."""
+        if count <= COUNT_LIMIT:
+            return
+        sees_public_only = self.actor.user is None or self.actor.token_scope == AccessToken.Scope.PUBLIC_READ
+        if not sees_public_only:
+            public = search_queryset(actor=Actor(), query=self.query)
+            if self.official:
+                public = public.filter(namespace__kind=Namespace.Kind.LIBRARY)
+            if _capped_count(public) <= COUNT_LIMIT:
+                return
+        with _capped_lock:
+            _capped[self.key] = time.monotonic() + CAPPED_SECONDS
+            _capped.move_to_end(self.key)
+            while len(_capped) > _CAPPED_KEYS:
+                _capped.popitem(last=False)
+
+
 class CappedCountPaginator(Paginator):
-    """Counts at most COUNT_LIMIT + 1 rows (unordered, so the database stops there), not every match."""
+    """Counts at most COUNT_LIMIT + 1 rows (unordered, so the database stops there), not every match;
+    with a `cap`, not even those while that search's public matches are known to reach the limit."""
+
+    def __init__(self, object_list, per_page, *args, cap: CountCap | None = None, **kwargs):
+        super().__init__(object_list, per_page, *args, **kwargs)
+        self.cap = cap
 
     @cached_property
     def count(self) -> int:
-        # Without the joins select_related adds for the rows: a count needs none of them.
-        return self.object_list.order_by().select_related(None)[: COUNT_LIMIT + 1].count()
+        if self.cap is not None and self.cap.recently_capped():
+            return COUNT_LIMIT + 1
+        count = _capped_count(self.object_list)
+        if self.cap is not None:
+            self.cap.remember_capped(count)
+        return count
 
     @property
     def count_is_capped(self) -> bool:

@@ -25,7 +25,7 @@ from repositories import forms, pages, rows, services
 from repositories.charts import time_chart
 from repositories.markdown import render_markdown
 from repositories.permissions import ADMIN, DELETE, PULL, Actor, may_create_repository
-from repositories.search import CappedCountPaginator, search_queryset
+from repositories.search import CappedCountPaginator, CountCap, search_queryset
 from repositories.templatetags.repo_format import repo_url
 
 SEARCH_PAGE_SIZE = 25
@@ -326,12 +326,14 @@ def search(request: HttpRequest) -> HttpResponse:
     sort = sort if sort in SEARCH_SORTS else "best"
     official = request.GET.get("official") == "1"
     # Rows show the short description only: leave the READMEs (up to 25,000 characters each) in the database.
-    results = search_queryset(actor=Actor.for_user(request.user), query=query).defer("full_description")
+    actor = Actor.for_user(request.user)
+    results = search_queryset(actor=actor, query=query).defer("full_description")
     if official:
         results = results.filter(namespace__kind=Namespace.Kind.LIBRARY)
     if SEARCH_SORTS[sort]:
         results = results.order_by(*SEARCH_SORTS[sort], "namespace__name", "name")
-    page = CappedCountPaginator(results, SEARCH_PAGE_SIZE).get_page(request.GET.get("page"))
+    cap = CountCap(query=query, official=official, actor=actor)
+    page = CappedCountPaginator(results, SEARCH_PAGE_SIZE, cap=cap).get_page(request.GET.get("page"))
     return render(request, "repositories/search.html", {
         "query": query, "sort": sort, "official": official, "page": page,
         "query_string": urlencode({"q": query, "sort": sort, **({"official": "1"} if official else {})}),

@@ -18,6 +18,15 @@ def _forget_buffered_pulls():
         local_buffer.counts.clear()
 
 
+@pytest.fixture(autouse=True)
+def _forget_capped_search_counts():
+    """A search count one test saw reach the limit is not another test's."""
+    yield
+    from repositories.search import forget_capped_counts
+
+    forget_capped_counts()
+
+
 @pytest.fixture
 def alice(db):
     return UserFactory()

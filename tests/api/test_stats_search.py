@@ -2,6 +2,8 @@
 
 import datetime as dt
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts.models import Namespace
@@ -74,3 +76,14 @@ def test_search_count_stops_at_the_limit(api, alice, monkeypatch):
     assert api.get("/v2/search/repositories/?query=capped&page_size=4").json()["count"] == 3
     monkeypatch.setattr("repositories.search.COUNT_LIMIT", 5)
     assert api.get("/v2/search/repositories/?query=capped").json()["count"] == 5
+
+
+def test_the_api_search_remembers_too(api, alice, monkeypatch):
+    monkeypatch.setattr("repositories.search.COUNT_LIMIT", 3)
+    for i in range(4):
+        RepositoryFactory(namespace=Namespace.objects.get(user=alice), name=f"plover{i}")
+    assert api.get("/v2/search/repositories/?query=plover").json()["count"] == 3
+    with CaptureQueriesContext(connection) as queries:
+        body = api.get("/v2/search/repositories/?query=plover").json()
+    assert body["count"] == 3 and len(body["results"]) == 4
+    assert not any("COUNT(" in query["sql"] for query in queries.captured_queries)
