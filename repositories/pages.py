@@ -23,6 +23,7 @@ from registry.services.manifests import referrers
 from registry.storage import read_small_blob
 from repositories.models import Collaborator, PullStat, Repository, Star
 from repositories.permissions import ADMIN, DELETE, PULL, PUSH, Actor, repository_actions
+from repositories.rows import ROW_COLUMNS
 from repositories.selectors import repositories_visible_to
 
 CONFIG_LIMIT = 1 << 20
@@ -143,7 +144,7 @@ def public_repositories() -> QuerySet[Repository]:
 
 
 def explore_sections(limit: int = 12) -> dict[str, list[Repository]]:
-    public = public_repositories().defer("full_description")  # rows show the short description only
+    public = public_repositories().only(*ROW_COLUMNS)  # what rows show: never the READMEs
     by_name = ("namespace__name", "name")
     return {
         "official": list(public.filter(namespace__kind=Namespace.Kind.LIBRARY).order_by("-pull_count", "name")[:limit]),

@@ -16,6 +16,10 @@ from django.utils.safestring import SafeString, mark_safe
 
 from repositories.templatetags.repo_format import compact, digest, filesize, platform_name, reltime, repo_url
 
+# The columns a repository row (and its star button) shows: lists read only these, `.only(*ROW_COLUMNS)`.
+ROW_COLUMNS = ("namespace__name", "namespace__kind", "name", "description", "is_private", "is_automated",
+               "star_count", "pull_count", "last_pushed_at")
+
 
 def _escape(value) -> str:
     """`value` as HTML text: safe strings as they are, anything else escaped (quotes too)."""

@@ -79,6 +79,9 @@ class BestMatch:
     def defer(self, *fields: str) -> BestMatch:
         return self._chain(self.visible.defer(*fields))
 
+    def only(self, *fields: str) -> BestMatch:
+        return self._chain(self.visible.only(*fields))
+
     def order_by(self, *fields: str) -> QuerySet[Repository]:
         return self.matches.order_by(*fields)
 

@@ -325,9 +325,9 @@ def search(request: HttpRequest) -> HttpResponse:
     sort = request.GET.get("sort", "best")
     sort = sort if sort in SEARCH_SORTS else "best"
     official = request.GET.get("official") == "1"
-    # Rows show the short description only: leave the READMEs (up to 25,000 characters each) in the database.
+    # Only what rows show: never the READMEs (up to 25,000 characters each).
     actor = Actor.for_user(request.user)
-    results = search_queryset(actor=actor, query=query).defer("full_description")
+    results = search_queryset(actor=actor, query=query).only(*rows.ROW_COLUMNS)
     if official:
         results = results.filter(namespace__kind=Namespace.Kind.LIBRARY)
     if SEARCH_SORTS[sort]:
