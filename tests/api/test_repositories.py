@@ -160,3 +160,29 @@ def test_team_write_cannot_delete_an_org_repository(api, org):
 
 def test_anonymous_delete_is_401(api, alice, alice_repo):
     assert api.delete(f"/v2/repositories/{alice.username}/app/").status_code == 401
+
+
+def test_counts_in_detail_and_lists_are_per_repository(api, alice, bob, charlie):
+    """collaborator_count, storage_size and has_starred come from per-row subqueries: each row its own."""
+    from registry.models import Blob, RepositoryBlob
+    from repositories.models import Collaborator, Star
+
+    namespace = Namespace.objects.get(user=alice)
+    first = RepositoryFactory(namespace=namespace, name="one")
+    second = RepositoryFactory(namespace=namespace, name="two")
+    shared = Blob.objects.create(digest="sha256:" + "a" * 64, size=1000)
+    own = Blob.objects.create(digest="sha256:" + "b" * 64, size=250)
+    RepositoryBlob.objects.create(repository=first, blob=shared)
+    RepositoryBlob.objects.create(repository=first, blob=own)
+    RepositoryBlob.objects.create(repository=second, blob=shared)
+    Collaborator.objects.create(repository=first, user=bob)
+    Collaborator.objects.create(repository=first, user=charlie)
+    Star.objects.create(repository=second, user=bob)
+    listed = {item["name"]: item for item in
+              api.get(f"/v2/repositories/{alice.username}/?page_size=100", **auth(bob)).json()["results"]}
+    assert (listed["one"]["storage_size"], listed["one"]["collaborator_count"], listed["one"]["has_starred"]) == (
+        1250, 2, False)
+    assert (listed["two"]["storage_size"], listed["two"]["collaborator_count"], listed["two"]["has_starred"]) == (
+        1000, 0, True)
+    detail = api.get(f"/v2/repositories/{alice.username}/two/", **auth(charlie)).json()
+    assert detail["storage_size"] == 1000 and detail["has_starred"] is False
