@@ -150,8 +150,12 @@ def search_queryset(*, actor: Actor, query: str) -> QuerySet[Repository] | BestM
 
 
 def search_repositories(*, actor: Actor, query: str, offset: int, limit: int) -> tuple[list[Repository], int]:
+    """One page of a search and its count, both bounded like the Hub's: the count stops at
+    COUNT_LIMIT, and no page starts past it (an offset of a million would read a million rows)."""
     queryset = search_queryset(actor=actor, query=query)
-    return list(queryset[offset: offset + limit]), queryset.count()
+    paginator = CappedCountPaginator(queryset, max(1, limit), cap=CountCap(query=query, official=False, actor=actor))
+    rows = list(queryset[offset: offset + limit]) if offset < COUNT_LIMIT else []
+    return rows, paginator.shown_count
 
 
 def _capped_count(results) -> int:

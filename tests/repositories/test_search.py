@@ -171,3 +171,12 @@ def test_an_explicit_order_replaces_best_match(alice):
     repo(alice, "osprey-cam", star_count=0, pull_count=9)
     results = search_queryset(actor=Actor(), query="osprey").order_by("-pull_count")
     assert names(results) == [f"{alice.username}/osprey-cam", f"{alice.username}/osprey"]
+
+
+def test_search_repositories_counts_no_further_than_the_limit_and_pages_no_further(alice, monkeypatch):
+    monkeypatch.setattr("repositories.search.COUNT_LIMIT", 3)
+    for i in range(5):
+        repo(alice, f"tern{i}", star_count=i)
+    page, total = search_repositories(actor=Actor(), query="tern", offset=0, limit=2)
+    assert total == 3 and len(page) == 2
+    assert search_repositories(actor=Actor(), query="tern", offset=3, limit=2) == ([], 3)
