@@ -237,6 +237,14 @@ class CappedCountPaginator(Paginator):
             self.cap.remember_capped(count)
         return count
 
+    @cached_property
+    def num_pages(self) -> int:
+        # Pages cover the COUNT_LIMIT matches shown, not the one counted past them.
+        shown = self.shown_count
+        if shown == 0 and not self.allow_empty_first_page:
+            return 0
+        return max(1, -(-max(1, shown - self.orphans) // self.per_page))
+
     @property
     def count_is_capped(self) -> bool:
         return self.count > COUNT_LIMIT

@@ -78,3 +78,12 @@ def test_a_remembered_cap_expires(alice, limit, monkeypatch):
     now = search.time.monotonic()
     monkeypatch.setattr(search.time, "monotonic", lambda: now + search.CAPPED_SECONDS + 1)
     assert counts_made("/search", q="egret")[1] == 1
+
+
+def test_pages_cover_the_matches_shown_not_the_one_counted_past_them(alice, limit):
+    for i in range(4):
+        personal_repo(alice, name=f"gannet{i}")
+    results = search.search_queryset(actor=search.Actor(), query="gannet")
+    assert search.CappedCountPaginator(results, 3).num_pages == 1
+    assert search.CappedCountPaginator(results, 2).num_pages == 2
+    assert search.CappedCountPaginator(results.filter(name="none"), 2).num_pages == 1
