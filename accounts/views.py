@@ -98,7 +98,8 @@ def token_list(request: HttpRequest) -> HttpResponse:
 @require_POST
 @login_required
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(AccessToken, pk=pk, user=request.user)
+    # Only the tokens the page lists: a build's one-repository token is the build's to end.
+    token = get_object_or_404(services.user_access_tokens(user=request.user), pk=pk)
     services.access_token_revoke(token=token)
     messages.success(request, f"The token “{token.label}” has been revoked. Clients using it can no longer sign in.")
     return redirect("accounts:token_list")

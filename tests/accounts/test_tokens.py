@@ -125,3 +125,16 @@ def test_cannot_revoke_someone_elses_token(client, alice, charlie):
     assert client.post(reverse("accounts:token_revoke", kwargs={"pk": token.pk})).status_code == 404
     token.refresh_from_db()
     assert token.revoked_at is None
+
+
+@pytest.mark.django_db
+def test_a_builds_one_repository_token_is_not_revoked_from_the_token_page(client, alice):
+    from accounts.models import Namespace
+    from tests.factories import RepositoryFactory
+
+    repository = RepositoryFactory(namespace=Namespace.objects.get(user=alice))
+    token, _ = access_token_create(user=alice, label="build 7", scope="repo:write", repository=repository)
+    client.force_login(alice)
+    assert client.post(reverse("accounts:token_revoke", kwargs={"pk": token.pk})).status_code == 404
+    token.refresh_from_db()
+    assert token.revoked_at is None
