@@ -10,7 +10,6 @@ from rest_framework.decorators import action
 from rest_framework.permissions import AllowAny, BasePermission, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
@@ -28,7 +27,7 @@ from accounts.services import (
     team_update,
     user_access_tokens,
 )
-from hub.api import issue_api_token, request_access_token, service_errors_on
+from hub.api import AtomicScopedRateThrottle, issue_api_token, request_access_token, service_errors_on
 from registry.auth import TooManyAttempts, authenticate_credentials, client_address
 from repositories.permissions import may_admin_organization
 
@@ -42,7 +41,7 @@ class _CredentialsView(APIView):
 
     authentication_classes: list = []
     permission_classes = [AllowAny]
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [AtomicScopedRateThrottle]
     throttle_scope = "login"
 
     def get_authenticate_header(self, request: Request) -> str:

@@ -143,3 +143,46 @@ def test_parallel_login_failures_are_all_counted(throttle_on_database_cache):
 
     account_key, ip_key = _throttle_keys(username, address)
     assert default_cache.get_many([account_key, ip_key]) == {account_key: THREADS * TIMES, ip_key: THREADS * TIMES}
+
+
+@pytest.fixture
+def login_rate(cache_table, settings, monkeypatch) -> Iterator[tuple[str, int]]:
+    """The Hub API's login rate on the database cache, 50 a window, the clock held inside one window."""
+    from rest_framework.settings import api_settings
+
+    from hub.api import AtomicScopedRateThrottle
+
+    settings.CACHES = {"default": {"BACKEND": BACKEND, "LOCATION": cache_table}}
+    monkeypatch.setattr(AtomicScopedRateThrottle, "THROTTLE_RATES",
+                        {**api_settings.DEFAULT_THROTTLE_RATES, "login": "50/min"})
+    monkeypatch.setattr(AtomicScopedRateThrottle, "timer", staticmethod(lambda: 6_000_030.0))
+    address = f"test-{uuid.uuid4().hex}"
+    yield address, 50
+    default_cache.delete_many([f"throttle_login_{address}", f"throttle_login_{address}:100000"])
+
+
+def test_parallel_api_logins_are_all_counted_by_the_login_rate(login_rate):
+    """DRF's ScopedRateThrottle reads the history, appends and writes it back: parallel requests read
+    the same history and most go uncounted. The hub's counts each one."""
+    from types import SimpleNamespace
+
+    from django.contrib.auth.models import AnonymousUser
+    from rest_framework.test import APIRequestFactory
+
+    from hub.api import AtomicScopedRateThrottle
+
+    address, limit = login_rate
+    request = APIRequestFactory().post("/v2/users/login", REMOTE_ADDR=address)
+    request.user = AnonymousUser()
+    view = SimpleNamespace(throttle_scope="login")
+    allowed: list[bool] = []
+    lock = threading.Lock()
+
+    def attempt() -> None:
+        for _ in range(TIMES):
+            verdict = AtomicScopedRateThrottle().allow_request(request, view)
+            with lock:
+                allowed.append(verdict)
+
+    run_together(attempt)
+    assert len(allowed) == THREADS * TIMES and allowed.count(True) == limit
