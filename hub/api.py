@@ -30,6 +30,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from accounts.models import AccessToken, User
+from hub.cache import count_up
 from registry.auth import TooManyAttempts
 from registry.tokens import ALGORITHM, LEEWAY_SECONDS, MAX_TOKEN_LENGTH, get_signing_key
 from repositories.permissions import Actor
@@ -85,15 +86,8 @@ class AtomicScopedRateThrottle(ScopedRateThrottle):
             return True
         now = self.timer()
         window = int(now // self.duration)
-        key = f"{self.key}:{window}"
-        self.cache.add(key, 0, self.duration + 1)
-        try:
-            count = self.cache.incr(key)
-        except ValueError:  # expired between add and incr
-            self.cache.add(key, 1, self.duration + 1)
-            count = 1
         self._wait = (window + 1) * self.duration - now
-        return count <= self.num_requests
+        return count_up(self.cache, f"{self.key}:{window}", self.duration + 1) <= self.num_requests
 
     def wait(self) -> float | None:
         return max(0.0, self._wait)

@@ -54,3 +54,14 @@ class DatabaseCache(db.DatabaseCache):
     async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
         """See incr(). BaseCache.aincr would do its own aget and aset, which are not atomic."""
         return await sync_to_async(self.incr, thread_sensitive=True)(key, delta, version)
+
+
+def count_up(cache, key: str, timeout: float) -> int:
+    """One more at `key` (made with `timeout` if new), atomically on any backend that has an atomic
+    `incr` (Redis, locmem, the DatabaseCache above); returns the new count."""
+    cache.add(key, 0, timeout=timeout)
+    try:
+        return cache.incr(key)
+    except ValueError:  # expired between add and incr
+        cache.set(key, 1, timeout=timeout)
+        return 1

@@ -19,6 +19,7 @@ from django.http import HttpRequest
 
 from accounts.models import AccessToken, User
 from accounts.services import access_token_authenticate, user_has_mfa
+from hub.cache import count_up
 
 logger = logging.getLogger(__name__)
 
@@ -70,11 +71,7 @@ def check_throttle(username: str, remote_addr: str) -> None:
 def record_failure(username: str, remote_addr: str) -> None:
     window, _, _ = _limits()
     for key in _throttle_keys(username, remote_addr):
-        cache.add(key, 0, timeout=window)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=window)
+        count_up(cache, key, window)
 
 
 def _clear_account_failures(username: str, remote_addr: str) -> None:
