@@ -10,6 +10,7 @@ references resolved by Django.
 
 from __future__ import annotations
 
+from django.db import connection
 from django.db.models import Expression, F, Field
 
 
@@ -40,12 +41,8 @@ class RowSQL(Expression):
 
 
 def table(model) -> str:
-    from django.db import connection
-
     return connection.ops.quote_name(model._meta.db_table)
 
 
 def column(model, field: str) -> str:
-    from django.db import connection
-
     return connection.ops.quote_name(model._meta.get_field(field).column)

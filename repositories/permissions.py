@@ -61,6 +61,11 @@ class Actor:
         return self.user is not None
 
     @property
+    def sees_public_only(self) -> bool:
+        """Anonymous, or a token that reads public repositories only: no private one is visible."""
+        return self.user is None or self.token_scope == AccessToken.Scope.PUBLIC_READ
+
+    @property
     def username(self) -> str:
         return self.user.username if self.user is not None else ""
 
@@ -109,8 +114,9 @@ def _grants(user, repositories: list[Repository]) -> _Grants:
     if others:
         collaborations = frozenset(Collaborator.objects.filter(user=user, repository_id__in=others)
                                    .values_list("repository_id", flat=True))
+    member_organizations = set(member_teams.values())
     by_teams = [r.pk for r in repositories
-                if _organization(r.namespace) and r.namespace.organization_id in member_teams.values()]
+                if _organization(r.namespace) and r.namespace.organization_id in member_organizations]
     levels: dict[int, set[str]] = {}
     if by_teams:
         rows = TeamPermission.objects.filter(repository_id__in=by_teams, team_id__in=member_teams)

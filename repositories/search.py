@@ -8,6 +8,7 @@ table; SQLite takes the simpler path of one scan.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -18,7 +19,7 @@ from django.db import connections
 from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.utils.functional import cached_property
 
-from accounts.models import AccessToken, Namespace
+from accounts.models import Namespace
 from repositories.models import Repository
 from repositories.permissions import Actor
 from repositories.selectors import repositories_visible_to
@@ -132,10 +133,12 @@ class BestMatch:
         return self.count()
 
 
-def search_queryset(*, actor: Actor, query: str) -> QuerySet[Repository] | BestMatch:
-    """What `actor` may see that matches `query`, best match first (see BestMatch); without words,
-    everything visible by stars and pulls."""
+def search_queryset(*, actor: Actor, query: str, official: bool = False) -> QuerySet[Repository] | BestMatch:
+    """What `actor` may see that matches `query` (with `official`, official images only), best match
+    first (see BestMatch); without words, everything visible by stars and pulls."""
     repositories = repositories_visible_to(actor)
+    if official:
+        repositories = repositories.filter(namespace__kind=Namespace.Kind.LIBRARY)
     query = query.strip().lower()
     if not query:
         return repositories.order_by(*POPULARITY)
@@ -153,14 +156,20 @@ def search_repositories(*, actor: Actor, query: str, offset: int, limit: int) ->
     """One page of a search and its count, both bounded like the Hub's: the count stops at
     COUNT_LIMIT, and no page starts past it (an offset of a million would read a million rows)."""
     queryset = search_queryset(actor=actor, query=query)
-    paginator = CappedCountPaginator(queryset, max(1, limit), cap=CountCap(query=query, official=False, actor=actor))
     rows = list(queryset[offset: offset + limit]) if offset < COUNT_LIMIT else []
-    return rows, paginator.shown_count
+    return rows, min(capped_count(queryset, CountCap(query=query, official=False, actor=actor)), COUNT_LIMIT)
 
 
-def _capped_count(results) -> int:
+def capped_count(results, cap: CountCap | None = None) -> int:
+    """How many `results`, counting no further than COUNT_LIMIT + 1; with `cap`, COUNT_LIMIT + 1
+    without counting while that search's public matches are known to reach the limit."""
+    if cap is not None and cap.recently_capped():
+        return COUNT_LIMIT + 1
     # Without the joins select_related adds for the rows: a count needs none of them.
-    return results.order_by().select_related(None)[: COUNT_LIMIT + 1].count()
+    count = results.order_by().select_related(None)[: COUNT_LIMIT + 1].count()
+    if cap is not None:
+        cap.remember_capped(count)
+    return count
 
 
 # Searches whose *public* matches reached COUNT_LIMIT lately, in this process: {key: when that
@@ -206,13 +215,10 @@ class CountCap:
         """`count` (the asker's, capped) reached the limit: remember it if public matches do too."""
         if count <= COUNT_LIMIT:
             return
-        sees_public_only = self.actor.user is None or self.actor.token_scope == AccessToken.Scope.PUBLIC_READ
-        if not sees_public_only:
-            public = search_queryset(actor=Actor(), query=self.query)
-            if self.official:
-                public = public.filter(namespace__kind=Namespace.Kind.LIBRARY)
-            if _capped_count(public) <= COUNT_LIMIT:
-                return
+        public_only = self.actor.sees_public_only
+        if not public_only and capped_count(search_queryset(actor=Actor(), query=self.query,
+                                                            official=self.official)) <= COUNT_LIMIT:
+            return
         with _capped_lock:
             _capped[self.key] = time.monotonic() + CAPPED_SECONDS
             _capped.move_to_end(self.key)
@@ -230,12 +236,7 @@ class CappedCountPaginator(Paginator):
 
     @cached_property
     def count(self) -> int:
-        if self.cap is not None and self.cap.recently_capped():
-            return COUNT_LIMIT + 1
-        count = _capped_count(self.object_list)
-        if self.cap is not None:
-            self.cap.remember_capped(count)
-        return count
+        return capped_count(self.object_list, self.cap)
 
     @cached_property
     def num_pages(self) -> int:
@@ -243,7 +244,7 @@ class CappedCountPaginator(Paginator):
         shown = self.shown_count
         if shown == 0 and not self.allow_empty_first_page:
             return 0
-        return max(1, -(-max(1, shown - self.orphans) // self.per_page))
+        return math.ceil(max(1, shown - self.orphans) / self.per_page)
 
     @property
     def count_is_capped(self) -> bool:

@@ -327,9 +327,7 @@ def search(request: HttpRequest) -> HttpResponse:
     official = request.GET.get("official") == "1"
     # Only what rows show: never the READMEs (up to 25,000 characters each).
     actor = Actor.for_user(request.user)
-    results = search_queryset(actor=actor, query=query).only(*rows.ROW_COLUMNS)
-    if official:
-        results = results.filter(namespace__kind=Namespace.Kind.LIBRARY)
+    results = search_queryset(actor=actor, query=query, official=official).only(*rows.ROW_COLUMNS)
     if SEARCH_SORTS[sort]:
         results = results.order_by(*SEARCH_SORTS[sort], "namespace__name", "name")
     cap = CountCap(query=query, official=official, actor=actor)
