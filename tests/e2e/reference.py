@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from tests.live import GiveUp, free_port, wait_until
+from tests.live import GiveUp, Loopback, free_port, wait_until
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
@@ -33,20 +33,12 @@ def bcrypt_hash(password: str) -> str:
 
 
 @dataclass
-class ReferenceRegistry:
+class ReferenceRegistry(Loopback):
     port: int
     root: Path
     process: subprocess.Popen
     log_path: Path
     users: dict[str, str]
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
 
     @property
     def requires_auth(self) -> bool:
