@@ -11,15 +11,18 @@ export PORT ?= 8000
 $(PY):
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
 	  echo "Python's venv module is missing. On Debian: apt-get install python3-venv"; exit 1; }
+	@echo "==> Creating the virtualenv in $(VENV)/"
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --progress-bar on --upgrade pip
 
 $(VENV)/.deps: requirements.txt | $(PY)
-	$(PIP) install --quiet -r requirements.txt
+	@echo "==> Installing the Python packages of requirements.txt into $(VENV)/ (first run: a few minutes)"
+	$(PIP) install --progress-bar on -r requirements.txt
 	touch $@
 
 $(VENV)/.dev-deps: requirements-dev.txt requirements.txt | $(PY)
-	$(PIP) install --quiet -r requirements-dev.txt
+	@echo "==> Installing the development packages of requirements-dev.txt into $(VENV)/"
+	$(PIP) install --progress-bar on -r requirements-dev.txt
 	touch $@ $(VENV)/.deps
 
 venv: $(PY)
