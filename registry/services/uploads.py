@@ -7,15 +7,17 @@ as they arrive; an upload written by several requests is verified by re-reading 
 
 from __future__ import annotations
 
-import errno
-import fcntl
+import contextlib
 import hashlib
+import logging
+import os
 import queue
 import re
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -30,6 +32,8 @@ from repositories.models import Repository
 
 CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
 HASHERS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+
+logger = logging.getLogger(__name__)
 
 
 class BackgroundHasher:
@@ -131,8 +135,7 @@ def parse_content_range(value: str) -> tuple[int, int]:
 
 def upload_start(*, repository: Repository, user) -> BlobUpload:
     upload = BlobUpload.objects.create(repository=repository, created_by=user if user is not None else None)
-    with storage.open_staged(upload.id, create=True):
-        pass
+    storage.create_staged(upload.id)
     return upload
 
 
@@ -143,113 +146,157 @@ def upload_get(*, repository: Repository, upload_id: str) -> BlobUpload:
         raise BlobUploadUnknown(detail={"uuid": upload_id[:64]}) from None
 
 
+@contextlib.contextmanager
+def _locked(upload: BlobUpload) -> Iterator[BinaryIO]:
+    """The upload's staged file under its lock, with `upload` re-read from the database under it.
+
+    Every change to an upload's bytes and to its recorded size and digest happens inside this
+    block, so the state in the database always describes the bytes in the file.
+    """
+    try:
+        with storage.locked_staged(upload.id) as handle:
+            try:
+                upload.refresh_from_db(fields=["size", "single_pass_digest"])
+            except BlobUpload.DoesNotExist:
+                raise FileNotFoundError from None
+            yield handle
+    except storage.StagedBusy:
+        raise BlobUploadInvalid("another request is writing to this upload") from None
+    except FileNotFoundError:  # finished, cancelled or swept by another request
+        BlobUpload.objects.filter(pk=upload.pk).delete()
+        raise BlobUploadUnknown(detail={"uuid": str(upload.id)}) from None
+
+
 def upload_append(*, upload: BlobUpload, body: Body, content_range: str | None = None) -> BlobUpload:
     """Write `body` at the end of the upload; the range, when given, must start exactly there."""
+    with _locked(upload) as handle:
+        _append_locked(upload, handle, body, content_range)
+    return upload
+
+
+def _append_locked(upload: BlobUpload, handle: BinaryIO, body: Body, content_range: str | None) -> None:
+    start = upload.size
+    if content_range:
+        range_start, range_end = parse_content_range(content_range)
+        if range_start != start:
+            raise RangeInvalid(
+                detail={"expected_start": start, "got": range_start},
+                headers=_range_headers(upload),
+            )
+        if body.length is not None and body.length != range_end - range_start + 1:
+            raise RangeInvalid("Content-Range does not match Content-Length", headers=_range_headers(upload))
+    handle.truncate(start)  # drop what an interrupted request may have left
+    handle.seek(start)
+    hasher = BackgroundHasher() if start == 0 else None
+    written = 0
     try:
-        handle = storage.open_staged(upload.id)
-    except FileNotFoundError:
-        upload.delete()
-        raise BlobUploadUnknown(detail={"uuid": str(upload.id)}) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno in (errno.EAGAIN, errno.EACCES):
-                raise BlobUploadInvalid("another request is writing to this upload") from None
-            raise
-        upload.refresh_from_db(fields=["size", "single_pass_digest"])
-        start = upload.size
-        if content_range:
-            range_start, range_end = parse_content_range(content_range)
-            if range_start != start:
-                raise RangeInvalid(
-                    detail={"expected_start": start, "got": range_start},
-                    headers=_range_headers(upload),
-                )
-            if body.length is not None and body.length != range_end - range_start + 1:
-                raise RangeInvalid("Content-Range does not match Content-Length", headers=_range_headers(upload))
-        handle.truncate(start)  # drop what an interrupted request may have left
-        handle.seek(start)
-        hasher = BackgroundHasher() if start == 0 else None
-        written = 0
-        try:
-            for chunk in body.chunks:
-                if hasher is not None:
-                    hasher.update(chunk)
-                handle.write(chunk)
-                written += len(chunk)
-            handle.flush()
-        except BaseException:
-            handle.truncate(start)
-            raise
-        finally:
+        for chunk in body.chunks:
             if hasher is not None:
-                hasher.close()  # whatever happened (an empty body too): no thread outlives the request
+                hasher.update(chunk)
+            handle.write(chunk)
+            written += len(chunk)
+        handle.flush()
+    except BaseException:
+        handle.truncate(start)
+        raise
+    finally:
+        if hasher is not None:
+            hasher.close()  # whatever happened (an empty body too): no thread outlives the request
     if written == 0:
-        return upload
+        return
     digest = f"sha256:{hasher.hexdigest()}" if hasher is not None else ""
     updated = BlobUpload.objects.filter(pk=upload.pk, size=start).update(
         size=start + written, single_pass_digest=digest, updated_at=timezone.now()
     )
-    if not updated:
-        raise BlobUploadInvalid("the upload changed while this request was writing")
+    if not updated:  # cancelled (or swept as stale) meanwhile
+        handle.truncate(start)
+        raise BlobUploadUnknown(detail={"uuid": str(upload.id)})
     upload.size, upload.single_pass_digest = start + written, digest
-    return upload
 
 
 def _range_headers(upload: BlobUpload) -> dict[str, str]:
     return {"Range": f"0-{max(upload.size - 1, 0)}", "Docker-Upload-UUID": str(upload.id)}
 
 
-def _staged_digest(upload: BlobUpload, algorithm: str) -> str:
-    if algorithm == "sha256" and upload.single_pass_digest:
-        return upload.single_pass_digest
+def _file_digest(handle: BinaryIO, algorithm: str) -> str:
     hasher = HASHERS[algorithm]()
-    with storage.open_staged(upload.id) as handle:
-        while chunk := handle.read(settings.REGISTRY_UPLOAD_CHUNK_BYTES):
-            hasher.update(chunk)
+    handle.seek(0)
+    while chunk := handle.read(settings.REGISTRY_UPLOAD_CHUNK_BYTES):
+        hasher.update(chunk)
     return f"{algorithm}:{hasher.hexdigest()}"
 
 
+def _staged_digest(upload: BlobUpload, handle: BinaryIO, algorithm: str) -> str:
+    """The digest of the bytes in the staged file (read under the upload's lock).
+
+    The single-pass digest was computed from exactly the bytes written, under this lock, so it
+    describes the file as long as the file still holds `size` bytes; anything else is re-read.
+    """
+    if algorithm == "sha256" and upload.single_pass_digest and os.fstat(handle.fileno()).st_size == upload.size:
+        return upload.single_pass_digest
+    return _file_digest(handle, algorithm)
+
+
 def upload_finish(*, upload: BlobUpload, digest: str, body: Body, content_range: str | None = None) -> Blob:
-    """Append the last chunk, verify the digest, publish the blob and link it to the repository."""
+    """Append the last chunk, verify the digest, publish the blob and link it to the repository.
+
+    All of it under the upload's lock: no other request can change the bytes between the check
+    and the publication.
+    """
     try:
         expected = parse_digest(digest)
     except InvalidDigest as exc:
         raise DigestInvalid(f"invalid digest: {exc}", detail={"digest": digest[:200]}) from None
     if expected.algorithm not in HASHERS:
         raise DigestInvalid("unsupported digest algorithm", detail={"digest": digest[:200]})
-    if not body.empty:
-        upload = upload_append(upload=upload, body=body, content_range=content_range)
-    else:
-        upload.refresh_from_db(fields=["size", "single_pass_digest"])
-    actual = _staged_digest(upload, expected.algorithm)
-    if actual != str(expected):
-        upload_cancel(upload=upload)
-        raise DigestInvalid(detail={"expected": str(expected), "computed": actual})
-    return _publish(upload, str(expected))
+    with _locked(upload) as handle:
+        if not body.empty:
+            _append_locked(upload, handle, body, content_range)
+        actual = _staged_digest(upload, handle, expected.algorithm)
+        if actual != str(expected):
+            storage.discard_staged(upload.id)
+            upload.delete()
+            raise DigestInvalid(detail={"expected": str(expected), "computed": actual})
+        return _publish(upload, str(expected), handle)
 
 
-def _publish(upload: BlobUpload, digest: str) -> Blob:
+def _publish(upload: BlobUpload, digest: str, handle: BinaryIO) -> Blob:
+    """Record the blob and store its bytes once: an existing blob's bytes are never rewritten."""
     now = timezone.now()
     with transaction.atomic():
         blob = Blob.objects.select_for_update().filter(digest=digest).first()
+        known = blob is not None
         if blob is None:
             try:
                 with transaction.atomic():  # a savepoint: the same blob may be finishing in another request
                     blob = Blob.objects.create(digest=digest, size=upload.size, created_at=now, last_touched_at=now)
             except IntegrityError:
                 blob = Blob.objects.select_for_update().get(digest=digest)
+                known = True
         else:
             if blob.size != upload.size:
                 raise SizeInvalid(detail={"digest": digest})
             Blob.objects.filter(pk=blob.pk).update(last_touched_at=now)
+        if not known:
+            _set_aside_unverified(digest)
         # Inside the transaction that holds the blob row: garbage collection locks the same row
         # before it deletes a file, so it can never remove the bytes we are publishing.
-        storage.commit_staged_blob(upload.id, digest)
+        storage.publish_staged(upload.id, digest, handle)
         RepositoryBlob.objects.get_or_create(repository_id=upload.repository_id, blob=blob)
         upload.delete()
     return blob
+
+
+def _set_aside_unverified(digest: str) -> None:
+    """A blob file with no row (a publish whose transaction failed) is kept only if it verifies."""
+    try:
+        with storage.open_blob(digest) as existing:
+            actual = _file_digest(existing, parse_digest(digest).algorithm)
+    except FileNotFoundError:
+        return
+    if actual != digest:
+        aside = storage.quarantine_blob(digest)
+        logger.warning("blob %s: stored bytes hash to %s; moved aside to %s", digest, actual, aside)
 
 
 def upload_cancel(*, upload: BlobUpload) -> None:
