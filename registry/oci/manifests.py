@@ -303,6 +303,8 @@ def parse_manifest(body: bytes, content_type: str | None) -> ParsedManifest:
         raise InvalidManifest("an image manifest must not have manifests")
     config = _descriptor(document["config"], "config")
     layers = [_descriptor(item, f"layers[{i}]") for i, item in enumerate(_array(document["layers"], "layers"))]
+    if config.size + sum(layer.size for layer in layers) > MAX_SIZE:
+        raise InvalidManifest(f"the sizes of config and layers add up to more than {MAX_SIZE} bytes")
     # OCI 1.1 referrers: the artifact type is artifactType, else the config's media type.
     artifact_type = declared_artifact_type or config.media_type
     return ParsedManifest(media_type=media_type, artifact_type=artifact_type, config=config, layers=layers,

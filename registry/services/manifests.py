@@ -14,7 +14,7 @@ from registry.errors import DigestInvalid, ManifestBlobUnknown, ManifestInvalid,
 from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Tag
 from registry.oci import mediatypes
 from registry.oci.digests import InvalidDigest, is_valid_digest, parse_digest
-from registry.oci.manifests import InvalidManifest, ParsedManifest, image_platform, parse_manifest
+from registry.oci.manifests import MAX_SIZE, Descriptor, InvalidManifest, ParsedManifest, image_platform, parse_manifest
 from registry.oci.names import is_attachment_tag, is_valid_tag
 from registry.signals import image_pushed, tag_deleted
 from repositories.models import Repository
@@ -109,6 +109,35 @@ def _platforms_of_index(parsed: ParsedManifest, children: dict[str, Manifest]) -
     return platforms
 
 
+def _size_mismatch(where: str, descriptor: Descriptor, stored: int, what: str) -> ManifestInvalid:
+    return ManifestInvalid(
+        f"{where} declares size {descriptor.size} for {descriptor.digest}, but the stored {what} "
+        f"has {stored} bytes",
+        detail={"digest": descriptor.digest, "size": descriptor.size, "stored_size": stored},
+    )
+
+
+def _check_declared_sizes(parsed: ParsedManifest, *, blobs: dict[str, Blob], children: dict[str, Manifest],
+                          subject_size: int | None) -> None:
+    """Every descriptor's size is the size of what it names here: no manifest promises other sizes.
+
+    Like every check on a body the client sent, a mismatch is MANIFEST_INVALID (the blob exists;
+    MANIFEST_BLOB_UNKNOWN is for one that does not).
+    """
+    named = [("config", parsed.config)] if parsed.config is not None else []
+    named += [(f"layers[{i}]", layer) for i, layer in enumerate(parsed.layers)]
+    for where, descriptor in named:
+        stored = blobs[descriptor.digest].size
+        if descriptor.size != stored:
+            raise _size_mismatch(where, descriptor, stored, "blob")
+    for i, descriptor in enumerate(parsed.manifests):
+        stored = children[descriptor.digest].size
+        if descriptor.size != stored:
+            raise _size_mismatch(f"manifests[{i}]", descriptor, stored, "manifest")
+    if parsed.subject is not None and subject_size is not None and parsed.subject.size != subject_size:
+        raise _size_mismatch("subject", parsed.subject, subject_size, "manifest")
+
+
 def manifest_put(*, repository: Repository, reference: str, body: bytes, content_type: str | None,
                  user) -> Manifest:
     """Store a pushed manifest (exact bytes) and point the tag at it when `reference` is a tag."""
@@ -145,12 +174,20 @@ def manifest_put(*, repository: Repository, reference: str, body: bytes, content
         if needed not in children:
             raise ManifestBlobUnknown(detail={"digest": needed})
 
+    subject_size = None
+    if parsed.subject is not None:  # a subject may be pushed later; compare its size only when it is here
+        subject_size = (Manifest.objects.filter(repository=repository, digest=parsed.subject.digest)
+                        .values_list("size", flat=True).first())
+    _check_declared_sizes(parsed, blobs=blobs, children=children, subject_size=subject_size)
+
     if parsed.is_index:
         platforms = _platforms_of_index(parsed, children)
         total_size = sum(p["size"] for p in platforms)
     else:
         platforms = _platforms_of_image(parsed, digest)
         total_size = sum(layer.size for layer in parsed.layers) + (parsed.config.size if parsed.config else 0)
+    if total_size > MAX_SIZE:  # the parser bounds an image's sum; an index adds up its children's totals
+        raise ManifestInvalid(f"the sizes this manifest names add up to more than {MAX_SIZE} bytes")
 
     now = timezone.now()
     is_attachment = parsed.subject is not None or (tag_name is not None and is_attachment_tag(tag_name))

@@ -334,6 +334,19 @@ def test_size_overflowing_to_infinity():
     invalid(body, match="must be an integer, not a number")
 
 
+@pytest.mark.parametrize("sizes", [(2**63 - 1, 1, 0), (0, 2**63 - 1, 2**63 - 1), (2**62, 2**62, 2**62)])
+def test_sizes_adding_up_past_int64(sizes):
+    document = image()
+    document["config"]["size"], document["layers"][0]["size"], document["layers"][1]["size"] = sizes
+    invalid(document, match="add up to more than")
+
+
+def test_sizes_adding_up_to_int64_exactly():
+    document = image()
+    document["config"]["size"], document["layers"][0]["size"], document["layers"][1]["size"] = (2**63 - 4, 1, 2)
+    assert parse_manifest(encode(document), None).config.size == 2**63 - 4
+
+
 @pytest.mark.parametrize("missing", ["mediaType", "digest", "size"])
 def test_descriptor_requires(missing):
     document = image()
