@@ -26,15 +26,27 @@ def is_digest_reference(reference: str) -> bool:
     return ":" in reference
 
 
+def is_valid_reference(reference: str) -> bool:
+    """A tag or a digest: anything else names nothing (and never reaches a query)."""
+    return is_valid_digest(reference) if is_digest_reference(reference) else is_valid_tag(reference)
+
+
+def unknown_reference(reference: str) -> ManifestUnknown:
+    """Reading or deleting by a reference that is neither a tag nor a digest: unknown, not a bad request.
+
+    That is what the OCI conformance suite expects of GET and HEAD, and what the reference
+    registry answers (its route does not match such a reference). A PUT says why instead.
+    """
+    return ManifestUnknown(detail={"reference": reference[:200], "reason": "neither a valid tag nor a digest"})
+
+
 def manifest_lookup(*, repository: Repository, reference: str) -> Manifest:
     """The manifest a tag or digest names in `repository`, or MANIFEST_UNKNOWN."""
+    if not is_valid_reference(reference):
+        raise unknown_reference(reference)
     if is_digest_reference(reference):
-        if not is_valid_digest(reference):
-            raise DigestInvalid("invalid digest", detail={"digest": reference[:200]})
         manifest = Manifest.objects.filter(repository=repository, digest=reference).first()
     else:
-        if not is_valid_tag(reference):
-            raise TagInvalid(detail={"tag": reference[:200]})
         tag = Tag.objects.filter(repository=repository, name=reference).select_related("manifest").first()
         manifest = tag.manifest if tag is not None else None
     if manifest is None:

@@ -32,11 +32,12 @@ class ManifestView(RegistryView):
 
     def _read(self, reference: str) -> Manifest:
         """The manifest a tag or digest names, found with the repository in one query (hot path)."""
-        manifest = manifest_service.manifest_fetch(
-            namespace=self.namespace_name, name=self.repository_name, reference=reference
-        )
-        if manifest is not None:
-            return manifest
+        if manifest_service.is_valid_reference(reference):
+            manifest = manifest_service.manifest_fetch(
+                namespace=self.namespace_name, name=self.repository_name, reference=reference
+            )
+            if manifest is not None:
+                return manifest
         # Slow path, for a precise error: which of the repository and the manifest is unknown?
         self.repository = self.find_repository()
         if self.repository is None:
@@ -103,6 +104,8 @@ class ManifestView(RegistryView):
         return empty(201, headers)
 
     def delete(self, request: HttpRequest, reference: str) -> HttpResponse:
+        if not manifest_service.is_valid_reference(reference):
+            raise manifest_service.unknown_reference(reference)
         if manifest_service.is_digest_reference(reference):
             manifest = manifest_service.manifest_lookup(repository=self.repository, reference=reference)
             manifest_service.manifest_delete(repository=self.repository, manifest=manifest, user=self.access.user)

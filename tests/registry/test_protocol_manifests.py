@@ -179,10 +179,47 @@ def test_unknown_repository_for_its_owner(client, alice):
     assert_error(response, 404, "NAME_UNKNOWN")
 
 
-@pytest.mark.parametrize("reference", ["sha256:zz", "sha256:" + "a" * 63])
-def test_malformed_digest_reference(client, name, token, auth, reference):
+# Neither a tag nor a digest: nothing can be stored under it, so it is unknown (404), as the OCI
+# conformance suite (".INVALID_MANIFEST_NAME") and the reference registry (whose route does not
+# match such a reference) answer. Only a PUT, which would store something, says why (400).
+INVALID_REFERENCES = [
+    ".INVALID_MANIFEST_NAME", "-bad", "a" * 129, "has%20space", "%E2%9C%93", "a%00b", "sha256:zz",
+    "sha256:baddigeststring", "sha256:" + "a" * 63, "md5:" + "a" * 32, ":", "sha256:",
+]
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+@pytest.mark.parametrize("reference", INVALID_REFERENCES)
+def test_read_by_an_invalid_reference_is_manifest_unknown(client, name, token, auth, method, reference):
     _push_of_type(client, name, token, OCI_MANIFEST)
-    assert_error(client.get(f"/v2/{name}/manifests/{reference}", **auth), 400, "DIGEST_INVALID")
+    response = getattr(client, method)(f"/v2/{name}/manifests/{reference}", **auth)
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    assert response["Content-Type"] == "application/json"
+
+
+@pytest.mark.parametrize("reference", INVALID_REFERENCES)
+def test_delete_by_an_invalid_reference_is_manifest_unknown(client, alice, name, token, reference):
+    _push_of_type(client, name, token, OCI_MANIFEST)
+    response = client.delete(f"/v2/{name}/manifests/{reference}", **pull_push(client, alice, name, "*"))
+    assert_error(response, 404, "MANIFEST_UNKNOWN")
+    assert Manifest.objects.count() == 1
+
+
+@pytest.mark.parametrize("reference", [".INVALID_MANIFEST_NAME", "a%00b"])
+def test_an_invalid_reference_in_an_unknown_repository_is_name_unknown(client, alice, reference):
+    name = f"{alice.username}/never"
+    response = client.get(f"/v2/{name}/manifests/{reference}", **pull_push(client, alice, name))
+    assert_error(response, 404, "NAME_UNKNOWN")
+
+
+@pytest.mark.parametrize(("reference", "code"), [
+    ("sha256:baddigeststring", "DIGEST_INVALID"), ("sha256:" + "a" * 63, "DIGEST_INVALID"),
+    (".INVALID_MANIFEST_NAME", "TAG_INVALID"), ("a%00b", "TAG_INVALID"),
+])
+def test_put_by_an_invalid_reference_is_still_400(client, name, token, auth, reference, code):
+    body = _push_of_type(client, name, token, OCI_MANIFEST)
+    response = client.put(f"/v2/{name}/manifests/{reference}", data=body, content_type=OCI_MANIFEST, **auth)
+    assert_error(response, 400, code)
 
 
 # --- PUT ---------------------------------------------------------------------------------------------
