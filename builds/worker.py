@@ -31,6 +31,7 @@ from builds import constants
 from builds.executor import BuildOutcome
 from builds.runner import LocalRunner
 from builds.worker_client import HubClient, HubGone, HubReporter
+from lib import fsbroker
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -44,10 +45,11 @@ def _broker() -> tuple[str, dict]:
         return url, {"visibility_timeout": 6 * 3600}
     folder = Path(os.environ.get("HUB_BUILD_BROKER_DIR")
                   or Path(os.environ.get("HUB_DATA_DIR") or BASE_DIR / "data") / "celery")
-    for name in ("queue", "processed", "control"):
+    for name in ("queue", "processing", "malformed", "processed", "control"):
         (folder / name).mkdir(parents=True, exist_ok=True)
-    return "filesystem://", {
+    return fsbroker.URL, {  # the site's embedded broker (lib/fsbroker.py), reached through its folders
         "data_folder_in": str(folder / "queue"), "data_folder_out": str(folder / "queue"),
+        "processing_folder": str(folder / "processing"), "malformed_folder": str(folder / "malformed"),
         "processed_folder": str(folder / "processed"), "control_folder": str(folder / "control"),
         "polling_interval": 0.5, "store_processed": False,
     }

@@ -5,6 +5,8 @@ import os
 from celery import Celery
 from kombu import Queue
 
+import lib.fsbroker  # noqa: F401 - registers the embedded broker's URL scheme, wharf-fs://
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 
 app = Celery("hub")

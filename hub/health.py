@@ -35,10 +35,10 @@ def check_cache() -> None:
 def check_broker() -> None:
     from hub.celery import app
 
-    if app.conf.broker_url.startswith("filesystem://"):
+    if app.conf.broker_url.startswith(("filesystem://", "wharf-fs://")):
         # kombu's filesystem transport "connects" whatever the folders are: look at them instead.
         options = app.conf.broker_transport_options
-        for key in ("data_folder_in", "data_folder_out", "control_folder"):
+        for key in ("data_folder_in", "data_folder_out", "control_folder", "processing_folder"):
             folder = options.get(key)
             if folder and not (os.path.isdir(folder) and os.access(folder, os.W_OK | os.X_OK)):
                 raise OSError(f"broker folder {folder} is missing or not writable")

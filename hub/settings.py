@@ -265,12 +265,15 @@ if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
     CELERY_BROKER_TRANSPORT_OPTIONS: dict = {"visibility_timeout": 3600}
 else:
-    for _folder in ("queue", "processed", "control"):
+    for _folder in ("queue", "processing", "malformed", "processed", "control"):
         (CELERY_QUEUES_DIR / _folder).mkdir(parents=True, exist_ok=True)
-    CELERY_BROKER_URL = "filesystem://"
+    # kombu's filesystem transport with atomic writes and claims, malformed messages set aside (lib/fsbroker.py).
+    CELERY_BROKER_URL = "wharf-fs://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(CELERY_QUEUES_DIR / "queue"),
         "data_folder_out": str(CELERY_QUEUES_DIR / "queue"),
+        "processing_folder": str(CELERY_QUEUES_DIR / "processing"),  # same filesystem as queue/: renames
+        "malformed_folder": str(CELERY_QUEUES_DIR / "malformed"),
         "processed_folder": str(CELERY_QUEUES_DIR / "processed"),
         # The default (1 s) adds up to a second to every webhook and build. A worker whose processes are
         # all busy also waits one interval before it takes the next message; 20 ms costs ~1% of a core idle.

@@ -25,12 +25,13 @@ CELERY_SETTINGS = ("CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "CACH
 WORKER_REDIS_DB = 11  # apart from database 0, where the session's live hub has its own worker
 
 
-def test_embedded_broker_is_the_filesystem_transport(tmp_path):
+def test_embedded_broker_is_the_safe_filesystem_transport(tmp_path):
     values = settings_values(hub_env(tmp_path), *CELERY_SETTINGS)
-    assert values["CELERY_BROKER_URL"] == "filesystem://"
+    assert values["CELERY_BROKER_URL"] == "wharf-fs://"  # lib/fsbroker.py, not kombu's filesystem://
 
 
-@pytest.mark.parametrize("option", ["data_folder_in", "data_folder_out", "processed_folder", "control_folder"])
+@pytest.mark.parametrize("option", ["data_folder_in", "data_folder_out", "processing_folder", "malformed_folder",
+                                    "processed_folder", "control_folder"])
 def test_embedded_broker_keeps_its_folders_under_the_data_dir(tmp_path, option):
     options = settings_values(hub_env(tmp_path), *CELERY_SETTINGS)["CELERY_BROKER_TRANSPORT_OPTIONS"]
     assert Path(options[option]).is_relative_to(tmp_path / "celery")

@@ -1,0 +1,1 @@
+"""Infrastructure below every app: no Django imports here, so the build worker can use it too."""
