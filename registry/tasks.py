@@ -4,6 +4,7 @@ from celery import shared_task
 
 from registry.pulls import flush_pull_counters
 from registry.services.gc import cleanup_stale_uploads, collect_garbage
+from repositories.services import repository_cleanup_pending
 
 
 @shared_task(name="registry.flush_pull_counters")
@@ -13,7 +14,10 @@ def flush_pull_counters_task() -> int:
 
 @shared_task(name="registry.cleanup_stale_uploads")
 def cleanup_stale_uploads_task() -> int:
-    return cleanup_stale_uploads()
+    """Abandoned pushes: their stale uploads, then the repositories they created and never finished."""
+    removed = cleanup_stale_uploads()
+    repository_cleanup_pending()
+    return removed
 
 
 @shared_task(name="registry.collect_garbage")

@@ -46,7 +46,9 @@ class RepositoryCreateForm(forms.Form):
         data = super().clean()
         namespace = self.namespaces.get(data.get("namespace", ""))
         name = data.get("name")
-        if namespace is not None and name and Repository.objects.filter(namespace=namespace, name=name).exists():
+        # A pending repository (a push that has not finished) is taken over by the create: not "taken".
+        if namespace is not None and name and Repository.objects.filter(namespace=namespace, name=name,
+                                                                        is_pending=False).exists():
             self.add_error("name", ValidationError(f"{namespace.name}/{name} already exists.", code="taken"))
         data["namespace_obj"] = namespace
         return data

@@ -40,13 +40,21 @@ class Repository(models.Model):
     pull_count = models.BigIntegerField(default=0)
     star_count = models.IntegerField(default=0)
     source_url = models.URLField(blank=True)
+    # Created by a registry push that has not pushed a manifest yet: out of every list, page and
+    # API (repositories_visible_to) until its first manifest, so a push killed after its first
+    # upload leaves nothing in sight; removed by the stale-upload sweep when abandoned. Its name is
+    # taken all the same, and the registry treats it like any other repository.
+    is_pending = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["namespace__name", "name"]
         constraints = [models.UniqueConstraint(fields=["namespace", "name"], name="repository_unique_name")]
         indexes = [models.Index(fields=["-pull_count"]), models.Index(fields=["-last_pushed_at"]),
                    # search: the exact name matches that come first (repositories.search.BestMatch)
-                   models.Index(fields=["name"], name="repository_name")]
+                   models.Index(fields=["name"], name="repository_name"),
+                   # the cleanup of abandoned pushes reads only the few pending rows
+                   models.Index(fields=["created_at"], name="repository_pending",
+                                condition=models.Q(is_pending=True))]
         verbose_name_plural = "repositories"
 
     def __str__(self) -> str:

@@ -62,7 +62,7 @@ def repository_for_request(request, namespace: str, name: str, *, need: str = PU
     """The repository, or 404 when it does not exist or the user may not `need` it (never 403)."""
     repository = (
         Repository.objects.select_related("namespace", "namespace__user", "namespace__organization")
-        .filter(namespace__name=namespace, name=name, namespace__deleted_at=None)
+        .filter(namespace__name=namespace, name=name, namespace__deleted_at=None, is_pending=False)
         .first()
     )
     if repository is None:
@@ -140,7 +140,8 @@ def recent_activity(user, namespaces: list[Namespace], limit: int = 15) -> list[
 
 
 def public_repositories() -> QuerySet[Repository]:
-    return Repository.objects.select_related("namespace").filter(is_private=False, namespace__deleted_at=None)
+    return Repository.objects.select_related("namespace").filter(is_private=False, is_pending=False,
+                                                                 namespace__deleted_at=None)
 
 
 def explore_sections(limit: int = 12) -> dict[str, list[Repository]]:

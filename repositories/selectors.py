@@ -13,14 +13,17 @@ from repositories.permissions import Actor
 
 
 def repositories_visible_to(actor: Actor) -> QuerySet[Repository]:
-    """Repositories `actor` may pull: every public one plus the private ones they are allowed.
+    """Repositories `actor` may pull: every public one plus the private ones they are allowed;
+    never one still waiting for the first manifest of the push that created it.
 
     Each grant is a small subquery over the user's own rows (their namespaces, collaborations,
     team grants), so the rule is a test on the repository row alone: a search or a page reads
     the rows it needs, never the whole table. (Joining the grant tables instead made PostgreSQL
     build the set of every visible id for each query, ~0.5 s at 100,000 repositories.)
     """
-    repositories = Repository.objects.select_related("namespace")
+    # A repository a push created shows from its first manifest (Repository.is_pending): a test on
+    # the row itself, like is_private, so every index the lists use still serves them.
+    repositories = Repository.objects.select_related("namespace").filter(is_pending=False)
     if actor.sees_public_only:
         return repositories.filter(is_private=False)
     return repositories.filter(VisibleTo(actor.user.pk, staff=actor.user.is_staff))

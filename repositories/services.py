@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Namespace, User
-from registry.models import Blob
+from registry.models import Blob, RepositoryBlob
 from registry.services.gc import sweep_blob
 from registry.signals import repository_deleted
 from repositories.models import Collaborator, Repository, Star, TeamPermission, validate_repository_name
@@ -24,8 +26,14 @@ def namespace_default_private(namespace: Namespace) -> bool:
 
 
 def repository_create(*, namespace: Namespace, name: str, user=None, is_private: bool | None = None,
-                      description: str = "", full_description: str = "") -> Repository:
-    """Create a repository; the caller has checked the user may create in `namespace`."""
+                      description: str = "", full_description: str = "", pending: bool = False) -> Repository:
+    """Create a repository; the caller has checked the user may create in `namespace`.
+
+    `pending` for a registry push's implicit create (Repository.is_pending). A create on purpose of
+    a name a push left pending takes that repository over (made visible, with these settings): the
+    name stays taken by one row, and the person creating it is not told it exists when they cannot
+    see it.
+    """
     validate_repository_name(name)
     if namespace.is_tombstone:
         raise ValidationError("This namespace no longer exists.", code="tombstone")
@@ -33,23 +41,27 @@ def repository_create(*, namespace: Namespace, name: str, user=None, is_private:
         raise ValidationError("The short description is limited to 100 characters.", code="description")
     if is_private is None:
         is_private = namespace_default_private(namespace)
+    values = {"is_private": is_private, "created_by": user, "description": description,
+              "full_description": full_description}
     try:
         with transaction.atomic():
-            return Repository.objects.create(
-                namespace=namespace, name=name, is_private=is_private, created_by=user,
-                description=description, full_description=full_description,
-            )
+            return Repository.objects.create(namespace=namespace, name=name, is_pending=pending, **values)
     except IntegrityError:
-        raise ValidationError(f"{namespace.name}/{name} already exists.", code="taken") from None
+        pass
+    # Only while it is still pending: the push's first manifest, or another create, may have won.
+    if not pending and Repository.objects.filter(namespace=namespace, name=name, is_pending=True).update(
+            is_pending=False, created_at=timezone.now(), **values):
+        return Repository.objects.select_related("namespace").get(namespace=namespace, name=name)
+    raise ValidationError(f"{namespace.name}/{name} already exists.", code="taken")
 
 
 def repository_get_or_create_for_push(*, namespace: Namespace, name: str, user) -> Repository:
-    """The repository a push goes to, created on first push (the token already allowed it)."""
+    """The repository a push goes to, created pending on first push (the token already allowed it)."""
     repository = Repository.objects.filter(namespace=namespace, name=name).select_related("namespace").first()
     if repository is not None:
         return repository
     try:
-        return repository_create(namespace=namespace, name=name, user=user)
+        return repository_create(namespace=namespace, name=name, user=user, pending=True)
     except ValidationError:
         # Lost a race with a concurrent first push: the repository exists now.
         return Repository.objects.select_related("namespace").get(namespace=namespace, name=name)
@@ -102,9 +114,43 @@ def repository_delete(*, repository: Repository, user=None) -> None:
         blob_ids = list(Blob.objects.filter(repository_links__repository=repository).values_list("pk", flat=True))
         repository_deleted.send(sender=Repository, repository_snapshot=repository_snapshot(repository), user=user)
         repository.delete()
+    _sweep_unlinked_blobs(blob_ids)
+
+
+def _sweep_unlinked_blobs(blob_ids: list[int]) -> None:
     cutoff = timezone.now()
     for blob_id in blob_ids:
         sweep_blob(blob_id, cutoff, require_unlinked=True)
+
+
+def repository_cleanup_pending(*, older_than: timedelta | None = None) -> int:
+    """Delete the repositories pushes created and abandoned before their first manifest; how many.
+
+    Abandoned: pending, created more than `older_than` ago (default: the stale-upload age), with no
+    manifest, no upload left (the stale-upload sweep runs first) and no blob linked or touched in
+    that time. Each is re-checked under a row lock. Nobody ever saw one, so nothing is
+    announced (no repository_deleted webhook); blobs only it linked go with it.
+    """
+    if older_than is None:
+        older_than = timedelta(hours=settings.REGISTRY_STALE_UPLOAD_HOURS)
+    cutoff = timezone.now() - older_than
+    deleted = 0
+    for repository_id in list(Repository.objects.filter(is_pending=True, created_at__lt=cutoff)
+                              .values_list("pk", flat=True)):
+        with transaction.atomic():
+            repository = (Repository.objects.select_for_update()
+                          .filter(pk=repository_id, is_pending=True, created_at__lt=cutoff).first())
+            if repository is None or repository.manifests.exists() or repository.uploads.exists():
+                continue
+            if RepositoryBlob.objects.filter(repository=repository).filter(
+                    Q(created_at__gte=cutoff) | Q(blob__last_touched_at__gte=cutoff)).exists():
+                continue  # a push linked or checked one of its blobs lately: it may be about to finish
+            blob_ids = list(Blob.objects.filter(repository_links__repository=repository)
+                            .values_list("pk", flat=True))
+            repository.delete()
+        _sweep_unlinked_blobs(blob_ids)
+        deleted += 1
+    return deleted
 
 
 def star_add(*, repository: Repository, user) -> bool:

@@ -223,6 +223,9 @@ def manifest_put(*, repository: Repository, reference: str, body: bytes, content
                 "created_at": now, "pushed_by": user,
             },
         )
+        if repository.is_pending:  # the push that created the repository pushed its first manifest
+            Repository.objects.filter(pk=repository.pk).update(is_pending=False)
+            repository.is_pending = False
         if created:
             ManifestBlob.objects.bulk_create([ManifestBlob(manifest=manifest, blob=b) for b in blobs.values()])
             ManifestChild.objects.bulk_create([ManifestChild(parent=manifest, child=c) for c in children.values()])
