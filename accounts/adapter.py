@@ -1,13 +1,30 @@
+from typing import Any
+
 from allauth.account.adapter import DefaultAccountAdapter
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.http import HttpRequest
 
 from accounts.services import namespace_check_available
+from accounts.throttles import (
+    TooManyAttempts,
+    account_for_identifier,
+    client_address,
+    login_check_allowed,
+    login_record_failure,
+)
+
+THROTTLED_ATTRIBUTE = "wharf_login_throttled"  # set on the request when the failure budget is used up
+
+
+def _identifier(credentials: dict[str, Any]) -> str:
+    return str(credentials.get("username") or credentials.get("email") or "")
 
 
 class AccountAdapter(DefaultAccountAdapter):
-    """Sign-up rules: usernames are namespaces (Docker Hub rules, reserved words, tombstones)."""
+    """Sign-up rules: usernames are namespaces (Docker Hub rules, reserved words, tombstones).
+    Password logins (the login form, which the admin goes through, and reauthentication) share the
+    failure budget of every other door (accounts.throttles) instead of allauth's own."""
 
     def is_open_for_signup(self, request: HttpRequest) -> bool:
         return getattr(settings, "HUB_SIGNUP_OPEN", True)
@@ -19,3 +36,23 @@ class AccountAdapter(DefaultAccountAdapter):
         if not shallow:
             namespace_check_available(name=username)
         return username
+
+    def get_client_ip(self, request: HttpRequest) -> str:
+        address = client_address(request)
+        if not address:
+            raise PermissionDenied("Unable to determine client IP address")
+        return address
+
+    def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        identifier = _identifier(credentials)
+        try:
+            login_check_allowed(identifier=identifier, address=client_address(request),
+                                user=account_for_identifier(identifier))
+        except TooManyAttempts as exc:
+            setattr(request, THROTTLED_ATTRIBUTE, exc)
+            raise self.validation_error("too_many_login_attempts") from None
+
+    def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
+        identifier = _identifier(credentials)
+        login_record_failure(identifier=identifier, address=client_address(request),
+                             user=account_for_identifier(identifier))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from allauth.account.decorators import secure_admin_login
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -12,6 +13,9 @@ from django.http import HttpRequest
 
 from accounts import services
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
+
+# The admin logs in through the site's login (its second factor, its failure budget), never its own form.
+admin.site.login = secure_admin_login(admin.site.login)
 
 
 class UserCreationAdminForm(AdminUserCreationForm):

@@ -28,7 +28,7 @@ from accounts.services import (
     user_access_tokens,
 )
 from hub.api import AtomicScopedRateThrottle, issue_api_token, request_access_token, service_errors_on
-from registry.auth import TooManyAttempts, authenticate_credentials, client_address
+from registry.auth import AccessTokenRequired, TooManyAttempts, authenticate_credentials, client_address
 from repositories.permissions import may_admin_organization
 
 NOT_FOUND = "Object not found."
@@ -47,11 +47,24 @@ class _CredentialsView(APIView):
     def get_authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'  # so bad credentials are a 401, not a 403
 
+    def initial(self, request: Request, *args, **kwargs) -> None:
+        # The login rate counts every request, malformed ones included: before content negotiation
+        # (a 406) can answer, and before the body is parsed or validated.
+        self.check_throttles(request)
+        self._rate_counted = True
+        super().initial(request, *args, **kwargs)
+
+    def check_throttles(self, request: Request) -> None:
+        if not getattr(self, "_rate_counted", False):
+            super().check_throttles(request)
+
     def _jwt_for(self, request: Request, username: str, secret: str) -> str:
         try:
             result = authenticate_credentials(username, secret, remote_addr=client_address(request))
         except TooManyAttempts as exc:
             raise exceptions.Throttled(wait=exc.retry_after, detail="Too many failed login attempts.") from None
+        except AccessTokenRequired as exc:
+            raise exceptions.AuthenticationFailed(f"Incorrect authentication credentials: {exc}.") from None
         if result is None:
             raise exceptions.AuthenticationFailed(BAD_CREDENTIALS)
         return issue_api_token(user=result.user, token=result.token)

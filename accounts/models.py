@@ -11,8 +11,10 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractUser, UserManager
 from django.db import models, transaction
 from django.utils import timezone
+from django.utils.crypto import salted_hmac
 
 from accounts.names import validate_namespace_name
+from accounts.revocation import credentials_revoked
 
 
 class User(AbstractUser):
@@ -34,6 +36,10 @@ class User(AbstractUser):
     default_private = models.BooleanField(
         default=False, help_text="New repositories created by a push are private."
     )
+    # Moves when the password changes, two-factor authentication is turned on or the account is
+    # deactivated: every credential derived from the password (sessions, Hub API JWTs, refresh and
+    # registry tokens) carries the value it was issued at and dies when it moves.
+    credentials_epoch = models.PositiveBigIntegerField(default=0, editable=False)
 
     objects = UserManager()
 
@@ -47,10 +53,34 @@ class User(AbstractUser):
         # A user always owns the namespace of their name; claiming it in the same transaction
         # means a name taken by an organization or a tombstone makes the whole save fail.
         creating = self._state.adding
+        # set_password() leaves the new password in `_password` until saved (a rehash on login does not).
+        ends_credentials = not creating and (self._password is not None or not self.is_active)
+        if not creating:
+            update_fields = kwargs.get("update_fields")
+            if ends_credentials:
+                self.credentials_epoch = models.F("credentials_epoch") + 1
+                if update_fields is not None:
+                    kwargs["update_fields"] = {*update_fields, "credentials_epoch"}
+            elif update_fields is None:
+                # Never write back an epoch read before someone else moved it.
+                skipped = {"credentials_epoch", *self.get_deferred_fields()}
+                kwargs["update_fields"] = [field.attname for field in self._meta.concrete_fields
+                                           if not field.primary_key and field.attname not in skipped]
         with transaction.atomic():
             super().save(*args, **kwargs)
             if creating:
                 Namespace.objects.create(name=self.username, kind=Namespace.Kind.USER, user=self)
+        if ends_credentials:
+            self.refresh_from_db(fields=["credentials_epoch"])
+            credentials_revoked()
+
+    def get_session_auth_hash(self) -> str:
+        """Django's (an HMAC of the password hash), which also changes with the credentials epoch, so
+        the sessions logged in before the epoch moved are logged out."""
+        if not self.credentials_epoch:
+            return super().get_session_auth_hash()
+        return salted_hmac("wharf.accounts.session", f"{self.password}\0{self.credentials_epoch}",
+                           algorithm="sha256").hexdigest()
 
     @property
     def display_name(self) -> str:

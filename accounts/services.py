@@ -6,11 +6,12 @@ from datetime import datetime
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 from django.utils import timezone
 
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
 from accounts.names import validate_namespace_name
+from accounts.revocation import credentials_revoked
 from repositories.models import Repository
 from repositories.services import repository_delete
 
@@ -182,6 +183,13 @@ def user_has_mfa(user: User) -> bool:
     from allauth.mfa.models import Authenticator
 
     return Authenticator.objects.filter(user=user, type=Authenticator.Type.TOTP).exists()
+
+
+def user_credentials_end(*, user_id: int) -> None:
+    """End every credential the account's password made (sessions, Hub API JWTs, refresh and registry
+    tokens): they carry the credentials epoch they were issued at, which moves here."""
+    User.objects.filter(pk=user_id).update(credentials_epoch=F("credentials_epoch") + 1)
+    credentials_revoked()
 
 
 def user_delete(*, user: User) -> None:

@@ -5,6 +5,7 @@ Views only parse input, call a service and pick a template; rules live in accoun
 
 from __future__ import annotations
 
+from allauth.account.views import LoginView as AllauthLoginView
 from django.contrib import messages
 from django.contrib.auth import logout
 from django.contrib.auth.decorators import login_required
@@ -16,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
 from accounts import services
+from accounts.adapter import THROTTLED_ATTRIBUTE
 from accounts.forms import (
     AccessTokenForm,
     AddMemberForm,
@@ -33,6 +35,22 @@ from repositories.permissions import may_admin_organization
 
 def _error_text(error: ValidationError) -> str:
     return " ".join(error.messages)
+
+
+# --- Login ----------------------------------------------------------------------------------
+
+
+class LoginView(AllauthLoginView):
+    """allauth's login (the admin's too), answering 429 with Retry-After while the account or the
+    address has used its failure budget (accounts.throttles), like every other door."""
+
+    def form_invalid(self, form) -> HttpResponse:
+        response = super().form_invalid(form)
+        throttled = getattr(self.request, THROTTLED_ATTRIBUTE, None)
+        if throttled is not None:
+            response.status_code = 429
+            response["Retry-After"] = str(throttled.retry_after)
+        return response
 
 
 # --- Account settings -----------------------------------------------------------------------

@@ -3,7 +3,8 @@
 Hub API JWTs are signed with the registry's ES256 key but carry their own audience
 (`<HUB_PUBLIC_URL>/v2/api`), so the registry refuses them and this API refuses registry tokens.
 A JWT made from a personal access token keeps that token's scope and dies with it; one made from
-a password dies when the password changes.
+a password carries the account's credentials epoch and dies when it moves (password changed, two-factor
+authentication turned on, account deactivated).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
 from accounts.models import AccessToken, User
+from accounts.throttles import client_address
 from hub.cache import count_up
 from registry.auth import TooManyAttempts
 from registry.tokens import ALGORITHM, LEEWAY_SECONDS, MAX_TOKEN_LENGTH, get_signing_key
@@ -57,6 +59,7 @@ def issue_api_token(*, user: User, token: AccessToken | None = None) -> str:
         claims["pat"] = token.pk
     else:
         claims["pwd"] = _password_fingerprint(user)
+        claims["ep"] = user.credentials_epoch
     key = get_signing_key()
     return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"typ": "JWT", "kid": key.kid})
 
@@ -73,7 +76,11 @@ class AtomicScopedRateThrottle(ScopedRateThrottle):
     """DRF's scoped rate (`throttle_scope`, DEFAULT_THROTTLE_RATES) as one counter per fixed window,
     added and incremented atomically in the cache. DRF's own reads the request history, appends and
     writes it back, so parallel requests each read the same history and most of them go uncounted.
-    A fixed window lets at most twice the rate through across a window's edge."""
+    A fixed window lets at most twice the rate through across a window's edge. The caller's address is
+    accounts.throttles.client_address (X-Forwarded-For only behind a proxy), not DRF's own reading."""
+
+    def get_ident(self, request) -> str:
+        return client_address(request)
 
     def allow_request(self, request, view) -> bool:
         self.scope = getattr(view, self.scope_attr, None)
@@ -127,7 +134,7 @@ class JWTAuthentication(BaseAuthentication):
             access_token = AccessToken.objects.filter(pk=claims["pat"], user=user).first()
             if access_token is None or not access_token.is_active():
                 raise exceptions.AuthenticationFailed("The access token behind this JWT was revoked or expired.")
-        elif claims.get("pwd") != _password_fingerprint(user):
+        elif claims.get("pwd") != _password_fingerprint(user) or claims.get("ep") != user.credentials_epoch:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
         return user, ApiCredentials(access_token=access_token, claims=claims)
 

@@ -113,7 +113,10 @@ ALLOWED_HOSTS = [_public.hostname, *envlist("HUB_EXTRA_HOSTS")]
 if DEBUG or _public.hostname in {"127.0.0.1", "localhost"}:
     ALLOWED_HOSTS += ["127.0.0.1", "localhost", "[::1]", "testserver"]
 CSRF_TRUSTED_ORIGINS = [f"{_public.scheme}://{_public.netloc}"]
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("HUB_BEHIND_PROXY", False) else None
+# Forwarded headers (X-Forwarded-Proto, X-Forwarded-For) are believed only behind a proxy, whoever the
+# peer is: accounts.throttles.client_address is the one reader of the client address.
+HUB_BEHIND_PROXY = envbool("HUB_BEHIND_PROXY", False)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if HUB_BEHIND_PROXY else None
 USE_X_FORWARDED_HOST = False
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = _public.scheme == "https"
 SECURE_CONTENT_TYPE_NOSNIFF = True
@@ -319,9 +322,10 @@ ACCOUNT_USERNAME_MIN_LENGTH = 4
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
 ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Wharf] "
+# Failed password logins are counted by accounts.throttles for every door (the adapter replaces
+# allauth's login_failed limit): 10 per account per 5 minutes, 50 per address.
 ACCOUNT_RATE_LIMITS = {
     "login": "30/m/ip",
-    "login_failed": "10/m/ip,5/5m/key",
     "signup": "20/m/ip",
     "reset_password": "20/m/ip,5/m/key",
 }
@@ -375,6 +379,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "hub.api.HubPagination",
     "EXCEPTION_HANDLER": "hub.api.exception_handler",
     "DEFAULT_THROTTLE_RATES": {"login": env("HUB_API_LOGIN_RATE", "30/min")},
+    "NUM_PROXIES": 1 if HUB_BEHIND_PROXY else 0,  # X-Forwarded-For ignored unless behind a proxy
 }
 HUB_API_TOKEN_TTL = envint("HUB_API_TOKEN_TTL", 3600)  # seconds a /v2/users/login JWT lives
 SPECTACULAR_SETTINGS = {

@@ -3,6 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from accounts import views as account_views
 from hub import views
 from registry import urls as registry_urls
 
@@ -11,6 +12,7 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("", include("registry.urls")),
     path("", views.home, name="home"),
+    path("accounts/login/", account_views.LoginView.as_view(), name="account_login"),  # 429 when throttled
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),
     path("", include("repositories.urls")),

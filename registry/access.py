@@ -72,7 +72,13 @@ class RegistryAccess:
 
 def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> RegistryAccess:
     """Identify the caller or raise Unauthorized with the challenge that tells the client what to do."""
-    from registry.auth import TooManyAttempts, authenticate_credentials, client_address, parse_basic_authorization
+    from registry.auth import (
+        AccessTokenRequired,
+        TooManyAttempts,
+        authenticate_credentials,
+        client_address,
+        parse_basic_authorization,
+    )
     from registry.tokens import verify_registry_token
 
     header = request.META.get("HTTP_AUTHORIZATION", "")
@@ -92,6 +98,8 @@ def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> R
                 result = authenticate_credentials(username, password, remote_addr=client_address(request))
             except TooManyAttempts as exc:
                 raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
+            except AccessTokenRequired as exc:
+                raise Unauthorized(str(exc), headers={"WWW-Authenticate": challenge(scope)}) from None
             if result is not None:
                 actor = Actor.for_user(result.user, result.token)
                 return RegistryAccess(username=result.user.username, actor=actor)

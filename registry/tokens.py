@@ -2,7 +2,11 @@
 
 - Keys: an ES256 (P-256) key and a self-signed certificate for it, made on first use in KEYS_DIR.
 - `issue_registry_token`: the intersection of the asked and allowed actions, as a signed JWT.
-- `verify_registry_token`: what the registry views call on every request (cached per token).
+- `verify_registry_token`: what the registry views call on every request (cached per token). A token
+  names the account (`uid`) and the personal access token (`pat`) or credentials epoch (`ep`) it came
+  from; one issued before the last revocation anywhere (accounts.revocation, read from the cache every
+  few seconds) is checked against the database once, so a revoked token stops working within seconds
+  without a query per request.
 - Refresh tokens: the docker CLI logs in once (GET, `offline_token=true`) and then trades the
   refresh token for access tokens with POST. They carry another audience, so neither kind of
   token is ever accepted in place of the other.
@@ -31,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
@@ -38,9 +43,11 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import AccessToken, Namespace, User
+from accounts.revocation import revocation_epoch
 from accounts.services import user_has_mfa
 from hub.keyfiles import create_exclusively, load_or_create_p256_key
 from registry.auth import (
+    AccessTokenRequired,
     Authenticated,
     TooManyAttempts,
     authenticate_credentials,
@@ -223,8 +230,10 @@ def allowed_repository_actions(actor: Actor, name: str) -> frozenset[str]:
     return frozenset({PULL, PUSH})
 
 
-def issue_registry_token(*, actor: Actor, scopes: list[Scope]) -> IssuedToken:
-    """A signed access token granting, per scope, the asked actions the actor is allowed."""
+def issue_registry_token(*, actor: Actor, scopes: list[Scope], credentials: Authenticated | None = None
+                         ) -> IssuedToken:
+    """A signed access token granting, per scope, the asked actions the actor is allowed. With the
+    `credentials` the actor logged in with, it names them, so it dies with them (verify_registry_token)."""
     access = []
     for scope in scopes:
         if scope.type == REPOSITORY:
@@ -240,6 +249,8 @@ def issue_registry_token(*, actor: Actor, scopes: list[Scope]) -> IssuedToken:
         "iss": settings.HUB_PUBLIC_URL, "sub": actor.username, "aud": settings.REGISTRY_SERVICE,
         "exp": now + expires_in, "nbf": now, "iat": now, "jti": secrets.token_urlsafe(16), "access": access,
     }
+    if credentials is not None:
+        claims.update(_credential_claims(credentials.user, credentials.token))
     return IssuedToken(token=_sign(claims), expires_in=expires_in,
                        issued_at=datetime.fromtimestamp(now, UTC), access=access)
 
@@ -255,6 +266,10 @@ class RegistryClaims:
     access: tuple[dict[str, Any], ...]
     repositories: dict[tuple[str, str], frozenset[str]] = field(default_factory=dict, repr=False, compare=False)
     catalog_actions: frozenset[str] = NOTHING
+    issued_at: int = 0
+    user_id: int | None = None  # the account that logged in (`uid`), None for anonymous
+    access_token_id: int | None = None  # `pat`: the personal access token it logged in with
+    credentials_epoch: int | None = None  # `ep`: the account's epoch, when it logged in with the password
 
     def actions_for(self, namespace: str, name: str) -> frozenset[str]:
         """The granted actions on `namespace/name`; `*` implies pull, push and delete."""
@@ -289,35 +304,86 @@ class RegistryClaims:
                 repositories[key] = repositories.get(key, NOTHING) | granted
             elif type_ == REGISTRY and name == CATALOG:
                 catalog |= granted
+        credentials = {name: payload.get(name) for name in ("uid", "pat", "ep")}
+        if not all(value is None or (isinstance(value, int) and not isinstance(value, bool))
+                   for value in credentials.values()):
+            return None
         return cls(subject=subject, expires_at=int(payload["exp"]), jti=str(payload.get("jti", "")),
-                   access=tuple(access), repositories=repositories, catalog_actions=catalog)
+                   access=tuple(access), repositories=repositories, catalog_actions=catalog,
+                   issued_at=int(payload["iat"]), user_id=credentials["uid"],
+                   access_token_id=credentials["pat"], credentials_epoch=credentials["ep"])
 
 
-_verified: OrderedDict[tuple[str, str, str], RegistryClaims] = OrderedDict()
+@dataclass
+class _Verified:
+    """A verified token and what the last revocation check said about it."""
+
+    claims: RegistryClaims
+    checked_at_epoch: float = float("-inf")  # the revocation epoch it was last checked against
+    credentials_stand: bool = True
+
+
+_verified: OrderedDict[tuple[str, str, str], _Verified] = OrderedDict()
 _verified_lock = threading.Lock()
+ISSUE_MARGIN_SECONDS = 2  # `iat` is whole seconds, and a token is signed just after its login is checked
+
+
+def _credential_claims(user: User, token: AccessToken | None) -> dict[str, int]:
+    """What a token says about the credentials it came from, so that it dies with them."""
+    if token is not None:
+        return {"uid": user.pk, "pat": token.pk}
+    return {"uid": user.pk, "ep": user.credentials_epoch}
+
+
+def _credentials_stand(claims: RegistryClaims) -> bool:
+    """One query: the account is active and the access token (or the credentials epoch) unchanged."""
+    if claims.access_token_id is not None:
+        return (AccessToken.objects.filter(pk=claims.access_token_id, user_id=claims.user_id, user__is_active=True,
+                                           revoked_at=None)
+                .filter(Q(expires_at=None) | Q(expires_at__gt=timezone.now())).exists())
+    return User.objects.filter(pk=claims.user_id, is_active=True, credentials_epoch=claims.credentials_epoch).exists()
+
+
+def _survives_revocations(entry: _Verified) -> bool:
+    """False when the credentials behind the token were revoked. Checked in memory against the
+    revocation epoch; the database is asked once per token issued before a revocation."""
+    claims = entry.claims
+    if claims.user_id is None:
+        return True  # anonymous: nothing to revoke
+    epoch = revocation_epoch()
+    if claims.issued_at - ISSUE_MARGIN_SECONDS > epoch:
+        return True  # issued after the last revocation anywhere
+    if entry.checked_at_epoch < epoch:
+        entry.credentials_stand = _credentials_stand(claims)
+        entry.checked_at_epoch = epoch
+    return entry.credentials_stand
 
 
 def verify_registry_token(token: str) -> RegistryClaims | None:
-    """The claims of a valid access token for this registry, or None (bad signature, audience, times)."""
+    """The claims of a valid access token for this registry, or None (bad signature, audience, times,
+    or credentials revoked since it was issued)."""
     if not isinstance(token, str):
         return None
     cache_key = (token, settings.REGISTRY_SERVICE, str(settings.KEYS_DIR))
     with _verified_lock:
-        claims = _verified.get(cache_key)
-        if claims is not None:
-            if claims.expires_at + LEEWAY_SECONDS > time.time():
+        entry = _verified.get(cache_key)
+        if entry is not None:
+            if entry.claims.expires_at + LEEWAY_SECONDS > time.time():
                 _verified.move_to_end(cache_key)
-                return claims
-            del _verified[cache_key]
-    payload = _decode(token, audience=settings.REGISTRY_SERVICE)
-    claims = RegistryClaims.from_payload(payload) if payload is not None else None
-    if claims is None:
-        return None
-    with _verified_lock:
-        _verified[cache_key] = claims
-        while len(_verified) > VERIFIED_CACHE_SIZE:
-            _verified.popitem(last=False)
-    return claims
+            else:
+                del _verified[cache_key]
+                entry = None
+    if entry is None:
+        payload = _decode(token, audience=settings.REGISTRY_SERVICE)
+        claims = RegistryClaims.from_payload(payload) if payload is not None else None
+        if claims is None:
+            return None
+        entry = _Verified(claims)
+        with _verified_lock:
+            _verified[cache_key] = entry
+            while len(_verified) > VERIFIED_CACHE_SIZE:
+                _verified.popitem(last=False)
+    return entry.claims if _survives_revocations(entry) else None
 
 
 # --- Refresh tokens -------------------------------------------------------------------------------
@@ -338,11 +404,9 @@ def issue_refresh_token(*, user: User, token: AccessToken | None = None) -> str:
     claims: dict[str, Any] = {
         "iss": settings.HUB_PUBLIC_URL, "sub": user.username, "aud": _refresh_audience(),
         "exp": now + int(settings.REGISTRY_REFRESH_TOKEN_TTL), "nbf": now, "iat": now,
-        "jti": secrets.token_urlsafe(16), "uid": user.pk,
+        "jti": secrets.token_urlsafe(16), **_credential_claims(user, token),
     }
-    if token is not None:
-        claims["pat"] = token.pk
-    else:
+    if token is None:
         claims["pwd"] = _password_fingerprint(user)
     return _sign(claims)
 
@@ -375,6 +439,9 @@ def authenticate_refresh_token(refresh_token: str) -> Authenticated | None:
     fingerprint = payload.get("pwd")
     if not isinstance(fingerprint, str) or not constant_time_compare(fingerprint, _password_fingerprint(user)):
         return None
+    if payload.get("ep") != user.credentials_epoch:
+        logger.info("refresh token refused for %s: issued before the password changed or 2FA was turned on", subject)
+        return None
     return Authenticated(user=user, token=None)
 
 
@@ -385,8 +452,9 @@ def _error(status: int, error: str, description: str) -> JsonResponse:
     return JsonResponse({"error": error, "error_description": description, "details": description}, status=status)
 
 
-def _unauthorized() -> JsonResponse:
-    response = JsonResponse({"details": "incorrect username or password"}, status=401)
+def _unauthorized(detail: str = "incorrect username or password") -> JsonResponse:
+    # `details` is what Docker's client library prints after "unauthorized: " (as Docker Hub's does).
+    response = JsonResponse({"details": detail}, status=401)
     response["WWW-Authenticate"] = f'Basic realm="{settings.HUB_PUBLIC_URL}"'
     return response
 
@@ -426,9 +494,11 @@ def _token_get(request: HttpRequest) -> HttpResponse:
             authenticated = authenticate_credentials(*credentials, remote_addr=client_address(request))
         except TooManyAttempts as error:
             return _throttled(error)
+        except AccessTokenRequired as error:
+            return _unauthorized(str(error))
         if authenticated is None:
             return _unauthorized()
-    issued = issue_registry_token(actor=_actor(authenticated), scopes=scopes)
+    issued = issue_registry_token(actor=_actor(authenticated), scopes=scopes, credentials=authenticated)
     body = {"token": issued.token, "access_token": issued.token, "expires_in": issued.expires_in,
             "issued_at": issued.issued_at_rfc3339}
     if authenticated is not None and request.GET.get("offline_token", "").lower() in {"true", "1"}:
@@ -456,6 +526,8 @@ def _token_post(request: HttpRequest) -> HttpResponse:
             authenticated = authenticate_credentials(username, password, remote_addr=client_address(request))
         except TooManyAttempts as error:
             return _throttled(error)
+        except AccessTokenRequired as error:
+            return _unauthorized(str(error))
     elif grant_type == "refresh_token":
         if not form.get("refresh_token"):
             return _error(400, "invalid_request", "refresh_token is required")
@@ -464,7 +536,7 @@ def _token_post(request: HttpRequest) -> HttpResponse:
         return _error(400, "unsupported_grant_type", "grant_type must be password or refresh_token")
     if authenticated is None:
         return _unauthorized()
-    issued = issue_registry_token(actor=_actor(authenticated), scopes=scopes)
+    issued = issue_registry_token(actor=_actor(authenticated), scopes=scopes, credentials=authenticated)
     body = {"access_token": issued.token, "scope": issued.granted_scope, "expires_in": issued.expires_in,
             "issued_at": issued.issued_at_rfc3339}
     if form.get("access_type") == "offline":

@@ -18,8 +18,8 @@ from django.core.cache import caches
 from django.core.management import call_command
 from django.db import connection, connections
 
+from accounts.throttles import failure_keys, login_record_failure
 from hub.cache import DatabaseCache
-from registry.auth import _throttle_keys, record_failure
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.django_db(transaction=True)]
 
@@ -132,16 +132,17 @@ def throttle_on_database_cache(cache_table, settings) -> Iterator[tuple[str, str
     settings.CACHES = {"default": {"BACKEND": BACKEND, "LOCATION": cache_table}}
     username = f"user-{uuid.uuid4().hex[:8]}"
     yield username, IP
-    default_cache.delete_many(list(_throttle_keys(username, IP)))
+    default_cache.delete_many(list(failure_keys(identifier=username, address=IP, user=None)))
 
 
 def test_parallel_login_failures_are_all_counted(throttle_on_database_cache):
     username, address = throttle_on_database_cache
     assert type(caches["default"]) is DatabaseCache
 
-    run_together(lambda: [record_failure(username, address) for _ in range(TIMES)])
+    run_together(lambda: [login_record_failure(identifier=username, address=address, user=None)
+                          for _ in range(TIMES)])
 
-    account_key, ip_key = _throttle_keys(username, address)
+    account_key, ip_key = failure_keys(identifier=username, address=address, user=None)
     assert default_cache.get_many([account_key, ip_key]) == {account_key: THREADS * TIMES, ip_key: THREADS * TIMES}
 
 

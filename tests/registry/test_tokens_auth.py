@@ -10,10 +10,11 @@ from django.utils import timezone
 
 from accounts.models import User
 from accounts.services import access_token_create, access_token_revoke
+from accounts.throttles import failure_keys
 from registry.auth import (
+    AccessTokenRequired,
     Authenticated,
     TooManyAttempts,
-    _throttle_keys,
     authenticate_credentials,
     parse_basic_authorization,
 )
@@ -26,7 +27,7 @@ IP = "198.51.100.7"
 
 @pytest.fixture(autouse=True)
 def _fresh_address_counts():
-    cache.delete(_throttle_keys("", IP)[1])
+    cache.delete(failure_keys(identifier="", address=IP, user=None)[1])
 
 
 def login(username, password):
@@ -100,9 +101,10 @@ def test_expired_access_token(alice):
     assert login(alice.username, secret) is None
 
 
-def test_mfa_user_password_is_refused(alice):
+def test_mfa_user_password_is_refused_with_the_token_hint(alice):
     enable_mfa(alice)
-    assert login(alice.username, PASSWORD) is None
+    with pytest.raises(AccessTokenRequired, match="personal access token"):
+        login(alice.username, PASSWORD)
 
 
 def test_mfa_user_access_token_is_accepted(alice):
@@ -123,10 +125,11 @@ def test_throttled_after_ten_failures(alice):
         login(alice.username, PASSWORD)
 
 
-def test_throttle_is_per_address(alice):
+def test_account_budget_follows_the_account_to_other_addresses(alice):
     for _ in range(10):
         login(alice.username, "wrong-password")
-    assert authenticate_credentials(alice.username, PASSWORD, remote_addr="203.0.113.9").user == alice
+    with pytest.raises(TooManyAttempts):
+        authenticate_credentials(alice.username, PASSWORD, remote_addr="203.0.113.9")
 
 
 def test_throttle_per_address_across_usernames(db, settings):
@@ -137,13 +140,13 @@ def test_throttle_per_address_across_usernames(db, settings):
         login("anotherone", "wrong-password")
 
 
-def test_success_clears_the_account_failures(alice):
+def test_success_does_not_reset_the_account_failures(alice):
     for _ in range(9):
         login(alice.username, "wrong-password")
     assert login(alice.username, PASSWORD) is not None
-    for _ in range(9):
-        login(alice.username, "wrong-password")
-    assert login(alice.username, PASSWORD) is not None
+    login(alice.username, "wrong-password")
+    with pytest.raises(TooManyAttempts):
+        login(alice.username, PASSWORD)
 
 
 def test_throttled_error_says_when_to_retry(alice):

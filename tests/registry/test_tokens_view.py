@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Namespace
 from accounts.services import access_token_create, access_token_revoke, user_deactivate
-from registry.auth import _throttle_keys
+from accounts.throttles import failure_keys
 from tests.conftest import PASSWORD
 from tests.factories import RepositoryFactory
 
@@ -25,7 +25,7 @@ RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 
 @pytest.fixture(autouse=True)
 def _fresh_address_counts():
-    cache.delete(_throttle_keys("", "127.0.0.1")[1])
+    cache.delete(failure_keys(identifier="", address="127.0.0.1", user=None)[1])
 
 
 def basic(username, password):

@@ -1,0 +1,49 @@
+"""Receivers that end credentials: two-factor authentication turned on, tokens revoked or deleted, accounts deleted.
+
+Connected in AccountsConfig.ready(). User.save() itself moves the credentials epoch when the password
+changes or the account is deactivated; these cover what happens to the rows around it.
+"""
+
+from __future__ import annotations
+
+from allauth.mfa.models import Authenticator
+from allauth.mfa.signals import authenticator_added
+from django.contrib.auth import update_session_auth_hash
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
+
+from accounts.models import AccessToken, User
+from accounts.revocation import credentials_revoked
+from accounts.services import user_credentials_end
+
+SECOND_FACTORS = {Authenticator.Type.TOTP, "webauthn"}
+
+
+@receiver(post_save, sender=Authenticator, dispatch_uid="accounts.second_factor_added")
+def second_factor_added(sender, instance: Authenticator, created: bool, raw: bool = False, **kwargs) -> None:
+    """However it is turned on (the web flow, the admin, code), a second factor ends every credential the
+    password alone made."""
+    if created and not raw and instance.type in SECOND_FACTORS:
+        user_credentials_end(user_id=instance.user_id)
+        if Authenticator.user.is_cached(instance):  # the caller's User object carries the new epoch too
+            instance.user.refresh_from_db(fields=["credentials_epoch"])
+
+
+@receiver(authenticator_added, dispatch_uid="accounts.keep_the_session_that_added_it")
+def keep_the_session_that_added_it(sender, request, user, authenticator, **kwargs) -> None:
+    """The session that turned two-factor authentication on stays logged in; the others end."""
+    if request is not None and getattr(request, "user", None) is not None and request.user.is_authenticated:
+        request.user.refresh_from_db(fields=["credentials_epoch"])
+        update_session_auth_hash(request, request.user)
+
+
+@receiver(post_save, sender=AccessToken, dispatch_uid="accounts.access_token_saved")
+def access_token_saved(sender, instance: AccessToken, created: bool, raw: bool = False, **kwargs) -> None:
+    if not created and not raw and instance.revoked_at is not None:
+        credentials_revoked()
+
+
+@receiver(post_delete, sender=AccessToken, dispatch_uid="accounts.access_token_deleted")
+@receiver(post_delete, sender=User, dispatch_uid="accounts.user_deleted")
+def credentials_deleted(sender, **kwargs) -> None:
+    credentials_revoked()

@@ -1,0 +1,96 @@
+"""Failed password logins, counted per account and per address, for every door that takes a password.
+
+The doors: the web login (allauth's form, which the admin goes through), `/token` (Basic and the
+password grant), Basic credentials on `/v2/` and the Hub API login (`/v2/users/login`, `/v2/auth/token`).
+Each failure counts once against the ACCOUNT it names, whatever identifier names it (username or
+email, any case), and once against the caller's address. Past the account's budget (10 per 5 minutes,
+across every door and address) password logins are refused, even with the right password, until the
+window passes; personal access tokens are not passwords and keep working, so nobody can lock a victim
+out of the CLI by guessing their password.
+
+`client_address` is the one place that says who is calling: X-Forwarded-For counts only when
+HUB_BEHIND_PROXY is on (then the proxy's hop, the last one), never merely because the peer is loopback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db.models import Q
+from django.http import HttpRequest
+
+from accounts.models import User
+from hub.cache import count_up
+
+# Overridable from settings (REGISTRY_AUTH_*: the names the registry's throttle had first).
+FAILURE_WINDOW_SECONDS = 300
+MAX_FAILURES_PER_ACCOUNT = 10  # per account, across doors and addresses, in the window
+MAX_FAILURES_PER_ADDRESS = 50  # per address, whatever accounts it tries, in the window
+MAX_ADDRESS_LENGTH = 64
+
+
+class TooManyAttempts(Exception):
+    """Too many failed logins for this account or from this address: the door answers 429."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"too many failed login attempts; retry in {retry_after} seconds")
+        self.retry_after = retry_after
+
+
+def client_address(request: HttpRequest) -> str:
+    """The caller's IP: the peer, or, when HUB_BEHIND_PROXY is on, the hop the proxy appended to
+    X-Forwarded-For (the last one; earlier hops are whatever the client wrote)."""
+    if settings.HUB_BEHIND_PROXY:
+        forwarded = request.META.get("HTTP_X_FORWARDED_FOR", "")
+        hops = [hop.strip() for hop in forwarded.split(",") if hop.strip()]
+        if hops:
+            return hops[-1][:MAX_ADDRESS_LENGTH]
+    return request.META.get("REMOTE_ADDR", "")[:MAX_ADDRESS_LENGTH]
+
+
+def account_for_identifier(identifier: str) -> User | None:
+    """The one user this username or email names (any case), or None (unknown or ambiguous)."""
+    identifier = identifier.strip()
+    if not identifier or len(identifier) > 254:
+        return None
+    lookup = Q(email__iexact=identifier) if "@" in identifier else Q(username=identifier.lower())
+    users = list(User.objects.filter(lookup)[:2])
+    return users[0] if len(users) == 1 else None
+
+
+def _limits() -> tuple[int, int, int]:
+    return (
+        getattr(settings, "REGISTRY_AUTH_FAILURE_WINDOW", FAILURE_WINDOW_SECONDS),
+        getattr(settings, "REGISTRY_AUTH_MAX_FAILURES", MAX_FAILURES_PER_ACCOUNT),
+        getattr(settings, "REGISTRY_AUTH_MAX_FAILURES_PER_IP", MAX_FAILURES_PER_ADDRESS),
+    )
+
+
+def _digest(value: str) -> str:
+    # Hashed: identifiers are client input and cache backends restrict key characters.
+    return hashlib.sha256(value.encode(errors="replace")).hexdigest()
+
+
+def failure_keys(*, identifier: str, address: str, user: User | None) -> tuple[str, str]:
+    """The cache keys of the account's and the address's failure counts. An identifier naming no
+    account has a budget of its own (by its lowercased text), so unknown names are throttled too."""
+    account = f"id:{user.pk}" if user is not None else f"name:{_digest(identifier.strip().lower())}"
+    return f"login-failures:account:{account}", f"login-failures:address:{_digest(address)}"
+
+
+def login_check_allowed(*, identifier: str, address: str, user: User | None) -> None:
+    """Raise TooManyAttempts when the account or the address has used its failure budget."""
+    window, per_account, per_address = _limits()
+    account_key, address_key = failure_keys(identifier=identifier, address=address, user=user)
+    counts = cache.get_many([account_key, address_key])
+    if counts.get(account_key, 0) >= per_account or counts.get(address_key, 0) >= per_address:
+        raise TooManyAttempts(retry_after=window)
+
+
+def login_record_failure(*, identifier: str, address: str, user: User | None) -> None:
+    """Count one failed password login against the account and the address (atomically)."""
+    window, _, _ = _limits()
+    for key in failure_keys(identifier=identifier, address=address, user=user):
+        count_up(cache, key, window)
