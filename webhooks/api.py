@@ -29,7 +29,7 @@ class RepositoryAdminMixin:
         if not hasattr(self, "_repository"):
             repository = (Repository.objects.select_related("namespace")
                           .filter(namespace__name=self.kwargs["namespace"], name=self.kwargs["name"],
-                                  namespace__deleted_at=None).first())
+                                  namespace__deleted_at=None, is_pending=False).first())
             if repository is None or ADMIN not in repository_actions(request_actor(self.request), repository):
                 raise Http404("No such repository")
             self._repository = repository

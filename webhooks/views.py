@@ -30,7 +30,8 @@ SECRET_SESSION_KEY = "webhooks:new-secret:{}"
 def admin_repository(request: HttpRequest, namespace: str, name: str) -> Repository:
     """The repository when the user administers it; 404 otherwise (never tell strangers it exists)."""
     repository = (Repository.objects.select_related("namespace")
-                  .filter(namespace__name=namespace, name=name, namespace__deleted_at=None).first())
+                  .filter(namespace__name=namespace, name=name, namespace__deleted_at=None, is_pending=False)
+                  .first())
     if repository is None or ADMIN not in repository_actions(Actor.for_user(request.user), repository):
         raise Http404("No such repository")
     return repository

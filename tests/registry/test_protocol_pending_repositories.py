@@ -64,11 +64,13 @@ def _everywhere(client, user, name: str) -> dict[str, bool]:
         "profile": f"/r/{name}" in browser.get(f"/u/{namespace}").content.decode(),
         "search page": f"/r/{name}" in browser.get("/search", {"q": short}).content.decode(),
         "repository page": browser.get(f"/r/{name}").status_code == 200,
+        "webhooks page": browser.get(f"/r/{name}/webhooks").status_code == 200,
         "hub api list": short in [r["name"] for r in client.get(f"/v2/repositories/{namespace}/", **api)
                                   .json()["results"]],
         "hub api namespace list": short in [r["name"] for r in client.get(
             f"/v2/namespaces/{namespace}/repositories", **api).json()["results"]],
         "hub api detail": client.get(f"/v2/repositories/{namespace}/{short}/", **api).status_code == 200,
+        "hub api webhooks": client.get(f"/v2/repositories/{namespace}/{short}/webhooks/", **api).status_code == 200,
         "hub api search": short in [r["repo_name"].split("/")[-1] for r in client.get(
             "/v2/search/repositories/", {"query": short}, **api).json()["results"]],
         "docker search": name in [r["name"] for r in client.get(
