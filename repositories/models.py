@@ -44,7 +44,7 @@ class Repository(models.Model):
     # API (repositories_visible_to) until its first manifest, so a push killed after its first
     # upload leaves nothing in sight; removed by the stale-upload sweep when abandoned. Its name is
     # taken all the same, and the registry treats it like any other repository.
-    is_pending = models.BooleanField(default=False)
+    is_pending = models.BooleanField(default=False, db_default=False)  # rows inserted by raw SQL too
 
     class Meta:
         ordering = ["namespace__name", "name"]
