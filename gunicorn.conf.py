@@ -9,7 +9,8 @@ workers = int(os.environ.get("HUB_WEB_WORKERS") or min(4, multiprocessing.cpu_co
 threads = int(os.environ.get("HUB_WEB_THREADS") or 8)
 # Blob uploads of several GiB over slow links: a worker thread may be busy for a long time.
 timeout = int(os.environ.get("HUB_WEB_TIMEOUT") or 3600)
-graceful_timeout = 30
+# On stop, requests still running get this long; `manage.py serve` stops everything within 10 s.
+graceful_timeout = 5
 keepalive = 75
 # No request-size limit of gunicorn's own: blobs stream through Django in fixed chunks.
 limit_request_line = 8190

@@ -1,11 +1,13 @@
 """The `make run` contract: `manage.py serve` on a fresh data dir, after `migrate` and `collectstatic`,
-runs gunicorn and a Celery worker with beat, and SIGTERM stops every process it started."""
+runs gunicorn and a Celery worker with beat, restarts a child that dies, and SIGTERM (to serve, or to
+its whole process group) stops every process it started within 10 seconds."""
 
 from __future__ import annotations
 
 import os
 import re
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -21,6 +23,8 @@ from tests.hub.support import hub_env, kill_group, manage, process_group_members
 from tests.live import REPO_ROOT, GiveUp, free_port, wait_until
 
 pytestmark = pytest.mark.e2e
+
+STOP_DEADLINE = 10  # seconds from the TERM to the whole process group until every process is gone
 
 
 @dataclass
@@ -118,7 +122,7 @@ def test_data_dir_holds_a_private_generated_secret_key(served):
     assert len(key.read_text().strip()) >= 50
 
 
-@pytest.mark.parametrize("folder", ["queue", "processed", "control"])
+@pytest.mark.parametrize("folder", ["queue", "processing", "malformed", "processed", "control"])
 def test_data_dir_holds_the_celery_folders(served, folder):
     assert (served.data_dir / "celery" / folder).is_dir()
 
@@ -156,20 +160,92 @@ def test_shell_sees_a_user_who_signed_up_on_the_server(served):
     assert result.stdout.strip().splitlines()[-1] == "1"
 
 
-def test_serve_stops_the_worker_when_gunicorn_dies(data_dir):
-    served = serve(data_dir.parent, prepare=False)
-    gunicorn = [pid for pid in process_group_members(served.process.pid)
-                if b"gunicorn" in Path(f"/proc/{pid}/cmdline").read_bytes()
-                and int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1]) == served.process.pid]
-    assert len(gunicorn) == 1
-    os.kill(gunicorn[0], signal.SIGKILL)
+def command_of(pid: int) -> bytes:
     try:
-        served.process.wait(timeout=40)
-        wait_until(lambda: not process_group_members(served.process.pid), timeout=20, interval=0.2,
-                   message="the worker to stop after gunicorn died")
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def parent_of(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+
+
+def program_of(pid: int) -> bytes:
+    """The program a Python process runs: b"gunicorn", b"celery", b"manage.py"."""
+    arguments = command_of(pid).split(b"\0")
+    return arguments[1].rpartition(b"/")[2] if len(arguments) > 1 else b""
+
+
+def serve_child(served: Served, program: bytes) -> int:
+    """The PID of serve's own child running `program` (gunicorn, or the celery worker)."""
+    [pid] = [pid for pid in process_group_members(served.process.pid)
+             if program_of(pid) == program and parent_of(pid) == served.process.pid]
+    return pid
+
+
+def test_serve_restarts_gunicorn_when_it_dies(data_dir):
+    served = serve(data_dir.parent, prepare=False)
+    try:
+        gunicorn = serve_child(served, b"gunicorn")
+        os.kill(gunicorn, signal.SIGKILL)
+        wait_until(lambda: serve_child(served, b"gunicorn") != gunicorn, timeout=20, interval=0.2,
+                   message=f"serve to start gunicorn again:\n{served.log()}")
+        wait_until(lambda: requests.get(f"{served.url}/healthz", timeout=2).status_code == 200, timeout=30,
+                   message="the restarted gunicorn to answer")
+        assert served.process.poll() is None
+        assert re.search(r"serve: gunicorn \(pid \d+\) exited with signal SIGKILL; restarting it in 1 s", served.log())
     finally:
+        assert stop(served) == []
+    assert served.process.returncode == 0
+
+
+def test_serve_restarts_the_celery_worker_which_then_runs_tasks(data_dir):
+    served = serve(data_dir.parent, prepare=False)
+    try:
+        worker = serve_child(served, b"celery")
+        os.kill(worker, signal.SIGKILL)  # its pool processes and beat are left to serve, which ends them
+        wait_until(lambda: serve_child(served, b"celery") != worker, timeout=20, interval=0.2,
+                   message=f"serve to start the worker again:\n{served.log()}")
+        token = uuid.uuid4().hex
+        run_django(served.env, f"from hub.tasks import ping_task\nping_task.delay({token!r})\n")
+        probe = f"from hub.tasks import ping_result\nprint(ping_result({token!r}) is not None)\n"
+        wait_until(lambda: run_django(served.env, probe).stdout.strip().endswith("True"), timeout=45, interval=0.5,
+                   message=f"the restarted worker to run a ping:\n{served.log()}")
+        workers = [pid for pid in process_group_members(served.process.pid) if program_of(pid) == b"celery"
+                   and parent_of(pid) == served.process.pid]
+        assert workers == [serve_child(served, b"celery")], "nothing of the killed worker is left (pool, beat)"
+        assert "celery worker restarted" in served.log()
+    finally:
+        assert stop(served) == []
+
+
+def half_sent_request(served: Served) -> socket.socket:
+    """A client that sent part of its request headers and waits: a connection gunicorn is serving."""
+    client = socket.create_connection(("127.0.0.1", served.port), timeout=5)
+    client.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+    return client
+
+
+def test_term_to_the_process_group_stops_everything_within_10_seconds(data_dir):
+    """What systemd and container runtimes do: TERM to every process at once, serve's children and
+    theirs (gunicorn workers, the worker's pool processes and beat) included."""
+    served = serve(data_dir.parent, prepare=False)
+    client = half_sent_request(served)
+    try:
+        # serve, the gunicorn master and its worker, the celery worker, its pool process and beat
+        wait_until(lambda: len(process_group_members(served.process.pid)) >= 6, timeout=30,
+                   message="every process to start")
+        started = time.monotonic()
+        os.killpg(served.process.pid, signal.SIGTERM)
+        wait_until(lambda: not process_group_members(served.process.pid), timeout=STOP_DEADLINE, interval=0.1,
+                   message=f"every process of the group to exit:\n{served.log()}")
+        assert served.process.wait(timeout=1) == 0
+        assert time.monotonic() - started < STOP_DEADLINE
+        assert "restart" not in served.log(), "no child is restarted while stopping"
+    finally:
+        client.close()
         kill_group(served.process.pid)
-    assert served.process.returncode == 1
 
 
 # Last in the module on purpose: it stops the module's server.
@@ -177,7 +253,7 @@ def test_sigterm_stops_gunicorn_and_the_worker(served):
     members = process_group_members(served.process.pid)
     assert len(members) >= 4, "serve, the gunicorn master and workers, the celery worker"
     started = time.monotonic()
-    left = stop(served, timeout=40)
+    left = stop(served, timeout=STOP_DEADLINE)
     assert left == [], f"still running after SIGTERM: {left}\n{served.log()}"
     assert served.process.returncode == 0
-    assert time.monotonic() - started < 40
+    assert time.monotonic() - started < STOP_DEADLINE
