@@ -1,13 +1,41 @@
-"""gunicorn settings for Wharf. Environment: HUB_BIND, PORT, HUB_WEB_WORKERS, HUB_WEB_THREADS."""
+"""gunicorn settings for Wharf. Environment: HUB_BIND, PORT, HUB_WEB_WORKERS, HUB_WEB_WORKER, HUB_WEB_THREADS,
+HUB_HEADER_TIMEOUT, HUB_BODY_IDLE_TIMEOUT, HUB_MAX_STALLED_PER_ADDRESS, HUB_BEHIND_PROXY."""
 
 import multiprocessing
 import os
 
 bind = f"{os.environ.get('HUB_BIND', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
-worker_class = "gthread"
+
+
+def _seconds(name: str, default: float) -> float:
+    value = float(os.environ.get(name) or default)
+    if value <= 0:
+        raise ValueError(f"{name}={value}: expected a positive number of seconds")
+    return value
+
+
+def _behind_proxy() -> bool:
+    raw = (os.environ.get("HUB_BEHIND_PROXY") or "false").strip().lower()
+    if raw not in {"1", "true", "yes", "on", "0", "false", "no", "off"}:
+        raise ValueError(f"HUB_BEHIND_PROXY={raw!r}: expected true or false")
+    return raw in {"1", "true", "yes", "on"}
+
+
+# Slow clients: each connection is a greenlet (lib/slow_clients.py), so a client that sends slowly costs
+# a socket, not a thread, and every wait for its bytes is bounded (README, "Slow clients").
+worker_class = {"gevent": "lib.slow_clients.SlowClientWorker", "gthread": "gthread"}[
+    os.environ.get("HUB_WEB_WORKER") or "gevent"]
 workers = int(os.environ.get("HUB_WEB_WORKERS") or min(4, multiprocessing.cpu_count() + 1))
-threads = int(os.environ.get("HUB_WEB_THREADS") or 8)
-# Blob uploads of several GiB over slow links: a worker thread may be busy for a long time.
+threads = int(os.environ.get("HUB_WEB_THREADS") or 8)  # gthread only
+worker_connections = 1000
+# Read here, so a bad value stops gunicorn at once; handed to each worker in post_fork.
+client_limits = {
+    "header_timeout": _seconds("HUB_HEADER_TIMEOUT", 20),
+    "body_idle_timeout": _seconds("HUB_BODY_IDLE_TIMEOUT", 60),
+    # Behind a proxy every client has the proxy's address: the proxy's own timeouts bound them there.
+    "max_stalled_per_address": 0 if _behind_proxy() else int(os.environ.get("HUB_MAX_STALLED_PER_ADDRESS") or 32),
+}
+# Blob uploads of several GiB over slow links: a request may be served for a long time.
 timeout = int(os.environ.get("HUB_WEB_TIMEOUT") or 3600)
 # On stop, requests still running get this long; `manage.py serve` stops everything within 10 s.
 graceful_timeout = 5
@@ -21,6 +49,15 @@ logger_class = "hub.gunicorn_logging.RedactingLogger"  # build trigger tokens ne
 errorlog = "-"
 wsgi_app = "hub.wsgi:application"
 # sendfile() is on by default; don't set it here (gunicorn 27 reads `sendfile = True` as --no-sendfile).
+
+
+def post_fork(server, worker):
+    """Hand the slow-client limits to the worker (the class is only imported once gunicorn picked it)."""
+    if worker_class == "gthread":
+        return
+    from lib.slow_clients import ClientLimits
+
+    worker.limits = ClientLimits(keepalive=keepalive, **client_limits)
 
 
 def post_worker_init(worker):

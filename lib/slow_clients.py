@@ -1,0 +1,220 @@
+"""gunicorn's gevent worker with limits on how long a client may keep a request waiting for its bytes.
+
+gunicorn.conf.py picks `SlowClientWorker`. Every connection is a greenlet, so a client that sends
+slowly costs a socket and a few KiB, not a thread. Each read from a client is bounded:
+
+- headers: the request line and headers must all arrive within `header_timeout` of their first byte
+  (a new connection's clock starts when it is accepted);
+- body: each read may wait at most `body_idle_timeout` for the next bytes, however long the whole
+  body takes, so a multi-GiB layer over a slow link goes through and a stalled one is cut;
+- between requests on a kept-alive connection: gunicorn's `keepalive`.
+
+A read that waits longer than `stall_grace` counts as a stalled request of the client's address while
+it waits; with `max_stalled_per_address` set (not behind a proxy, where every client has the proxy's
+address), one more stalled request than that from the same address is cut at once. The count is per
+worker process.
+
+A body read that runs out of time raises `ClientTimeout` (an OSError, as a dropped connection is) in
+the application, which answers and truncates what it staged; headers or a small body (up to
+`buffered_body_bytes`, read whole before the application starts) that run out of time close the
+connection without involving the application. When the worker stops, connections that are between
+requests or still sending headers are closed at once, so only requests in progress delay the exit.
+
+No Django imports: gunicorn's arbiter loads this module before the site.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import weakref
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gevent
+from gevent import socket as gsocket
+from gunicorn.http.body import LengthReader
+from gunicorn.workers.ggevent import GeventWorker
+
+IDLE, HEADERS, BODY = "idle", "headers", "body"
+
+
+class ClientTimeout(TimeoutError):
+    """The client sent nothing for longer than its limit (or its address holds too many stalled requests)."""
+
+
+class _NotYet(Exception):
+    """No bytes yet (a wait's own timeout)."""
+
+
+@dataclass(frozen=True)
+class ClientLimits:
+    header_timeout: float = 20.0
+    body_idle_timeout: float = 60.0
+    keepalive: float = 75.0
+    stall_grace: float = 1.0
+    max_stalled_per_address: int = 0  # 0: no cap (behind a proxy)
+    buffered_body_bytes: int = 64 * 1024
+
+
+class StallCounter:
+    """Stalled reads in progress, per client address (one worker process, one OS thread: no lock)."""
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.by_address: Counter[str] = Counter()
+
+    def enter(self, address: str) -> bool:
+        if self.cap and self.by_address[address] >= self.cap:
+            return False
+        self.by_address[address] += 1
+        return True
+
+    def leave(self, address: str) -> None:
+        self.by_address[address] -= 1
+        if self.by_address[address] <= 0:
+            del self.by_address[address]
+
+
+class PacedSocket(gsocket.socket):
+    """A client connection whose reads are bounded by the phase of the request it carries."""
+
+    def __init__(self, client: gsocket.socket, address: str, limits: ClientLimits, stalls: StallCounter,
+                 log_cut: Callable[[str], None]) -> None:
+        super().__init__(client.family, client.type, fileno=client.detach())
+        self.address, self.limits, self.stalls, self.log_cut = address, limits, stalls, log_cut
+        self.phase = HEADERS
+        self.headers_deadline = time.monotonic() + limits.header_timeout
+
+    def expect_body(self) -> None:
+        self.phase = BODY
+
+    def expect_request(self) -> None:
+        self.phase = IDLE
+
+    def between_requests(self) -> bool:
+        return self.phase in (IDLE, HEADERS)
+
+    def recv(self, size: int, *args) -> bytes:
+        while True:
+            try:
+                data = self._sock.recv(size, *args)  # bytes already there (or EOF): no wait
+            except BlockingIOError:
+                if not self._wait_for_bytes():
+                    return b""
+                continue
+            if self.phase == IDLE:  # the next request begins: its headers' clock starts
+                self.phase, self.headers_deadline = HEADERS, time.monotonic() + self.limits.header_timeout
+            return data
+
+    def _wait_for_bytes(self) -> bool:
+        """Wait within the phase's limit; False: close quietly. A body that runs out of time raises
+        ClientTimeout, an OSError, in the application reading it, as when a client hangs up."""
+        if self.phase == IDLE:  # an idle kept-alive connection expires quietly
+            return self._wait_readable(self.limits.keepalive, stalled_counts=False)
+        try:
+            if self._wait_readable(self._time_left(), stalled_counts=True):
+                return True
+            raise ClientTimeout(f"{self.address} took longer than {self._limit():.0f} s "
+                                f"to send the next bytes of the request {self.phase}")
+        except ClientTimeout as exc:
+            self.log_cut(str(exc))
+            if self.phase == HEADERS:
+                return False  # as if the client hung up: no request, nothing for the application
+            raise
+
+    def _limit(self) -> float:
+        return self.limits.header_timeout if self.phase == HEADERS else self.limits.body_idle_timeout
+
+    def _time_left(self) -> float:
+        """Headers: what is left until the deadline; body: the whole idle limit again for each read."""
+        if self.phase == HEADERS:
+            return self.headers_deadline - time.monotonic()
+        return self.limits.body_idle_timeout
+
+    def _wait_readable(self, limit: float, *, stalled_counts: bool) -> bool:
+        """Wait up to `limit` seconds for bytes (or EOF); False when they did not come in time."""
+        if limit <= 0:
+            return False
+        grace = min(limit, self.limits.stall_grace)
+        if self._readable_within(grace):
+            return True
+        if not stalled_counts:
+            return self._readable_within(limit - grace)
+        if not self.stalls.enter(self.address):
+            raise ClientTimeout(f"{self.address} already holds {self.stalls.cap} stalled requests")
+        try:
+            return self._readable_within(limit - grace)
+        finally:
+            self.stalls.leave(self.address)
+
+    def _readable_within(self, seconds: float) -> bool:
+        if seconds <= 0:
+            return False
+        try:
+            gsocket.wait_read(self.fileno(), timeout=seconds, timeout_exc=_NotYet)
+        except _NotYet:
+            return False
+        return True
+
+
+class SlowClientWorker(GeventWorker):
+    """gunicorn's gevent worker with `ClientLimits` on every client read (gunicorn.conf.py sets `limits`)."""
+
+    limits = ClientLimits()
+
+    def init_process(self) -> None:
+        self.stalls = StallCounter(self.limits.max_stalled_per_address)
+        self.connections: weakref.WeakSet[PacedSocket] = weakref.WeakSet()
+        super().init_process()
+
+    def timeout_ctx(self):
+        return contextlib.nullcontext()  # PacedSocket bounds every wait for the next request itself
+
+    def handle(self, listener, client, addr) -> None:
+        paced = PacedSocket(client, _host(addr), self.limits, self.stalls, self._log_cut)
+        self.connections.add(paced)
+        super().handle(listener, paced, addr)
+
+    def handle_request(self, listener_name, req, sock, addr):
+        sock.expect_body()
+        try:
+            if not self._buffer_small_body(req, sock):
+                raise StopIteration()
+            return super().handle_request(listener_name, req, sock, addr)
+        finally:
+            sock.expect_request()
+
+    def _buffer_small_body(self, req, sock: PacedSocket) -> bool:
+        """Read a small body with a Content-Length whole before the application runs, so a client that
+        trickles it never holds the application (or a database connection); False when it timed out."""
+        reader = getattr(req.body, "reader", None)
+        length = reader.length if isinstance(reader, LengthReader) else 0
+        if not length or length > self.limits.buffered_body_bytes:
+            return True
+        try:
+            data = req.unreader.read(length)
+        except ClientTimeout:
+            return False
+        req.unreader.unread(data)
+        return len(data) == length  # shorter: the client hung up mid-body
+
+    def _log_cut(self, reason: str) -> None:
+        self.log.info("closed a slow request: %s", reason)
+
+    def handle_exit(self, sig, frame) -> None:
+        super().handle_exit(sig, frame)
+        gevent.spawn(self._close_waiting_connections)
+
+    def _close_waiting_connections(self) -> None:
+        """On stop, drop connections with no request in progress: only requests being served delay the exit."""
+        for conn in list(self.connections):
+            if conn.between_requests():
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+
+
+def _host(addr) -> str:
+    return addr[0] if isinstance(addr, tuple) else str(addr)
