@@ -138,3 +138,21 @@ def test_worker_writes_nothing_in_its_working_directory(worker):
     worker.client.send_task("hub.tasks.ping_task", args=[token])
     worker.wait_for_ping(token)
     assert sorted(path.name for path in worker.workdir.iterdir()) == []
+
+
+def test_worker_sets_malformed_messages_aside_and_runs_the_next_task(worker):
+    """An empty and a torn message in the embedded broker's queue: the worker neither stops nor
+    redelivers them; the next task runs."""
+    if worker.settings["CELERY_BROKER_URL"] != "wharf-fs://":
+        pytest.skip("the embedded broker's folders")
+    options = worker.settings["CELERY_BROKER_TRANSPORT_OPTIONS"]
+    queue = Path(options["data_folder_in"])
+    (queue / "00000000000000000_empty.celery.msg").write_bytes(b"")
+    (queue / "00000000000000001_torn.celery.msg").write_bytes(b'{"body": "eyJhcmdzIjog')
+    token = uuid.uuid4().hex
+    worker.client.send_task("hub.tasks.ping_task", args=[token])
+    worker.wait_for_ping(token)
+    assert worker.process.poll() is None
+    assert sorted(path.name for path in Path(options["malformed_folder"]).iterdir()) == [
+        "00000000000000000_empty.celery.msg", "00000000000000001_torn.celery.msg"]
+    assert "Unrecoverable error" not in worker.log_path.read_text()
