@@ -7,11 +7,11 @@ from django.http import HttpRequest
 
 from accounts.services import namespace_check_available
 from accounts.throttles import (
+    LoginAttempt,
     TooManyAttempts,
     account_for_identifier,
     client_address,
-    login_check_allowed,
-    login_record_failure,
+    login_attempt_begin,
 )
 
 THROTTLED_ATTRIBUTE = "wharf_login_throttled"  # set on the request when the failure budget is used up
@@ -44,15 +44,19 @@ class AccountAdapter(DefaultAccountAdapter):
         return address
 
     def pre_authenticate(self, request: HttpRequest, **credentials: Any) -> None:
+        """Counted as a failure now, taken back in authenticate() when the password was right."""
         identifier = _identifier(credentials)
+        self._login_attempt = None
         try:
-            login_check_allowed(identifier=identifier, address=client_address(request),
-                                user=account_for_identifier(identifier))
+            self._login_attempt = login_attempt_begin(identifier=identifier, address=client_address(request),
+                                                      user=account_for_identifier(identifier))
         except TooManyAttempts as exc:
             setattr(request, THROTTLED_ATTRIBUTE, exc)
             raise self.validation_error("too_many_login_attempts") from None
 
-    def authentication_failed(self, request: HttpRequest, **credentials: Any) -> None:
-        identifier = _identifier(credentials)
-        login_record_failure(identifier=identifier, address=client_address(request),
-                             user=account_for_identifier(identifier))
+    def authenticate(self, request: HttpRequest, **credentials: Any):
+        user = super().authenticate(request, **credentials)
+        attempt: LoginAttempt | None = getattr(self, "_login_attempt", None)
+        if user is not None and attempt is not None:
+            attempt.succeeded()
+        return user

@@ -15,7 +15,9 @@ HUB_BEHIND_PROXY is on (then the proxy's hop, the last one), never merely becaus
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.core.cache import cache
 from django.db.models import Q
@@ -51,11 +53,16 @@ def client_address(request: HttpRequest) -> str:
 
 
 def account_for_identifier(identifier: str) -> User | None:
-    """The one user this username or email names (any case), or None (unknown or ambiguous)."""
+    """The one user this username or email names (any case; any of the account's email addresses, as
+    the web login takes them), or None (unknown or ambiguous)."""
     identifier = identifier.strip()
     if not identifier or len(identifier) > 254:
         return None
-    lookup = Q(email__iexact=identifier) if "@" in identifier else Q(username=identifier.lower())
+    if "@" in identifier:
+        lookup = Q(email__iexact=identifier) | Q(pk__in=EmailAddress.objects.filter(email__iexact=identifier)
+                                                  .values("user_id"))
+    else:
+        lookup = Q(username=identifier.lower())
     users = list(User.objects.filter(lookup)[:2])
     return users[0] if len(users) == 1 else None
 
@@ -80,17 +87,30 @@ def failure_keys(*, identifier: str, address: str, user: User | None) -> tuple[s
     return f"login-failures:account:{account}", f"login-failures:address:{_digest(address)}"
 
 
-def login_check_allowed(*, identifier: str, address: str, user: User | None) -> None:
-    """Raise TooManyAttempts when the account or the address has used its failure budget."""
+@dataclass(frozen=True)
+class LoginAttempt:
+    """A password attempt, counted as a failure until it is known to have succeeded."""
+
+    keys: tuple[str, ...]
+
+    def succeeded(self) -> None:
+        """The password was right: take back the failure counted for it."""
+        for key in self.keys:
+            try:
+                cache.decr(key)
+            except ValueError:  # the window ended meanwhile
+                pass
+
+
+def login_attempt_begin(*, identifier: str, address: str, user: User | None) -> LoginAttempt:
+    """Count a password attempt against the account and the address BEFORE checking the password, so
+    that parallel guesses cannot all pass a check made before any of them was counted; raise
+    TooManyAttempts (without checking it) once either budget is used up. Call `succeeded()` on the
+    result when the password was right. The window starts at the first failure and is not extended."""
     window, per_account, per_address = _limits()
     account_key, address_key = failure_keys(identifier=identifier, address=address, user=user)
-    counts = cache.get_many([account_key, address_key])
-    if counts.get(account_key, 0) >= per_account or counts.get(address_key, 0) >= per_address:
+    over = count_up(cache, account_key, window) > per_account
+    over = count_up(cache, address_key, window) > per_address or over
+    if over:
         raise TooManyAttempts(retry_after=window)
-
-
-def login_record_failure(*, identifier: str, address: str, user: User | None) -> None:
-    """Count one failed password login against the account and the address (atomically)."""
-    window, _, _ = _limits()
-    for key in failure_keys(identifier=identifier, address=address, user=user):
-        count_up(cache, key, window)
+    return LoginAttempt(keys=(account_key, address_key))

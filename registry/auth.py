@@ -20,8 +20,7 @@ from accounts.throttles import (
     TooManyAttempts,
     account_for_identifier,
     client_address,
-    login_check_allowed,
-    login_record_failure,
+    login_attempt_begin,
 )
 
 __all__ = ["AccessTokenRequired", "Authenticated", "TooManyAttempts", "authenticate_credentials",
@@ -61,8 +60,8 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
 
     A personal access token or a password works, and the username may be the email address. A valid
     access token always works; a password is refused (TooManyAttempts) once the account or the
-    address has used its failure budget, before any hashing work. Accounts with two-factor
-    authentication must use a token: their password raises AccessTokenRequired (and counts as a failure).
+    address has used its failure budget, before any hashing work; a refused one counts as a failure.
+    Accounts with two-factor authentication must use a token: their password raises AccessTokenRequired.
     """
     oversized = len(username) > MAX_CREDENTIAL_LENGTH or len(password) > MAX_CREDENTIAL_LENGTH
     if not oversized and AccessToken.looks_like_token(password):
@@ -70,7 +69,7 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
         if token is not None:
             return Authenticated(user=token.user, token=token)
     user = None if oversized or not username else account_for_identifier(username)
-    login_check_allowed(identifier=username, address=remote_addr, user=user)
+    attempt = login_attempt_begin(identifier=username, address=remote_addr, user=user)
     # Said whether or not the password matched, so the answer never tells a right password from a wrong one.
     needs_token = user is not None and user.is_active and user_has_mfa(user)
     reason = ""
@@ -83,11 +82,11 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
     elif needs_token:
         reason = "two-factor authentication is on: a personal access token is required"
     if reason:
-        login_record_failure(identifier=username, address=remote_addr, user=user)
         logger.info("registry login refused for %r from %s: %s", username[:100], remote_addr, reason)
         if needs_token:
             raise AccessTokenRequired
         return None
+    attempt.succeeded()
     return Authenticated(user=user, token=None)
 
 

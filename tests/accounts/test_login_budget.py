@@ -2,16 +2,19 @@
 X-Forwarded-For changes neither."""
 
 import base64
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from allauth.account.adapter import get_adapter
+from allauth.account.models import EmailAddress
 from django.conf import settings
 from django.test import Client
 from django.urls import reverse
 from rest_framework.test import APIClient
 
 from accounts.services import access_token_create
-from accounts.throttles import client_address
+from accounts.throttles import TooManyAttempts, client_address, login_attempt_begin
 from hub.api import AtomicScopedRateThrottle
 from tests.conftest import PASSWORD
 
@@ -129,3 +132,29 @@ def test_client_address_behind_a_proxy_is_the_hop_it_appended(settings):
     settings.HUB_BEHIND_PROXY = True
     request = FakeRequest(REMOTE_ADDR="127.0.0.1", HTTP_X_FORWARDED_FOR="6.6.6.6, 192.0.2.44")
     assert client_address(request) == "192.0.2.44"
+
+
+def test_parallel_guesses_get_no_more_than_the_budget(db):
+    """Each attempt is counted before its password is checked, so guesses racing each other cannot all
+    pass a check made before any of them was counted."""
+    barrier = threading.Barrier(8)
+    allowed = []
+
+    def guess(number: int) -> None:
+        barrier.wait(timeout=30)
+        for _ in range(5):
+            try:
+                allowed.append(login_attempt_begin(identifier="mallory", address=f"203.0.113.{number}", user=None))
+            except TooManyAttempts:
+                pass
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(guess, range(8)))
+    assert len(allowed) == 10
+
+
+def test_a_second_email_address_names_the_same_account(alice):
+    EmailAddress.objects.create(user=alice, email="alice.other@example.org", verified=True)
+    for number in range(10):
+        web_login("Alice.Other@example.org", WRONG, REMOTE_ADDR=f"203.0.113.{number + 1}")
+    assert token_basic(alice.username, PASSWORD).status_code == 429
