@@ -43,7 +43,7 @@ keepalive = 75
 # No request-size limit of gunicorn's own: blobs stream through Django in fixed chunks.
 limit_request_line = 8190
 limit_request_field_size = 16380
-forwarded_allow_ips = os.environ.get("HUB_FORWARDED_ALLOW_IPS", "127.0.0.1,::1")
+forwarded_allow_ips = os.environ.get("HUB_FORWARDED_ALLOW_IPS") or ("127.0.0.1,::1" if _behind_proxy() else "")
 accesslog = os.environ.get("HUB_ACCESS_LOG", "-") or None
 logger_class = "hub.gunicorn_logging.RedactingLogger"  # build trigger tokens never reach the access log
 errorlog = "-"

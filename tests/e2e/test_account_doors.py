@@ -9,9 +9,11 @@ import pytest
 import requests
 from allauth.mfa.totp.internal.auth import TOTP
 
+from accounts.models import Namespace
 from accounts.services import access_token_create
 from tests.conftest import PASSWORD
 from tests.e2e.clients import ContainerClients
+from tests.factories import RepositoryFactory
 
 REVOCATION_DEADLINE_SECONDS = 10.0  # the epoch is read every 2 s; generous for a loaded machine
 
@@ -91,3 +93,14 @@ def test_a_revoked_access_tokens_bearer_token_stops_working_within_seconds(live_
             break
         time.sleep(0.2)
     assert statuses[-1] == 401, statuses
+
+
+def test_forwarded_headers_from_loopback_are_ignored_without_a_proxy(live_hub, live_user, committed):
+    """gunicorn's default trusts X-Forwarded-Proto from 127.0.0.1; with HUB_BEHIND_PROXY off nobody's is."""
+    user = live_user()
+    with committed():
+        for name in ("one", "two"):
+            RepositoryFactory(namespace=Namespace.objects.get(user=user), name=name)
+    response = requests.get(f"{live_hub.url}/v2/repositories/{user.username}/", params={"page_size": 1},
+                            headers={"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on"}, timeout=10)
+    assert response.json()["next"].startswith(f"{live_hub.url}/")
