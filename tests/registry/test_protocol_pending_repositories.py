@@ -217,3 +217,12 @@ def test_the_hourly_upload_cleanup_task_removes_abandoned_pushes(killed_push, se
     cleanup_stale_uploads_task()
     assert not Repository.objects.filter(pk=killed_push.pk).exists()
     assert cleanup_stale_uploads(older_than=timedelta(0)) == 0
+
+
+def test_a_killed_push_of_an_official_image_is_not_explored(client, staff):
+    start_upload(client, "halfofficial", pull_push(client, staff, "halfofficial"))
+    assert Repository.objects.get(name="halfofficial").is_pending
+    for page in ("/explore", "/"):
+        assert "halfofficial" not in Client().get(page).content.decode()
+    push_image(client, "halfofficial", token_for(client, staff.username, "repository:halfofficial:pull,push"))
+    assert "halfofficial" in Client().get("/explore").content.decode()
