@@ -26,6 +26,7 @@ from django.db.models import F
 from django.http import HttpRequest
 from django.utils import timezone
 
+from accounts.throttles import client_address
 from registry.models import Manifest, PendingPull, Tag
 from registry.oci import mediatypes
 from registry.oci.names import is_attachment_tag
@@ -44,7 +45,7 @@ def _redis():
 
 
 def _client_key(request: HttpRequest, repository_id: int) -> str:
-    who = f"{request.META.get('REMOTE_ADDR', '')}|{request.META.get('HTTP_AUTHORIZATION', '')[:80]}"
+    who = f"{client_address(request)}|{request.META.get('HTTP_AUTHORIZATION', '')[:80]}"
     return "pull-index:" + hashlib.sha256(f"{who}|{repository_id}".encode()).hexdigest()[:32]
 
 
