@@ -26,6 +26,7 @@ No Django imports: gunicorn's arbiter loads this module before the site.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
 import time
 import weakref
@@ -217,4 +218,16 @@ class SlowClientWorker(GeventWorker):
 
 
 def _host(addr) -> str:
-    return addr[0] if isinstance(addr, tuple) else str(addr)
+    """The client's address as the cap counts it: an IPv4 address, or an IPv6 address's /64 (one
+    subscriber's usual allocation, which would otherwise give one client 2**64 addresses)."""
+    if not isinstance(addr, tuple):
+        return str(addr)  # a Unix socket: one peer, the proxy
+    try:
+        address = ipaddress.ip_address(addr[0])
+    except ValueError:
+        return str(addr[0])
+    if address.version == 6:
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
