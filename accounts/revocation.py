@@ -3,8 +3,8 @@
 Revoking or deleting a personal access token, and moving an account's credentials epoch (password
 changed, two-factor authentication turned on, account deactivated or deleted) announce a revocation:
 the time is written to the cache, which every process and node shares (Redis, or on the embedded
-setup the database cache). Each process reads it again at most every REVOCATION_REFRESH_SECONDS and
-keeps it in memory; registry bearer tokens issued before it are checked against the database once
+setup the database cache). Each process reads it again at most every REVOCATION_REFRESH_SECONDS (2 by
+default) and keeps it in memory; registry bearer tokens issued before it are checked against the database once
 (registry.tokens), so a revoked token stops working within seconds while the hot path stays in memory.
 """
 
@@ -18,7 +18,6 @@ from django.core.cache import cache
 from django.db import transaction
 
 EPOCH_KEY = "accounts:revocation-epoch"
-REFRESH_SECONDS = 2.0
 
 
 class _Seen:
@@ -46,10 +45,10 @@ def credentials_revoked() -> None:
 
 
 def revocation_epoch() -> float:
-    """The time of the last revocation anywhere, as this process last read it (at most
+    """The time of the last revocation anywhere, as this process last read it from the cache (at most
     REVOCATION_REFRESH_SECONDS ago)."""
-    refresh = float(getattr(settings, "REVOCATION_REFRESH_SECONDS", REFRESH_SECONDS))
     now = time.monotonic()
+    refresh = settings.REVOCATION_REFRESH_SECONDS  # a defined setting: read from LazySettings' own dict
     if now - _seen.read_at < refresh:
         return _seen.epoch
     with _seen.lock:

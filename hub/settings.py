@@ -357,6 +357,8 @@ else:
 # --- Registry -------------------------------------------------------------------------------
 REGISTRY_TOKEN_TTL = envint("HUB_REGISTRY_TOKEN_TTL", 300)
 REGISTRY_REFRESH_TOKEN_TTL = envint("HUB_REGISTRY_REFRESH_TTL", 60 * 60 * 24 * 90)
+# How often each process rereads the time of the last credentials revocation (accounts/revocation.py).
+REVOCATION_REFRESH_SECONDS = envfloat("HUB_REVOCATION_REFRESH_SECONDS", 2.0)
 REGISTRY_MAX_MANIFEST_BYTES = envint("HUB_MAX_MANIFEST_BYTES", 4 * 1024 * 1024)
 REGISTRY_UPLOAD_CHUNK_BYTES = 1024 * 1024
 REGISTRY_STALE_UPLOAD_HOURS = envfloat("HUB_STALE_UPLOAD_HOURS", 24)
