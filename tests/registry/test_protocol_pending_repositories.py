@@ -17,9 +17,12 @@ from django.utils import timezone
 from accounts.models import Namespace
 from hub.api import issue_api_token
 from registry.models import Blob, BlobUpload, RepositoryBlob
+from registry.oci.scopes import parse_scopes
 from registry.services.gc import cleanup_stale_uploads
 from registry.tasks import cleanup_stale_uploads_task
-from repositories.models import Repository
+from registry.tokens import issue_registry_token
+from repositories.models import Collaborator, Repository
+from repositories.permissions import Actor
 from repositories.services import repository_cleanup_pending, repository_create, repository_get_or_create_for_push
 from tests.registry.helpers import (
     basic,
@@ -109,6 +112,24 @@ def test_a_push_in_progress_keeps_its_rights(client, alice, bob, name, killed_pu
     upload = client.post(f"/v2/{name}/blobs/uploads/", **pull_push(client, bob, name))
     assert upload.status_code in (401, 403)
     assert not BlobUpload.objects.filter(created_by=bob).exists()
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_registry_tokens_grant_the_same_on_a_pending_repository(alice, bob, charlie, staff, killed_push, private):
+    """Pending changes what lists show, never who may pull, push or delete."""
+    Repository.objects.filter(pk=killed_push.pk).update(is_private=private)
+    Collaborator.objects.create(repository=killed_push, user=bob)
+    scope = parse_scopes([f"repository:{killed_push.full_name}:pull,push,delete"])
+    actors = [Actor(), *(Actor.for_user(user) for user in (alice, bob, charlie, staff))]
+
+    def grants() -> list:
+        return [issue_registry_token(actor=actor, scopes=scope).access for actor in actors]
+
+    while_pending = grants()
+    Repository.objects.filter(pk=killed_push.pk).update(is_pending=False)
+    assert grants() == while_pending
+    assert while_pending[1] == [{"type": "repository", "name": killed_push.full_name,
+                                 "actions": ["delete", "pull", "push"]}]
 
 
 def test_a_failed_manifest_put_leaves_it_pending(client, alice, name, killed_push):
