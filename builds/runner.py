@@ -1,14 +1,19 @@
-"""Run one build on this machine: fetch the commit, `buildah bud`, push, sign.
+"""Run one build on this machine: fetch the commit, pull its base images, `buildah bud`, push, sign.
 
 A plain class (no Celery, no database): the task gives it a `BuildJob`, a `Reporter` and a signer.
-Every child process runs in its own process group; cancel (polled through the reporter) and the
-timeout kill the whole group. The workspace (checkout, secrets, auth file, buildah storage) is removed
+Each step runs in the build's sandbox (builds/sandbox.py), in its own process group; cancel (polled
+through the reporter) and the timeout kill the group and then everything in the build's cgroups.
+The steps see only what they need: the fetch the checkout and the deploy key; the pulls and the push
+the image storage and the registry credential (written just before, removed just after); the build
+(`buildah bud`, which runs the Dockerfile's RUN steps) the checkout read-only, the storage and the
+build secrets, with no network and no credential. The workspace, the build's own disk, is removed
 whatever happens.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -25,7 +30,9 @@ import time
 from pathlib import Path
 
 from builds import constants
+from builds.context_check import ContextRefused, base_images, check_context
 from builds.executor import BuildJob, BuildOutcome, Reporter, Signer
+from builds.sandbox import BuildSandbox, Limits, Mount, SandboxUnavailable, sandbox_problem
 from builds.source_safety import (
     PinnedHost,
     SourceRefused,
@@ -40,6 +47,8 @@ KILL_GRACE_SECONDS = 3.0
 FULL_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 SAFE_ENV = ("PATH", "LANG", "LC_ALL")
 SSH_CONNECT_SECONDS = 30
+LOG_LIMIT_BYTES = 5 << 20  # a build's log stops growing here (the rest is dropped and counted)
+DIGEST_MAX_BYTES = 200
 SSH_FAILURE_HINTS = (
     ("Permission denied (publickey", "the server refused the deploy key: add the public key shown on the "
                                      "repository's Builds tab to the Git repository (read access is enough)"),
@@ -47,6 +56,30 @@ SSH_FAILURE_HINTS = (
     ("Connection refused", "nothing accepts ssh connections at that host and port"),
     ("Connection timed out", "the ssh server did not answer"),
 )
+
+
+_confinement_checked: list[str | None] = []
+
+
+def confinement_problem() -> str | None:
+    """Why this machine cannot sandbox builds (None: it can), checked once per process."""
+    if not _confinement_checked:
+        _confinement_checked.append(sandbox_problem())
+    return _confinement_checked[0]
+
+
+def _read_small_file(path: Path) -> str:
+    """A short regular file a sandboxed step wrote, never following a symlink it may have planted."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return ""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return ""
+        return os.read(fd, DIGEST_MAX_BYTES).decode(errors="replace")
+    finally:
+        os.close(fd)
 
 
 class BuildStopped(Exception):
@@ -106,16 +139,38 @@ class _Tail:
         return self.reporter.cancelled()
 
 
+class Unconfined:
+    """No sandbox: the steps run as they are, as this user. Only for tests of the runner's own logic
+    (with a fake buildah); the build worker always uses `BuildSandbox`."""
+
+    slot = 0
+
+    def open(self) -> None: ...
+    def close(self) -> None: ...
+    def kill_all(self) -> None: ...
+
+    def chown_to_builder(self, path: Path, *, mode: int | None = None) -> None:
+        if mode is not None:
+            path.chmod(mode)
+
+    def command(self, argv: list[str], **_options) -> tuple[list[str], tuple[int, ...]]:
+        return argv, ()
+
+
 class LocalRunner:
-    """The local executor: git and buildah on this machine, as this Unix user."""
+    """The local executor: git and buildah on this machine, each step in the build's sandbox."""
 
     def __init__(self, *, work_root: str | Path | None = None, buildah: str = "buildah", git: str = "git",
-                 ssh_known_hosts: str | Path | None = None):
+                 ssh_known_hosts: str | Path | None = None, confine: bool = True, limits: Limits | None = None,
+                 log_limit: int = LOG_LIMIT_BYTES):
         self.work_root = Path(work_root) if work_root else None
         self.buildah = buildah
         self.git = git
         # Host keys of ssh sources that must match (OpenSSH's GlobalKnownHostsFile); None: ssh's default.
         self.ssh_known_hosts = str(ssh_known_hosts) if ssh_known_hosts else None
+        self.confine = confine
+        self.limits = limits or Limits.from_environment()
+        self.log_limit = log_limit
 
     # --- the public entry point --------------------------------------------------------------
 
@@ -123,17 +178,28 @@ class LocalRunner:
         self.job, self.reporter = job, reporter
         self.deadline = time.monotonic() + job.timeout
         self.masks = tuple(s for s in (job.password, *job.secrets.values(), *job.extra_masks) if s)
+        self.logged_bytes, self.dropped_lines = 0, 0
         missing = [tool for tool in (self.git, self.buildah) if shutil.which(tool) is None]
         if missing:
             message = (f"{', '.join(missing)} not found on the build worker: install it "
                        f"(Debian: apt-get install -y git buildah) and restart the worker")
             reporter.log(message)
             return BuildOutcome(constants.FAILED, error=message)
+        problem = confinement_problem() if self.confine else None
+        if problem:
+            message = f"this build worker cannot sandbox builds, so it runs none: {problem}"
+            reporter.log(message)
+            return BuildOutcome(constants.FAILED, error=message)
         if self.work_root:
             self.work_root.mkdir(parents=True, exist_ok=True)
-        workspace = Path(tempfile.mkdtemp(prefix=f"wharf-build-{job.build_id}-", dir=self.work_root))
+        work_root = self.work_root or Path(tempfile.gettempdir())
+        workspace = Path(tempfile.mkdtemp(prefix=f"wharf-build-{job.build_id}-", dir=work_root))
+        self.sandbox: BuildSandbox | Unconfined = (
+            BuildSandbox(workspace, limits=self.limits)
+            if self.confine else Unconfined())
         commit = job.commit
         try:
+            self.sandbox.open()
             self._prepare(workspace)
             reporter.state(constants.CLONING)
             commit = self._fetch(workspace)
@@ -149,7 +215,7 @@ class LocalRunner:
         except BuildStopped as stopped:
             reporter.log(str(stopped))
             return BuildOutcome(stopped.state, commit=commit, error=str(stopped))
-        except BuildFailed as failed:
+        except (BuildFailed, ContextRefused, SandboxUnavailable) as failed:
             reporter.log(f"build failed: {self._mask(str(failed))}")
             return BuildOutcome(constants.FAILED, commit=commit, error=self._mask(str(failed)))
         except Exception as error:  # noqa: BLE001 - a build ends with a state, whatever went wrong
@@ -157,41 +223,71 @@ class LocalRunner:
             reporter.log(f"build failed: {message}")
             return BuildOutcome(constants.FAILED, commit=commit, error=message)
         finally:
+            if self.dropped_lines:
+                reporter.log(f"(the log stopped at {self.log_limit >> 20} MiB: {self.dropped_lines} lines left out)")
+            self.sandbox.close()
             _remove_tree(workspace)
 
     # --- steps ------------------------------------------------------------------------------
 
     def _prepare(self, ws: Path) -> None:
+        """The workspace (the build's own disk when confined): one folder per thing a step may see."""
         job = self.job
-        for name in ("home", "tmp", "root", "runroot", "secrets", "src"):
-            (ws / name).mkdir(mode=0o700)
+        for name in ("src", "fetch", "conf", "secrets"):
+            (ws / name).mkdir(mode=0o755 if name == "conf" else 0o700)
+        (ws / "fetch" / "home").mkdir(mode=0o700)
+        (ws / "storage").mkdir(mode=0o700)
+        self.sandbox.chown_to_builder(ws / "storage")
         registries = [job.registry] + ([job.public_host] if job.public_host != job.registry else [])
-        (ws / "registries.conf").write_text(
+        self.registries = registries
+        (ws / "conf" / "registries.conf").write_text(
             'unqualified-search-registries = ["docker.io"]\nshort-name-mode = "permissive"\n\n'
             + "".join(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n\n' for host in registries))
-        (ws / "containers.conf").write_text(
+        (ws / "conf" / "containers.conf").write_text(
             "[containers]\n"
             'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n\n'
-            '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "file"\n'
-            f'events_logfile_path = "{ws / "tmp" / "events.log"}"\n')
-        auth = base64.b64encode(f"{job.username}:{job.password}".encode()).decode()
-        auth_file = ws / "auth.json"
-        auth_file.touch(mode=0o600)
-        auth_file.write_text(json.dumps({"auths": {host: {"auth": auth} for host in registries}}))
-        self.env = {name: os.environ[name] for name in SAFE_ENV if name in os.environ}
-        self.env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        self.env.update({
-            "HOME": str(ws / "home"), "TMPDIR": str(ws / "tmp"), "XDG_RUNTIME_DIR": str(ws / "tmp"),
-            "CONTAINERS_REGISTRIES_CONF": str(ws / "registries.conf"),
-            "CONTAINERS_CONF": str(ws / "containers.conf"),
-            "REGISTRY_AUTH_FILE": str(auth_file), "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot",
-            "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull,
-        })
+            '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n')
+        for path in (ws / "conf").iterdir():
+            path.chmod(0o644)
+        self.base_env = {name: os.environ[name] for name in SAFE_ENV if name in os.environ}
+        self.base_env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        self.git_env = {**self.base_env, "HOME": str(ws / "fetch" / "home"), "TMPDIR": str(ws / "fetch"),
+                        "GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull}
+        self.buildah_env = {
+            **self.base_env,
+            "CONTAINERS_REGISTRIES_CONF": str(ws / "conf" / "registries.conf"),
+            "CONTAINERS_CONF": str(ws / "conf" / "containers.conf"),
+            "STORAGE_DRIVER": "vfs", "BUILDAH_ISOLATION": "chroot",
+        }
         if job.ssh_private_key:
-            key_path = ws / "secrets" / "deploy_key"
+            key_path = ws / "fetch" / "deploy_key"
             key_path.touch(mode=0o600)
             key_path.write_text(job.ssh_private_key.rstrip("\n") + "\n")
         self.pin_options: list[str] = []
+
+    def _fetch_mounts(self, ws: Path) -> list[Mount]:
+        mounts = [Mount(ws / "src", writable=True), Mount(ws / "fetch", writable=True)]
+        if self.job.is_local:
+            mounts.append(Mount(Path(self.job.source_url)))
+        if self.ssh_known_hosts and os.path.exists(self.ssh_known_hosts):
+            mounts.append(Mount(Path(self.ssh_known_hosts)))
+        return mounts
+
+    @contextlib.contextmanager
+    def _credentials(self, ws: Path):
+        """The registry credential, on disk only while a pull or push step runs (never during `bud`)."""
+        job = self.job
+        folder = ws / "cred"
+        folder.mkdir(mode=0o700)
+        auth_file = folder / "auth.json"
+        auth = base64.b64encode(f"{job.username}:{job.password}".encode()).decode()
+        auth_file.touch(mode=0o600)
+        auth_file.write_text(json.dumps({"auths": {host: {"auth": auth} for host in self.registries}}))
+        self.sandbox.chown_to_builder(folder)
+        try:
+            yield auth_file
+        finally:
+            _remove_tree(folder)
 
     def _git(self, ws: Path, *args: str) -> str:
         job = self.job
@@ -199,8 +295,9 @@ class LocalRunner:
                     ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
                      "-c", "protocol.http.allow=always", "-c", "protocol.ssh.allow=always",
                      "-c", "http.followRedirects=false", *self.pin_options])
-        return self._run([self.git, *protocol, "-C", str(ws / "src"), *args], cwd=ws, capture=True,
-                         what=f"git {args[0]}")
+        return self._run([self.git, *protocol, "-c", "safe.directory=*", "-C", str(ws / "src"), *args],
+                         cwd=ws / "src", capture=True, what=f"git {args[0]}", env=self.git_env,
+                         mounts=self._fetch_mounts(ws), network=True, user_namespace=False)
 
     def _fetch(self, ws: Path) -> str:
         job = self.job
@@ -230,7 +327,7 @@ class LocalRunner:
         self.reporter.log(f"{pinned.host} resolves to {pinned.address}: fetching from that address only")
         self.pinned, self.pin_options = pinned, git_pin_options(pinned)
         if pinned.scheme == "ssh":
-            self.env["GIT_SSH_COMMAND"] = self._ssh_command(ws, pinned)
+            self.git_env["GIT_SSH_COMMAND"] = self._ssh_command(ws, pinned)
 
     # --- ssh sources ------------------------------------------------------------------------
 
@@ -239,10 +336,11 @@ class LocalRunner:
         no prompts, a bounded connect. Host keys: one listed in the pinned known-hosts file (ssh's
         /etc/ssh/ssh_known_hosts unless the runner was given another) must match; a host not listed
         there is trusted on first use, into this build's own known_hosts, and its key is logged."""
-        key = ws / "secrets" / "deploy_key"
+        key = ws / "fetch" / "deploy_key"
         # Known-hosts options take a list of files split at spaces: a path is double-quoted inside the option.
+        known_hosts = ws / "fetch" / "home" / "known_hosts"
         argv = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_CONNECT_SECONDS}",
-                "-o", "StrictHostKeyChecking=accept-new", "-o", f'UserKnownHostsFile="{ws / "home" / "known_hosts"}"',
+                "-o", "StrictHostKeyChecking=accept-new", "-o", f'UserKnownHostsFile="{known_hosts}"',
                 "-o", "UpdateHostKeys=no", "-o", "IdentitiesOnly=yes"]
         if self.ssh_known_hosts:
             argv += ["-o", f'GlobalKnownHostsFile="{self.ssh_known_hosts}"']
@@ -265,7 +363,7 @@ class LocalRunner:
 
     def _log_host_key(self, ws: Path) -> None:
         """Say which host key this build trusted: the pinned one, or the one it met first (with its fingerprint)."""
-        known_hosts = ws / "home" / "known_hosts"
+        known_hosts = ws / "fetch" / "home" / "known_hosts"
         added = [line.split()[:3] for line in (known_hosts.read_text().splitlines() if known_hosts.exists() else [])
                  if len(line.split()) >= 3 and not line.startswith("#")]
         pinned_file = self.ssh_known_hosts or "/etc/ssh/ssh_known_hosts"
@@ -284,36 +382,78 @@ class LocalRunner:
             raise BuildFailed(f"no Dockerfile at {job.dockerfile!r} (context {job.context!r})")
         if (context / "hooks").is_dir() or (dockerfile.parent / "hooks").is_dir():
             self.reporter.log("note: Docker Hub's hooks/ scripts are not run by Wharf")
+        check_context(context)
         message = job.message or self._git(ws, "log", "-1", "--format=%B", commit).strip()
+        self.sandbox.chown_to_builder(source)
         builtins = {
             "SOURCE_BRANCH": job.source_branch, "SOURCE_COMMIT": commit, "COMMIT_MSG": message,
             "DOCKER_REPO": f"{job.public_host}/{job.repository}", "DOCKERFILE_PATH": job.dockerfile,
             "DOCKER_TAG": job.tag, "IMAGE_NAME": f"{job.public_host}/{job.repository}:{job.tag}",
         }
-        argv = [*self._buildah_global(ws), "bud", "--isolation", "chroot", "--tls-verify=false",
-                "--authfile", str(ws / "auth.json"), "-f", str(dockerfile), "-t", job.image]
-        for name, value in {**builtins, **job.build_args}.items():
+        arguments = {**builtins, **job.build_args}
+        self._pull_base_images(ws, dockerfile.read_text(errors="replace"), arguments)
+        argv = [*self._buildah_global(ws), "bud", "--isolation", "chroot", "--pull=never",
+                "-f", str(dockerfile), "-t", job.image]
+        for name, value in arguments.items():
             argv += ["--build-arg", f"{name}={value}"]
         for secret_id, value in job.secrets.items():
             path = ws / "secrets" / f"secret-{len(argv)}"
             path.touch(mode=0o600)
             path.write_text(value)
             argv += ["--secret", f"id={secret_id},src={path}"]
-        self.reporter.log(f"building {job.dockerfile} in {job.context or '.'} as {job.repository}:{job.tag}")
-        self._run([*argv, str(context)], cwd=source, what="buildah bud")
+        self.sandbox.chown_to_builder(ws / "secrets", mode=0o700)
+        self.reporter.log(f"building {job.dockerfile} in {job.context or '.'} as {job.repository}:{job.tag} "
+                          f"({'no network' if self.confine else 'unconfined'})")
+        step = self._step_dir(ws, "bud")
+        self._run([*argv, str(context)], cwd=step, what="buildah bud", env=self._buildah_env(step),
+                  mounts=[Mount(ws / "storage", writable=True), Mount(step, writable=True), Mount(ws / "conf"),
+                          Mount(source), Mount(ws / "secrets")], network=False)
+
+    def _pull_base_images(self, ws: Path, dockerfile: str, arguments: dict[str, str]) -> None:
+        """Pull what the Dockerfile starts from, with the registry credential, before `bud` runs without it."""
+        images = base_images(dockerfile, arguments)
+        if not images:
+            return
+        with self._credentials(ws) as auth_file:
+            step = self._step_dir(ws, "pull")
+            for image in images:
+                self.reporter.log(f"pulling {image}")
+                self._run([*self._buildah_global(ws), "pull", "--tls-verify=false", "--authfile", str(auth_file),
+                           "--quiet", image], cwd=step, what=f"buildah pull {image}", env=self._buildah_env(step),
+                          mounts=[Mount(ws / "storage", writable=True), Mount(step, writable=True),
+                                  Mount(ws / "conf"), Mount(auth_file.parent)], network=True)
 
     def _push(self, ws: Path) -> str:
         job = self.job
-        digest_file = ws / "tmp" / "digest"
+        step = self._step_dir(ws, "push")
+        digest_file = step / "digest"
         self.reporter.log(f"pushing {job.repository}:{job.tag}")
-        self._run([*self._buildah_global(ws), "push", "--tls-verify=false", "--authfile", str(ws / "auth.json"),
-                   "--digestfile", str(digest_file), job.image, f"docker://{job.image}"], cwd=ws, what="buildah push")
-        digest = digest_file.read_text().strip()
+        with self._credentials(ws) as auth_file:
+            self._run([*self._buildah_global(ws), "push", "--tls-verify=false", "--authfile", str(auth_file),
+                       "--digestfile", str(digest_file), job.image, f"docker://{job.image}"], cwd=step,
+                      what="buildah push", env=self._buildah_env(step),
+                      mounts=[Mount(ws / "storage", writable=True), Mount(step, writable=True), Mount(ws / "conf"),
+                              Mount(auth_file.parent)], network=True)
+        digest = _read_small_file(digest_file).strip()
+        if not re.fullmatch(r"sha256:[0-9a-f]{64}", digest):
+            raise BuildFailed("buildah push wrote no digest")
         self.reporter.log(f"pushed {job.repository}:{job.tag} as {digest}")
         return digest
 
+    def _step_dir(self, ws: Path, name: str) -> Path:
+        """A fresh folder for one step (its HOME and temporary files), owned by the build's root."""
+        step = ws / f"step-{name}"
+        if step.exists():
+            _remove_tree(step)
+        step.mkdir(mode=0o700)
+        self.sandbox.chown_to_builder(step)
+        return step
+
+    def _buildah_env(self, step: Path) -> dict[str, str]:
+        return {**self.buildah_env, "HOME": str(step), "TMPDIR": str(step), "XDG_RUNTIME_DIR": str(step)}
+
     def _buildah_global(self, ws: Path) -> list[str]:
-        return [self.buildah, "--root", str(ws / "root"), "--runroot", str(ws / "runroot"),
+        return [self.buildah, "--root", str(ws / "storage" / "root"), "--runroot", str(ws / "storage" / "run"),
                 "--storage-driver", "vfs"]
 
     # --- processes --------------------------------------------------------------------------
@@ -323,17 +463,33 @@ class LocalRunner:
             text = text.replace(secret, "***")
         return text
 
+    def _log_capped(self, line: str) -> None:
+        """Log a line unless the build's log has reached its size limit (then count it as dropped)."""
+        self.logged_bytes += len(line) + 1
+        if self.logged_bytes > self.log_limit:
+            self.dropped_lines += 1
+            return
+        self.reporter.log(line)
+
     def _check_stop(self) -> None:
         if self.reporter.cancelled():
             raise BuildStopped(constants.CANCELLED, "build cancelled")
         if time.monotonic() > self.deadline:
             raise BuildStopped(constants.TIMED_OUT, f"build timed out after {self.job.timeout:g} seconds")
 
-    def _run(self, argv: list[str], *, cwd: Path, what: str, capture: bool = False) -> str:
-        """Run `argv` in its own process group, streaming its output to the log (or returning it)."""
+    def _run(self, argv: list[str], *, cwd: Path, what: str, env: dict[str, str], mounts: list[Mount],
+             network: bool, user_namespace: bool = True, capture: bool = False) -> str:
+        """Run `argv` in the build's sandbox, in its own process group, streaming its output to the log
+        (or returning it)."""
         self._check_stop()
-        process = subprocess.Popen(argv, cwd=cwd, env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
+        command, fds = self.sandbox.command(argv, mounts=mounts, network=network, user_namespace=user_namespace,
+                                            chdir=cwd)
+        try:
+            process = subprocess.Popen(command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                       stderr=subprocess.STDOUT, start_new_session=True, pass_fds=fds)
+        finally:
+            for fd in fds:
+                os.close(fd)
         captured: list[str] = []
         lines: queue.SimpleQueue[str] = queue.SimpleQueue()
 
@@ -345,7 +501,7 @@ class LocalRunner:
         def drain() -> None:
             while not lines.empty():
                 line = lines.get()
-                captured.append(line) if capture else self.reporter.log(line)
+                captured.append(line) if capture else self._log_capped(line)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
@@ -359,6 +515,7 @@ class LocalRunner:
                     pass
         except BaseException:  # cancel, timeout, or anything else (Celery's soft time limit strikes anywhere)
             self._kill_group(process)
+            self.sandbox.kill_all()
             raise
         finally:
             reader.join(timeout=5)

@@ -3,6 +3,7 @@ build workers. Running a build (the worker's side: claim, reports, signing, the 
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -20,7 +21,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
-from builds import constants, logs
+from builds import constants, logs, sandbox
 from builds.constants import HARD_MARGIN_SECONDS, SOFT_MARGIN_SECONDS
 from builds.models import Build, BuildRule, BuildSource, hash_token
 from builds.tags import GitRef, RuleError, matching_rules, parse_ref, should_skip, validate_rule
@@ -191,6 +192,9 @@ def _send_to_worker(build_id: int) -> None:
 
 
 WORKER_ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "TZ")
+# The build worker's own settings: ssh host keys, and each build's sandbox limits (builds/sandbox.py Limits).
+WORKER_ONLY_VARIABLES = ("HUB_BUILD_SSH_KNOWN_HOSTS", "HUB_BUILD_MEMORY_MB", "HUB_BUILD_PIDS", "HUB_BUILD_CPUS",
+                         "HUB_BUILD_DISK_MB")
 
 
 def build_worker_environment() -> dict[str, str]:
@@ -205,9 +209,20 @@ def build_worker_environment() -> dict[str, str]:
         environment["HUB_BUILD_BROKER_DIR"] = str(settings.CELERY_QUEUES_DIR)
     if settings.HUB_BUILD_WORK_DIR:
         environment["HUB_BUILD_WORK_DIR"] = settings.HUB_BUILD_WORK_DIR
-    if os.environ.get("HUB_BUILD_SSH_KNOWN_HOSTS"):  # read by the build worker only
-        environment["HUB_BUILD_SSH_KNOWN_HOSTS"] = os.environ["HUB_BUILD_SSH_KNOWN_HOSTS"]
+    for name in WORKER_ONLY_VARIABLES:  # read by the build worker only
+        if os.environ.get(name):
+            environment[name] = os.environ[name]
     return environment
+
+
+@functools.cache
+def build_sandbox_status() -> tuple[bool, str]:
+    """(whether this machine can sandbox builds, a sentence saying which sandbox or what is missing), as the
+    hub's pages show it; the build worker checks for itself before each build and refuses without it."""
+    problem = sandbox.sandbox_problem(provision_ids=False, probe=False)
+    if problem:
+        return False, f"This machine cannot sandbox builds, so the build worker refuses to run them: {problem}."
+    return True, f"Every build runs in a {sandbox.describe()}."
 
 
 def build_enqueue(build: Build) -> None:

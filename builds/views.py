@@ -60,6 +60,7 @@ def builds_page(request: HttpRequest, namespace: str, name: str) -> HttpResponse
         "source": source, "page": builds.get_page(request.GET.get("page")),
         "rules": BuildRule.objects.filter(repository=repository) if access.is_admin else [],
         "builds_enabled": settings.HUB_BUILDS_ENABLED, "local_roots": settings.HUB_BUILD_LOCAL_ROOTS,
+        "sandbox": services.build_sandbox_status() if settings.HUB_BUILDS_ENABLED else None,
         "trigger_url": request.session.pop(f"build-trigger-{repository.pk}", None) if access.is_admin else None,
         "source_types": constants.SOURCE_TYPES, "public_url": settings.HUB_PUBLIC_URL,
     }

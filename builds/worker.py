@@ -24,12 +24,13 @@ import logging
 import os
 from pathlib import Path
 
-from celery import Celery
+from celery import Celery, signals
 from kombu import Queue
 
 from builds import constants
 from builds.executor import BuildOutcome
-from builds.runner import LocalRunner
+from builds.runner import LocalRunner, confinement_problem
+from builds.sandbox import describe
 from builds.worker_client import HubClient, HubGone, HubReporter
 from lib import fsbroker
 
@@ -67,6 +68,16 @@ app.conf.update(
     task_acks_late=True, worker_prefetch_multiplier=1, task_ignore_result=True,
     broker_connection_retry_on_startup=True, worker_hijack_root_logger=True,
 )
+
+
+@signals.worker_ready.connect
+def announce_sandbox(**_kwargs) -> None:
+    """Say at start whether this worker can sandbox builds (it refuses every build otherwise)."""
+    problem = confinement_problem()
+    if problem:
+        logger.error("this build worker cannot sandbox builds and will refuse them: %s", problem)
+    else:
+        logger.info("builds run in a %s", describe())
 
 
 def run_build(build_id: int, token: str, *, hub: str | None = None, runner: LocalRunner | None = None) -> str:

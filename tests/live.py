@@ -180,6 +180,9 @@ def private_broker(log_dir: Path) -> dict[str, str]:
     return {"HUB_DATA_DIR": tempfile.mkdtemp(prefix="hub-", dir=log_dir)}
 
 
+BUILD_LIMIT_VARIABLES = ("HUB_BUILD_MEMORY_MB", "HUB_BUILD_PIDS", "HUB_BUILD_CPUS", "HUB_BUILD_DISK_MB")
+
+
 def build_worker_environment(env: dict[str, str]) -> dict[str, str]:
     """What the build worker of the hub configured by `env` gets: where the hub and the broker are, and
     nothing else of the site (no settings module, database URL, secret key or data dir), like
@@ -190,7 +193,7 @@ def build_worker_environment(env: dict[str, str]) -> dict[str, str]:
         worker_env["HUB_BUILD_BROKER_URL"] = env["REDIS_URL"]
     else:
         worker_env["HUB_BUILD_BROKER_DIR"] = str(Path(env["HUB_DATA_DIR"]) / "celery")
-    for name in ("HUB_BUILD_WORK_DIR", "HUB_BUILD_SSH_KNOWN_HOSTS"):
+    for name in ("HUB_BUILD_WORK_DIR", "HUB_BUILD_SSH_KNOWN_HOSTS", *BUILD_LIMIT_VARIABLES):
         if env.get(name):
             worker_env[name] = env[name]
     return worker_env

@@ -8,6 +8,8 @@ PACKAGES=(
   busybox-static                     # the test images' only binary
   git curl jq ca-certificates        # hooks, raw HTTP checks
   openssh-server                     # ssh build sources: tests/builds run their own sshd
+  bubblewrap uidmap e2fsprogs        # the build sandbox (builds/sandbox.py): bwrap, newuidmap, mkfs.ext4
+  gcc libc6-dev                      # tests/e2e/test_builds_sandbox.py compiles a static chroot escape
   chromium                           # the browser tests (driven by Playwright)
   wrk docker-registry                # bench/: load generator and the reference registry
 )

@@ -75,7 +75,7 @@ def test_success_fetches_builds_pushes_and_signs(tmp_path, source):
     repo, commit = source
     buildah, record = fake_buildah(tmp_path, sleep=0)
     signed = []
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work").execute(
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
         job(repo, commit), Reporter(), lambda digest, c: signed.append((digest, c)) or ("sig", "sha256:s"))
     assert outcome.state == constants.SUCCESS, outcome
     assert outcome.digest == "sha256:" + "0" * 63 + "1" and signed == [(outcome.digest, commit)]
@@ -97,7 +97,7 @@ def test_cancel_kills_the_process_group(tmp_path, source):
     repo, commit = source
     buildah, record = fake_buildah(tmp_path, sleep=300)
     started = time.monotonic()
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work").execute(
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
         job(repo, commit), Reporter(cancel_after=3), None)
     assert outcome.state == constants.CANCELLED
     assert time.monotonic() - started < 20
@@ -109,7 +109,7 @@ def test_cancel_kills_the_process_group(tmp_path, source):
 def test_timeout_is_enforced(tmp_path, source):
     repo, commit = source
     buildah, record = fake_buildah(tmp_path, sleep=300)
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work").execute(
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
         job(repo, commit, timeout=3), Reporter(), None)
     assert outcome.state == constants.TIMED_OUT and "timed out" in outcome.error
     assert not any(alive(int(pid)) for pid in (record / "pids").read_text().split())
@@ -118,13 +118,13 @@ def test_timeout_is_enforced(tmp_path, source):
 def test_a_moved_branch_is_not_built_from_a_short_sha(tmp_path, source):
     repo, _ = source
     buildah, _ = fake_buildah(tmp_path, sleep=0)
-    outcome = LocalRunner(buildah=str(buildah)).execute(job(repo, "deadbee"), Reporter(), None)
+    outcome = LocalRunner(buildah=str(buildah), confine=False).execute(job(repo, "deadbee"), Reporter(), None)
     assert outcome.state == constants.FAILED and "not at the commit" in outcome.error
 
 
 def test_dockerfile_outside_the_checkout_is_refused(tmp_path, source):
     repo, commit = source
     buildah, _ = fake_buildah(tmp_path, sleep=0)
-    outcome = LocalRunner(buildah=str(buildah)).execute(job(repo, commit, dockerfile="../../etc/passwd"),
+    outcome = LocalRunner(buildah=str(buildah), confine=False).execute(job(repo, commit, dockerfile="../../etc/passwd"),
                                                         Reporter(), None)
     assert outcome.state == constants.FAILED and "outside the repository" in outcome.error

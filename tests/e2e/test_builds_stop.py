@@ -5,8 +5,11 @@ nor the RUN step's shell."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +20,17 @@ pytest.register_assert_rewrite("tests.e2e.clients", "tests.e2e.images")
 
 from tests.e2e.clients import ContainerClients  # noqa: E402
 from tests.e2e.test_builds import Hub, git, link_with_hook, user_with_repository  # noqa: E402
-from tests.live import start_hub, wait_until  # noqa: E402
+from tests.live import (  # noqa: E402
+    REPO_ROOT,
+    LiveHub,
+    collect_static,
+    free_port,
+    hub_environment,
+    private_broker,
+    start_hub,
+    wait_until,
+    wait_until_healthy,
+)
 
 pytest_plugins = ["tests.e2e.clients", "tests.e2e.images"]
 pytestmark = [pytest.mark.e2e,
@@ -157,3 +170,47 @@ def test_timeout_stops_buildah(timeout_hub, live_user, committed, local_root, te
     assert f"timed out after {TIMEOUT_SECONDS}" in final["log"]
     assert marker in final["log"] or "sleep 300" in final["log"]  # it got as far as the RUN step
     assert_nothing_left(timeout_hub, build["id"], marker)
+
+
+SERVE_STOP_DEADLINE = 10.0
+
+
+@pytest.fixture
+def served_hub(test_database, local_root, artifacts_dir, tmp_path_factory):
+    """`manage.py serve` (what `make run` runs) in a process group of its own, with builds on."""
+    work_dir = tmp_path_factory.mktemp("serve-work")
+    port = free_port()
+    extra = {**private_broker(artifacts_dir), "HUB_BUILDS_ENABLED": "1", "HUB_BUILD_LOCAL_ROOTS": str(local_root),
+             "HUB_BUILD_WORK_DIR": str(work_dir), "HUB_BUILD_DISPATCH_SECONDS": "2",
+             "HUB_BUILD_TIMEOUT_SECONDS": "600"}
+    env = hub_environment(port, **extra)
+    collect_static(env)
+    log_path = artifacts_dir / f"serve-{port}.log"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen([sys.executable, "manage.py", "serve"], cwd=REPO_ROOT, env=env, stdout=log,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    hub = LiveHub(port=port, process=process, log_path=log_path, extra=extra)
+    hub.work_dir = work_dir
+    try:
+        wait_until_healthy(hub.url, process, log_path)
+        yield hub
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+
+
+def test_term_to_the_serve_process_group_ends_running_builds(served_hub, live_user, committed, local_root,
+                                                             test_images, tmp_path):
+    hub, repo, marker = sleeping_build(served_hub, live_user, committed, local_root, test_images, tmp_path)
+    build = wait_for_the_run_step(hub, repo, served_hub, marker)
+    started = time.monotonic()
+    os.killpg(served_hub.process.pid, signal.SIGTERM)
+    needle = workspace_needle(served_hub, build["id"])
+
+    def stopped():
+        return served_hub.process.poll() is not None and not processes_matching(needle, marker)
+
+    wait_until(stopped, timeout=SERVE_STOP_DEADLINE + 20, interval=0.2,
+               message=f"serve and the build to stop: {processes_matching(needle, marker)}")
+    assert time.monotonic() - started < SERVE_STOP_DEADLINE, time.monotonic() - started

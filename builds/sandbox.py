@@ -1,0 +1,395 @@
+"""The build sandbox: every step of a build (git fetch, buildah pull, buildah bud, buildah push) runs in
+a bubblewrap sandbox of its own; no Django here.
+
+What a build gets (`BuildSandbox`):
+- its own disk: a sparse ext4 file of `disk_bytes`, loop-mounted (nosuid, nodev) as its workspace,
+  so filling it stops at the limit and nothing is written anywhere else;
+- its own id range: a slot (an flock'ed file) picks 65,536 host uids and gids out of the range
+  reserved in /etc/subuid and /etc/subgid for the build worker's user (`provision()`); the buildah
+  steps run as "root" of a user namespace mapped onto that range, so they own nothing on the host,
+  have no capability over it, and cannot signal or ptrace another build (another range) or the hub;
+- its own cgroups (v1 or v2): a pids limit (fork bombs), a memory limit, a CPU quota and a low
+  CPU weight, and a way to kill everything left of the build whatever it double-forked;
+- in each step, a mount namespace showing only read-only /usr and a few /etc files, a fresh /tmp,
+  /proc of its own pid namespace, a minimal /dev, and the parts of its workspace that step needs
+  (the bud step never sees the registry credentials, the deploy key, the data dir, the hub's source
+  or another build); no network at all for `buildah bud` (RUN steps included); a seccomp filter
+  (`builds.seccomp`); `--die-with-parent`, so killing the step's process group ends its sandbox.
+
+Only the fetch step runs as the worker's own user (git reads local sources the worker may read),
+with every capability dropped and the same mount confinement, but the host's network (to reach the
+source). Everything needs root (loop mounts, cgroups, id maps): `sandbox_problem()` says what is
+missing, and the worker refuses to build without it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pwd
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from builds.seccomp import filter_program
+
+RANGE_START = 0x70000000  # 1,879,048,192: far above the ranges useradd hands out (100000 up)
+RANGE_SIZE = 65536
+DEFAULT_SLOTS = 16
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+CGROUP_NAME = "wharf-builds"
+SLOT_DIR = Path("/run/wharf-builds")  # one set of slots per machine: the id ranges and cgroups are the machine's
+NAME = "bubblewrap"
+ETC_FILES = ("passwd", "group", "nsswitch.conf", "hosts", "resolv.conf", "ld.so.cache", "localtime", "containers",
+             "ssl", "ca-certificates", "alternatives", "gitconfig", "ssh/ssh_known_hosts")
+MKFS_TIMEOUT = 60
+SANDBOX_TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside each sandbox
+
+
+class SandboxUnavailable(Exception):
+    """The machine cannot sandbox builds (str() says what is missing)."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one build may use (the HUB_BUILD_* settings, read by the worker from its environment)."""
+
+    memory_bytes: int = 4 << 30
+    pids: int = 1024
+    cpus: float = 2.0
+    disk_bytes: int = 10 << 30
+    network: bool = False  # RUN steps: none by default
+
+    @classmethod
+    def from_environment(cls, environ: os._Environ | dict | None = None) -> Limits:
+        environ = os.environ if environ is None else environ
+
+        def number(name: str, default: float, scale: int = 1) -> float:
+            raw = environ.get(name, "")
+            return float(raw) * scale if raw.strip() else default
+
+        return cls(memory_bytes=int(number("HUB_BUILD_MEMORY_MB", cls.memory_bytes, 1 << 20)),
+                   pids=int(number("HUB_BUILD_PIDS", cls.pids)),
+                   cpus=number("HUB_BUILD_CPUS", cls.cpus),
+                   disk_bytes=int(number("HUB_BUILD_DISK_MB", cls.disk_bytes, 1 << 20)))
+
+    def to_environment(self) -> dict[str, str]:
+        return {"HUB_BUILD_MEMORY_MB": str(self.memory_bytes >> 20), "HUB_BUILD_PIDS": str(self.pids),
+                "HUB_BUILD_CPUS": f"{self.cpus:g}", "HUB_BUILD_DISK_MB": str(self.disk_bytes >> 20)}
+
+
+def describe(limits: Limits | None = None) -> str:
+    """One line for people: which sandbox is in force, and its limits."""
+    limits = limits or Limits.from_environment()
+    return (f"{NAME} sandbox per build step: a user namespace on a uid range of its own, no view of the host's "
+            f"files, no network for RUN steps, seccomp, at most {limits.memory_bytes >> 20} MiB of memory, "
+            f"{limits.pids} processes, {limits.cpus:g} CPUs and {limits.disk_bytes >> 20} MiB of disk")
+
+
+# --- availability and provisioning -------------------------------------------------------------------------
+
+
+def _cgroup_version() -> int:
+    if (CGROUP_ROOT / "pids" / "cgroup.procs").exists() and (CGROUP_ROOT / "memory" / "cgroup.procs").exists():
+        return 1
+    controllers = CGROUP_ROOT / "cgroup.controllers"
+    if controllers.exists() and {"pids", "memory"} <= set(controllers.read_text().split()):
+        return 2
+    return 0
+
+
+def _user_name() -> str:
+    try:
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return str(os.geteuid())
+
+
+def _has_range(path: Path, user: str, start: int, count: int) -> bool:
+    try:
+        lines = path.read_text().splitlines()
+    except FileNotFoundError:
+        return False
+    for line in lines:
+        parts = line.strip().split(":")
+        if len(parts) == 3 and parts[0] in (user, str(os.geteuid())) and parts[1].isdigit() and parts[2].isdigit() \
+                and int(parts[1]) <= start and start + count <= int(parts[1]) + int(parts[2]):
+            return True
+    return False
+
+
+def provision(slots: int = DEFAULT_SLOTS) -> None:
+    """Reserve the builds' id range in /etc/subuid and /etc/subgid for this user (root), once."""
+    user, count = _user_name(), slots * RANGE_SIZE
+    for path in (Path("/etc/subuid"), Path("/etc/subgid")):
+        with open(path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            if not _has_range(path, user, RANGE_START, count):
+                handle.seek(0, os.SEEK_END)
+                if handle.tell() and not path.read_text().endswith("\n"):
+                    handle.write("\n")
+                handle.write(f"{user}:{RANGE_START}:{count}\n")
+
+
+def sandbox_problem(*, slots: int = DEFAULT_SLOTS, provision_ids: bool = True, probe: bool = True) -> str | None:
+    """None when builds can be sandboxed on this machine; otherwise what is missing, in words. The build
+    worker provisions the id range and probes a real sandbox; the hub's pages only look (`probe=False`)."""
+    missing = [tool for tool in ("bwrap", "unshare", "newuidmap", "newgidmap", "mkfs.ext4", "mount", "umount")
+               if shutil.which(tool) is None]
+    if missing:
+        return (f"{', '.join(missing)} not found: install bubblewrap, uidmap, util-linux, mount and e2fsprogs "
+                f"(Debian: apt-get install -y bubblewrap uidmap e2fsprogs)")
+    if os.geteuid() != 0:
+        return ("the build worker must run as root: it mounts each build's disk, sets its cgroup limits and maps "
+                "its id range, then runs every build step unprivileged")
+    if not Path("/dev/loop-control").exists():
+        return "no loop devices (/dev/loop-control): each build's disk is a loop-mounted file"
+    if _cgroup_version() == 0:
+        return "no pids and memory cgroup controllers under /sys/fs/cgroup"
+    try:
+        if int(Path("/proc/sys/user/max_user_namespaces").read_text()) < 1:
+            return "user namespaces are disabled (sysctl user.max_user_namespaces=0)"
+    except (OSError, ValueError):
+        return "user namespaces are not available"
+    if provision_ids:
+        try:
+            provision(slots)
+        except OSError as error:
+            return f"cannot reserve the builds' id range in /etc/subuid: {error}"
+    if not probe:
+        return None
+    result = subprocess.run(["unshare", "--user", f"--map-users={RANGE_START},0,{RANGE_SIZE}",
+                            f"--map-groups={RANGE_START},0,{RANGE_SIZE}", "--setuid", "0", "--setgid", "0", "--",
+                            "bwrap", "--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin",
+                            "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64", "--unshare-pid",
+                            "--unshare-net", "--proc", "/proc", "--dev", "/dev", "true"],
+                           capture_output=True, text=True, timeout=30)
+    if result.returncode != 0:
+        return f"bubblewrap cannot start a sandbox in a user namespace: {result.stderr.strip()[-300:]}"
+    return None
+
+
+# --- one build's sandbox ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mount:
+    path: Path  # the same path inside as outside
+    writable: bool = False
+
+
+class BuildSandbox:
+    """The resources of one build: slot (id range), disk, cgroups. `command()` wraps a step's argv."""
+
+    def __init__(self, workspace: Path, *, limits: Limits, slot_dir: Path = SLOT_DIR, slots: int = DEFAULT_SLOTS):
+        self.workspace, self.limits, self.slot_dir, self.slots = workspace, limits, slot_dir, slots
+        self.slot: int | None = None
+        self._slot_file = None
+        self._mounted = False
+        self.cgroups: list[Path] = []
+        self.filter = filter_program()
+
+    @property
+    def uid_base(self) -> int:
+        assert self.slot is not None
+        return RANGE_START + self.slot * RANGE_SIZE
+
+    # --- setting up and tearing down ---
+
+    def open(self) -> None:
+        self._take_slot()
+        self._mount_disk()
+        self._make_cgroups()
+
+    def close(self) -> None:
+        self.kill_all()
+        for cgroup in self.cgroups:
+            with contextlib.suppress(OSError):
+                cgroup.rmdir()
+        if self._mounted:
+            subprocess.run(["umount", "-l", str(self.alias)], capture_output=True, timeout=60)
+            subprocess.run(["umount", "-l", str(self.workspace)], capture_output=True, timeout=60)
+            self._mounted = False
+            with contextlib.suppress(OSError):
+                (self.workspace.parent / f"{self.workspace.name}.disk").unlink()
+        if self._slot_file is not None:
+            self._slot_file.truncate(0)
+            self._slot_file.close()
+            self._slot_file = None
+
+    def _take_slot(self) -> None:
+        self.slot_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+        self.slot_dir.chmod(0o711)
+        deadline = time.monotonic() + 60
+        while True:
+            for slot in range(self.slots):
+                handle = open(self.slot_dir / f"slot-{slot}.lock", "a+")  # noqa: SIM115 - held for the build
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    handle.close()
+                    continue
+                self.slot, self._slot_file = slot, handle
+                handle.seek(0)
+                self._clean_after(handle.read().strip())
+                handle.seek(0)
+                handle.truncate()
+                handle.write(str(self.workspace))
+                handle.flush()
+                return
+            if time.monotonic() > deadline:
+                raise SandboxUnavailable(f"all {self.slots} build slots of this machine are busy")
+            time.sleep(0.5)
+
+    def _clean_after(self, previous: str) -> None:
+        """What a holder of this slot that died (the worker killed) left: its mounts, disk and folder."""
+        subprocess.run(["umount", "-l", str(self.alias)], capture_output=True, timeout=60)
+        if not previous or not os.path.isabs(previous) or not Path(previous).name.startswith("wharf-build-"):
+            return
+        workspace = Path(previous)
+        if os.path.ismount(workspace):
+            subprocess.run(["umount", "-l", str(workspace)], capture_output=True, timeout=60)
+        with contextlib.suppress(OSError):
+            (workspace.parent / f"{workspace.name}.disk").unlink()
+        with contextlib.suppress(OSError):
+            workspace.rmdir()
+
+    def _mount_disk(self) -> None:
+        image = self.workspace.parent / f"{self.workspace.name}.disk"
+        with open(image, "wb") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.truncate(self.limits.disk_bytes)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
+                        "-E", "root_owner=0:0,lazy_itable_init=1", str(image)],
+                       check=True, capture_output=True, timeout=MKFS_TIMEOUT)
+        subprocess.run(["mount", "-o", "loop", str(image), str(self.workspace)],
+                       check=True, capture_output=True, timeout=MKFS_TIMEOUT)
+        self._mounted = True
+        self.workspace.chmod(0o711)
+        (self.slot_dir / "mnt").mkdir(mode=0o711, exist_ok=True)
+        (self.slot_dir / "mnt").chmod(0o711)
+        self.alias.mkdir(exist_ok=True)
+        subprocess.run(["mount", "--bind", str(self.workspace), str(self.alias)], check=True, capture_output=True,
+                       timeout=60)
+        shutil.rmtree(self.workspace / "lost+found", ignore_errors=True)
+
+    def _make_cgroups(self) -> None:
+        version = _cgroup_version()
+        name = f"slot-{self.slot}"
+        period = 100_000
+        quota = max(int(self.limits.cpus * period), 1000)
+        if version == 1:
+            values = {"pids": {"pids.max": str(self.limits.pids)},
+                      "memory": {"memory.limit_in_bytes": str(self.limits.memory_bytes)},
+                      "cpu": {"cpu.cfs_period_us": str(period), "cpu.cfs_quota_us": str(quota), "cpu.shares": "256"}}
+            for controller, files in values.items():
+                parent = CGROUP_ROOT / controller / CGROUP_NAME
+                if not (CGROUP_ROOT / controller).is_dir():
+                    continue
+                parent.mkdir(exist_ok=True)
+                self._fresh_cgroup(parent / name, files)
+                if controller == "memory":
+                    with contextlib.suppress(OSError):  # no swap past the limit, where swap accounting exists
+                        (parent / name / "memory.memsw.limit_in_bytes").write_text(str(self.limits.memory_bytes))
+        else:
+            parent = CGROUP_ROOT / CGROUP_NAME
+            parent.mkdir(exist_ok=True)
+            available = set((CGROUP_ROOT / "cgroup.controllers").read_text().split())
+            wanted = [c for c in ("pids", "memory", "cpu") if c in available]
+            (parent / "cgroup.subtree_control").write_text(" ".join(f"+{c}" for c in wanted))
+            files = {"pids.max": str(self.limits.pids), "memory.max": str(self.limits.memory_bytes),
+                     "memory.swap.max": "0", "cpu.max": f"{quota} {period}", "cpu.weight": "25"}
+            self._fresh_cgroup(parent / name, files)
+
+    def _fresh_cgroup(self, path: Path, files: dict[str, str]) -> None:
+        path.mkdir(exist_ok=True)
+        self.cgroups.append(path)
+        self._kill_cgroup(path)  # whatever an earlier holder of this slot left behind
+        for file, value in files.items():
+            with contextlib.suppress(FileNotFoundError):
+                (path / file).write_text(value)
+
+    @staticmethod
+    def _kill_cgroup(path: Path) -> None:
+        for _ in range(50):
+            try:
+                pids = [int(pid) for pid in (path / "cgroup.procs").read_text().split()]
+            except OSError:
+                return
+            if not pids:
+                return
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+            time.sleep(0.1)
+
+    def kill_all(self) -> None:
+        """SIGKILL every process of this build (whatever session or process group it made for itself)."""
+        for cgroup in self.cgroups:
+            self._kill_cgroup(cgroup)
+
+    # --- wrapping a step ---
+
+    @property
+    def alias(self) -> Path:
+        """Where the workspace is mounted a second time, under a folder the build's ids may traverse
+        (bwrap resolves mount sources as the step's user; HUB_BUILD_WORK_DIR's parents may be closed)."""
+        return self.slot_dir / "mnt" / f"slot-{self.slot}"
+
+    def _source(self, path: Path) -> Path:
+        if self._mounted and path.is_relative_to(self.workspace):
+            return self.alias / path.relative_to(self.workspace)
+        return path
+
+    def _filter_pipe(self) -> tuple[int, ...]:
+        """A pipe holding the seccomp filter, read once by bwrap (the caller closes it after starting)."""
+        if self.filter is None:
+            return ()
+        read_end, write_end = os.pipe()
+        os.write(write_end, self.filter)  # a few hundred bytes: fits the pipe
+        os.close(write_end)
+        return (read_end,)
+
+    def command(self, argv: list[str], *, mounts: list[Mount], network: bool, user_namespace: bool = True,
+                chdir: Path | None = None) -> tuple[list[str], tuple[int, ...]]:
+        """The argv that runs `argv` in this build's sandbox, and the file descriptors to pass (and close after)."""
+        fds = self._filter_pipe()
+        wrapped = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                   "--unshare-cgroup-try", "--hostname", "build"]
+        if not network:
+            wrapped.append("--unshare-net")
+        if not user_namespace:
+            wrapped += ["--cap-drop", "ALL"]
+        wrapped += ["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
+                    "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64"]
+        for name in ETC_FILES:
+            wrapped += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+        wrapped += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", SANDBOX_TMP, "--tmpfs", "/sys", "--tmpfs", "/run",
+                    "--dir", "/var/tmp"]  # noqa: S108 - the sandbox's own
+        if fds:
+            wrapped += ["--seccomp", str(fds[0])]
+        for mount in mounts:
+            wrapped += ["--bind" if mount.writable else "--ro-bind", str(self._source(mount.path)), str(mount.path)]
+        wrapped += ["--remount-ro", "/", "--chdir", str(chdir or SANDBOX_TMP), "--", *argv]
+        if user_namespace:
+            base = self.uid_base
+            wrapped = ["unshare", "--user", f"--map-users={base},0,{RANGE_SIZE}", f"--map-groups={base},0,{RANGE_SIZE}",
+                       "--setuid", "0", "--setgid", "0", "--", *wrapped]
+        # Join the build's cgroups first (the wrapper shell, then all it starts), with no core dumps.
+        joins = "".join(f"echo $$ > {shlex.quote(str(cgroup / 'cgroup.procs'))} && " for cgroup in self.cgroups)
+        return ["/bin/sh", "-c", f'{joins}ulimit -c 0 && exec "$@"', "sandbox", *wrapped], fds
+
+    def chown_to_builder(self, path: Path, *, mode: int | None = None) -> None:
+        """Hand `path` (recursively, never following symlinks) to the build's root (uid 0 inside)."""
+        base = self.uid_base
+        for root, dirs, files in os.walk(path):
+            for name in (*dirs, *files):
+                os.lchown(os.path.join(root, name), base, base)
+        os.lchown(path, base, base)
+        if mode is not None:
+            path.chmod(mode)

@@ -1,0 +1,148 @@
+"""The build sandbox's parts on their own: the context's symlink check, the base images a Dockerfile
+pulls, the seccomp filter under a real bwrap, and the second wall: with the symlink check switched off,
+real buildah in the real sandbox still cannot reach a host directory through a `--mount` source."""
+
+import shutil
+import subprocess
+import uuid
+from pathlib import Path
+
+import pytest
+
+from builds import constants, runner
+from builds.context_check import ContextRefused, base_images, check_context, escaping_symlinks
+from builds.executor import BuildJob
+from builds.runner import LocalRunner
+from builds.sandbox import Limits, sandbox_problem
+from builds.seccomp import filter_program
+
+needs_sandbox = pytest.mark.skipif(shutil.which("bwrap") is None or shutil.which("buildah") is None,
+                                   reason="bubblewrap and buildah are needed")
+
+
+def tree(root: Path, links: dict[str, str]) -> Path:
+    (root / "sub" / "deep").mkdir(parents=True)
+    (root / "file").write_text("x")
+    for name, target in links.items():
+        (root / name).symlink_to(target)
+    return root
+
+
+def test_symlinks_inside_the_context_are_accepted(tmp_path):
+    context = tree(tmp_path, {"a": "file", "sub/b": "../file", "sub/deep/c": "../../sub", "d": "sub/deep/c/deep"})
+    assert escaping_symlinks(context) == []
+    check_context(context)
+
+
+@pytest.mark.parametrize("links", [
+    {"keys": "/srv/wharf/data/keys"},  # absolute
+    {"up": "../"},  # one level past the root
+    {"sub/deep/up": "../../../etc"},
+    {"here": ".", "sub/esc": "../here/.."},  # through another link that alone stays inside
+    {"loop1": "loop2", "loop2": "loop1"},  # a loop resolves nowhere: refused
+])
+def test_symlinks_leaving_the_context_are_refused(tmp_path, links):
+    context = tree(tmp_path, links)
+    assert escaping_symlinks(context)
+    with pytest.raises(ContextRefused, match="point outside"):
+        check_context(context)
+
+
+def test_base_images_follow_args_stages_and_copy_from():
+    dockerfile = """
+# syntax comment
+ARG BASE=debian:12
+ARG TAG
+FROM --platform=linux/amd64 ${BASE} AS build
+RUN --mount=type=cache,target=/c --mount=type=bind,from=tools:1,source=/x,target=/y true
+FROM hub.example/app/runtime:${TAG:-latest}
+COPY --from=build /out /out
+COPY --from=0 /a /a
+COPY --chown=1:1 --from=docker.io/library/busybox:1 /bin/busybox /bin/
+FROM scratch
+"""
+    assert base_images(dockerfile, {"TAG": "v2"}) == [
+        "debian:12", "tools:1", "hub.example/app/runtime:v2", "docker.io/library/busybox:1"]
+    assert base_images("ARG IMAGE\nFROM ${IMAGE}\n", {"IMAGE": "alpine:3"}) == ["alpine:3"]
+    assert base_images("FROM ${UNDECLARED}\n", {"UNDECLARED": "alpine:3"}) == []  # as buildah: empty
+
+
+def test_limits_come_from_the_environment():
+    limits = Limits.from_environment({"HUB_BUILD_MEMORY_MB": "512", "HUB_BUILD_PIDS": "64", "HUB_BUILD_CPUS": "0.5",
+                                      "HUB_BUILD_DISK_MB": "100"})
+    assert limits == Limits(memory_bytes=512 << 20, pids=64, cpus=0.5, disk_bytes=100 << 20)
+    assert Limits.from_environment(limits.to_environment()) == limits
+    assert Limits.from_environment({}) == Limits()
+
+
+@needs_sandbox
+def test_the_seccomp_filter_refuses_user_namespaces_and_allows_the_rest(tmp_path):
+    program = filter_program()
+    assert program is not None
+    (tmp_path / "filter").write_bytes(program)
+    with open(tmp_path / "filter", "rb") as handle:
+        result = subprocess.run(
+            ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--unshare-pid", "--proc", "/proc",
+             "--seccomp", str(handle.fileno()), "sh", "-c",
+             "unshare -U true; echo userns=$?; unshare -m true; echo mountns=$?; ls / >/dev/null; echo ls=$?"],
+            pass_fds=(handle.fileno(),), capture_output=True, text=True, timeout=30)
+    assert "userns=1" in result.stdout and "mountns=0" in result.stdout and "ls=0" in result.stdout, result
+    assert "Operation not permitted" in result.stderr
+
+
+class Reporter:
+    def __init__(self):
+        self.lines, self.states = [], []
+
+    def log(self, line):
+        self.lines.append(line)
+
+    def state(self, state):
+        self.states.append(state)
+
+    def cancelled(self):
+        return False
+
+
+@needs_sandbox
+def test_the_sandbox_hides_the_host_even_from_a_symlink_buildah_follows(tmp_path, monkeypatch):
+    """The symlink check off: buildah 1.28 follows `keys -> <host dir>` as a --mount source on the host
+    it sees, and in the sandbox that host holds no such directory."""
+    problem = sandbox_problem()
+    assert problem is None, problem
+    secret_dir = tmp_path / "host-keys"
+    secret_dir.mkdir()
+    secret = f"host-secret-{uuid.uuid4().hex}"
+    (secret_dir / "secret_key").write_text(secret)
+    source = tmp_path / "src"
+    subprocess.run(["git", "init", "-q", "-b", "main", str(source)], check=True)
+    shutil.copy("/bin/busybox", source / "busybox")
+    (source / "keys").symlink_to(secret_dir)
+    (source / "Dockerfile").write_text(
+        "FROM scratch\nCOPY busybox /bin/busybox\n"
+        'RUN --mount=type=bind,source=keys,target=/k ["/bin/busybox", "cat", "/k/secret_key"]\n')
+    git = ["git", "-C", str(source), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "link"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    monkeypatch.setattr(runner, "check_context", lambda context: None)
+    job = BuildJob(build_id=99, source_url=str(source), is_local=True, commit=commit, ref="refs/heads/main",
+                   message="m", dockerfile="Dockerfile", context=".", build_args={}, secrets={},
+                   registry="127.0.0.1:9", public_host="hub.example:443", repository="eve/app", tag="latest",
+                   username="eve", password="whf_pat_unused", timeout=120)
+    reporter = Reporter()
+    outcome = LocalRunner(work_root=tmp_path / "work", limits=Limits(disk_bytes=200 << 20)).execute(
+        job, reporter, lambda digest, commit: ("unused", "unused"))
+    log = "\n".join(reporter.lines)
+    assert outcome.state == constants.FAILED and "buildah bud exited" in outcome.error, log
+    assert secret not in log
+    assert "RUN --mount=type=bind,source=keys" in log  # buildah got as far as the step
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+@pytest.mark.django_db
+def test_the_builds_tab_says_which_sandbox_is_in_force(client, build_settings, repository, alice):
+    client.force_login(alice)
+    page = client.get(f"/r/{repository.namespace.name}/{repository.name}/builds")
+    assert page.status_code == 200
+    assert "bubblewrap sandbox" in page.content.decode() and "no network for RUN steps" in page.content.decode()
