@@ -134,7 +134,8 @@ class JWTAuthentication(BaseAuthentication):
             access_token = AccessToken.objects.filter(pk=claims["pat"], user=user).first()
             if access_token is None or not access_token.is_active():
                 raise exceptions.AuthenticationFailed("The access token behind this JWT was revoked or expired.")
-        elif claims.get("pwd") != _password_fingerprint(user) or claims.get("ep") != user.credentials_epoch:
+        # No `ep`: issued before epochs existed, when every account's was 0.
+        elif claims.get("pwd") != _password_fingerprint(user) or claims.get("ep", 0) != user.credentials_epoch:
             raise exceptions.AuthenticationFailed("Invalid or expired token.")
         return user, ApiCredentials(access_token=access_token, claims=claims)
 

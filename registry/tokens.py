@@ -439,7 +439,7 @@ def authenticate_refresh_token(refresh_token: str) -> Authenticated | None:
     fingerprint = payload.get("pwd")
     if not isinstance(fingerprint, str) or not constant_time_compare(fingerprint, _password_fingerprint(user)):
         return None
-    if payload.get("ep") != user.credentials_epoch:
+    if payload.get("ep", 0) != user.credentials_epoch:  # no `ep`: issued before epochs existed (all 0)
         logger.info("refresh token refused for %s: issued before the password changed or 2FA was turned on", subject)
         return None
     return Authenticated(user=user, token=None)

@@ -6,12 +6,16 @@ they carry); tokens made from a personal access token survive, since 2FA users n
 
 import base64
 
+import jwt
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import TOTP
 from django.conf import settings
+from django.contrib.auth.hashers import make_password
 
 from accounts.models import User
 from accounts.services import access_token_create, user_deactivate
+from hub.api import issue_api_token
+from registry.tokens import get_signing_key
 from tests.api.conftest import auth
 from tests.conftest import PASSWORD
 
@@ -91,3 +95,15 @@ def test_refresh_token_from_the_password_dies_with_a_deactivation_undone(client,
     response = client.post("/token", {"grant_type": "refresh_token", "refresh_token": refresh_token,
                                       "service": settings.REGISTRY_SERVICE, "client_id": "docker"})
     assert response.status_code == 401
+
+
+def test_a_jwt_issued_before_epochs_existed_lives_until_the_epoch_moves(api, alice):
+    User.objects.filter(pk=alice.pk).update(credentials_epoch=0, password=make_password(PASSWORD))
+    alice.refresh_from_db()
+    claims = jwt.decode(issue_api_token(user=alice).split(" ")[-1], options={"verify_signature": False})
+    claims.pop("ep")
+    key = get_signing_key()
+    old = jwt.encode(claims, key.private_key, algorithm="ES256", headers={"kid": key.kid})
+    assert api.get("/v2/access-tokens", HTTP_AUTHORIZATION=f"Bearer {old}").status_code == 200
+    TOTP.activate(alice, SECRET)
+    assert api.get("/v2/access-tokens", HTTP_AUTHORIZATION=f"Bearer {old}").status_code == 401
