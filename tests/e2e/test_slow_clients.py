@@ -191,8 +191,18 @@ def test_two_hundred_trickling_connections_do_not_starve_real_clients(proxied_hu
         assert tricklers.closed() == 0, "trickling clients are held, not refused"
 
 
+def stalled_patch(location: str, headers: dict[str, str], body: bytes, framing: str) -> bytes:
+    """A PATCH announcing `body` whole but carrying only its first MiB (then the client goes quiet)."""
+    headers = {**headers, "Content-Type": "application/octet-stream"}
+    if framing == "chunked":  # podman and buildah
+        head = raw_head("PATCH", location, {**headers, "Transfer-Encoding": "chunked"})
+        return head + f"{len(body):x}\r\n".encode() + body[:MIB]
+    return raw_head("PATCH", location, {**headers, "Content-Length": str(len(body))}) + body[:MIB]
+
+
 @pytest.mark.sqlite
-def test_a_stalled_upload_is_cut_after_its_idle_limit_and_its_bytes_removed(proxied_hub, account):
+@pytest.mark.parametrize("framing", ["content-length", "chunked"])
+def test_a_stalled_upload_is_cut_after_its_idle_limit_and_its_bytes_removed(proxied_hub, account, framing):
     target = target_of(proxied_hub)
     api = target.api(account, target.repo(account, "stalled"))
     first, rest = os.urandom(MIB), os.urandom(2 * MIB)
@@ -203,8 +213,7 @@ def test_a_stalled_upload_is_cut_after_its_idle_limit_and_its_bytes_removed(prox
     upload_id = patch.headers["Docker-Upload-UUID"]
 
     with connect(target.host) as sock:
-        sock.sendall(raw_head("PATCH", location, {**api.headers, "Content-Type": "application/octet-stream",
-                                                  "Content-Length": str(len(rest))}) + rest[:MIB])
+        sock.sendall(stalled_patch(location, api.headers, rest, framing))
         started = time.monotonic()
         wait_until(lambda: answered_or_closed(sock), timeout=BODY_IDLE + 20, interval=0.05,
                    message="the server to give up on the stalled body")
