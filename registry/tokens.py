@@ -325,7 +325,9 @@ class _Verified:
 
 _verified: OrderedDict[tuple[str, str, str], _Verified] = OrderedDict()
 _verified_lock = threading.Lock()
-ISSUE_MARGIN_SECONDS = 2  # `iat` is whole seconds, and a token is signed just after its login is checked
+# A token issued up to this long after a revocation is checked too: `iat` is whole seconds, a token is
+# signed a little after its login was checked (longer on a loaded worker), and nodes' clocks differ a little.
+ISSUE_MARGIN_SECONDS = 10
 
 
 def _credential_claims(user: User, token: AccessToken | None) -> dict[str, int]:
