@@ -65,6 +65,7 @@ def test_a_wrong_password_of_a_2fa_account_gets_the_same_answer(live_hub, user_w
     assert "personal access token" in answers[0].json()["details"]
 
 
+@pytest.mark.sqlite  # on the embedded setup the revocation time lives in the database cache
 def test_a_revoked_access_tokens_bearer_token_stops_working_within_seconds(live_hub, live_user):
     """A JWT from the password, a personal access token and a bearer token made from it, all made through
     the live hub as a user would; the token is revoked through the API (another process than the one
