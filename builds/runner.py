@@ -224,7 +224,8 @@ class LocalRunner:
             return BuildOutcome(constants.FAILED, commit=commit, error=message)
         finally:
             if self.dropped_lines:
-                reporter.log(f"(the log stopped at {self.log_limit >> 20} MiB: {self.dropped_lines} lines left out)")
+                reporter.log(f"(the log reached its limit of {self.log_limit:,} bytes: "
+                             f"{self.dropped_lines} lines left out)")
             self.sandbox.close()
             _remove_tree(workspace)
 

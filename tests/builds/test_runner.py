@@ -128,3 +128,19 @@ def test_dockerfile_outside_the_checkout_is_refused(tmp_path, source):
     outcome = LocalRunner(buildah=str(buildah), confine=False).execute(job(repo, commit, dockerfile="../../etc/passwd"),
                                                         Reporter(), None)
     assert outcome.state == constants.FAILED and "outside the repository" in outcome.error
+
+
+def test_the_log_stops_at_its_size_limit(tmp_path, source):
+    repo, commit = source
+    buildah = tmp_path / "buildah"
+    buildah.write_text('#!/bin/sh\ncase " $* " in *" bud "*) i=0; while [ $i -lt 500 ]; do echo "line $i of noise"; '
+                       'i=$((i+1)); done ;; *" push "*) for a; do [ "$p" = --digestfile ] && printf "sha256:%064d" 1 '
+                       '> "$a"; p=$a; done ;; esac\n')
+    buildah.chmod(0o755)
+    reporter = Reporter()
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False, log_limit=2000).execute(
+        job(repo, commit), reporter, lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    noise = [line for line in reporter.lines if "of noise" in line]
+    assert 0 < len(noise) < 200 and "line 499 of noise" not in reporter.lines
+    assert any("the log reached its limit of 2,000 bytes" in line for line in reporter.lines)
