@@ -143,7 +143,8 @@ def test_a_stray_blob_file_with_wrong_bytes_is_set_aside_for_the_verified_upload
     push(repository, data)
 
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest_of(data).split(":")[1]
-    assert [p.name.startswith(f".{path.name}.corrupt-") for p in path.parent.iterdir() if p != path] == [True]
+    set_aside = [p for p in path.parent.iterdir() if p.name.startswith(f".{path.name}.corrupt-")]
+    assert [p.read_bytes() for p in set_aside] == [b"not the blob" * 100]
 
 
 def test_a_cancelled_upload_cannot_be_finished_by_a_request_that_raced_it(data, repository):
