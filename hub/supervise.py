@@ -219,6 +219,7 @@ class Supervisor:
         while self.clock() - began < KILL_AFTER:
             self.reap_orphans()
             if not any(child.running() for child in self.children) and not descendants(os.getpid()):
+                self.say(f"stopped in {self.clock() - began:.1f} s")
                 return
             if not cold_sent and self.clock() - began >= COLD_AFTER:
                 cold_sent = True
@@ -240,3 +241,4 @@ class Supervisor:
                 except subprocess.TimeoutExpired:
                     pass
         self.reap_orphans()
+        self.say(f"stopped in {self.clock() - began:.1f} s")
