@@ -83,7 +83,7 @@ def check_context(context: Path) -> None:
 # --- base images ----------------------------------------------------------------------------------------------
 
 ARG_RE = re.compile(r"^\s*ARG\s+([A-Za-z_][A-Za-z0-9_]*)(?:=(\S*))?", re.IGNORECASE)
-FROM_RE = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
+FROM_RE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE)
 COPY_FROM_RE = re.compile(r"^\s*(?:COPY|ADD)\s.*?--from=(\S+)", re.IGNORECASE)
 MOUNT_FROM_RE = re.compile(r"--mount=\S*?\bfrom=([^,\s]+)", re.IGNORECASE)
 VARIABLE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?-([^}]*))?\}|\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -122,8 +122,8 @@ def base_images(dockerfile: str, build_args: dict[str, str]) -> list[str]:
     seen_from = False
 
     def add(reference: str) -> None:
-        if reference and reference.lower() != "scratch" and reference.lower() not in stages \
-                and not reference.isdigit() and reference not in images:
+        if reference and not reference.startswith("-") and reference.lower() != "scratch" \
+                and reference.lower() not in stages and not reference.isdigit() and reference not in images:
             images.append(reference)
 
     for line in _logical_lines(dockerfile):

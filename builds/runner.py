@@ -420,7 +420,7 @@ class LocalRunner:
             for image in images:
                 self.reporter.log(f"pulling {image}")
                 self._run([*self._buildah_global(ws), "pull", "--tls-verify=false", "--authfile", str(auth_file),
-                           "--quiet", image], cwd=step, what=f"buildah pull {image}", env=self._buildah_env(step),
+                           "--quiet", "--", image], cwd=step, what=f"buildah pull {image}", env=self._buildah_env(step),
                           mounts=[Mount(ws / "storage", writable=True), Mount(step, writable=True),
                                   Mount(ws / "conf"), Mount(auth_file.parent)], network=True)
 

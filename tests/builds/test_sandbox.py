@@ -2,8 +2,10 @@
 pulls, the seccomp filter under a real bwrap, and the second wall: with the symlink check switched off,
 real buildah in the real sandbox still cannot reach a host directory through a `--mount` source."""
 
+import os
 import shutil
 import subprocess
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -13,7 +15,7 @@ from builds import constants, runner
 from builds.context_check import ContextRefused, base_images, check_context, escaping_symlinks
 from builds.executor import BuildJob
 from builds.runner import LocalRunner
-from builds.sandbox import Limits, sandbox_problem
+from builds.sandbox import BuildSandbox, Limits, sandbox_problem
 from builds.seccomp import filter_program
 
 needs_sandbox = pytest.mark.skipif(shutil.which("bwrap") is None or shutil.which("buildah") is None,
@@ -146,3 +148,41 @@ def test_the_builds_tab_says_which_sandbox_is_in_force(client, build_settings, r
     page = client.get(f"/r/{repository.namespace.name}/{repository.name}/builds")
     assert page.status_code == 200
     assert "bubblewrap sandbox" in page.content.decode() and "no network for RUN steps" in page.content.decode()
+
+
+def test_flags_are_never_taken_for_images():
+    assert base_images("FROM --platform=linux/arm64 --authfile=/etc/shadow alpine:3\n", {}) == ["alpine:3"]
+    assert base_images("FROM --authfile=/etc/shadow\n", {}) == []
+
+
+def test_a_worker_that_cannot_sandbox_refuses_the_build(tmp_path, source, monkeypatch):
+    repo, commit = source
+    monkeypatch.setattr(runner, "confinement_problem", lambda: "no loop devices (/dev/loop-control)")
+    reporter = Reporter()
+    job = BuildJob(build_id=5, source_url=str(repo), is_local=True, commit=commit, ref="refs/heads/main",
+                   message="m", dockerfile="Dockerfile", context=".", build_args={}, secrets={},
+                   registry="127.0.0.1:9", public_host="hub.example:443", repository="eve/app", tag="latest",
+                   username="eve", password="whf_pat_unused", timeout=60)
+    outcome = LocalRunner(work_root=tmp_path / "work").execute(job, reporter, None)
+    assert outcome.state == constants.FAILED and "cannot sandbox builds" in outcome.error
+    assert "no loop devices" in outcome.error and reporter.states == []
+
+
+@needs_sandbox
+def test_a_slot_left_by_a_killed_worker_is_cleaned_when_taken_again(tmp_path):
+    assert sandbox_problem() is None
+    slot_dir = tmp_path / "slots"
+    first = BuildSandbox(Path(tempfile.mkdtemp(prefix="wharf-build-1-", dir=tmp_path)), limits=Limits(
+        disk_bytes=64 << 20), slot_dir=slot_dir, slots=1)
+    first.open()
+    assert os.path.ismount(first.workspace)
+    first._slot_file.close()  # the worker died: its lock is gone, its mount and disk are not
+    second = BuildSandbox(Path(tempfile.mkdtemp(prefix="wharf-build-2-", dir=tmp_path)), limits=Limits(
+        disk_bytes=64 << 20), slot_dir=slot_dir, slots=1)
+    second.open()
+    try:
+        assert second.slot == 0 and not first.workspace.exists()
+        assert not (tmp_path / f"{first.workspace.name}.disk").exists()
+    finally:
+        second.close()
+    assert not os.path.ismount(second.workspace)
