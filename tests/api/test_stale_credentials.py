@@ -5,12 +5,14 @@ they carry); tokens made from a personal access token survive, since 2FA users n
 """
 
 import base64
+import re
 
 import jwt
 from allauth.mfa.models import Authenticator
 from allauth.mfa.totp.internal.auth import TOTP
 from django.conf import settings
 from django.contrib.auth.hashers import make_password
+from django.urls import reverse
 
 from accounts.models import User
 from accounts.services import access_token_create, user_deactivate
@@ -107,3 +109,16 @@ def test_a_jwt_issued_before_epochs_existed_lives_until_the_epoch_moves(api, ali
     assert api.get("/v2/access-tokens", HTTP_AUTHORIZATION=f"Bearer {old}").status_code == 200
     TOTP.activate(alice, SECRET)
     assert api.get("/v2/access-tokens", HTTP_AUTHORIZATION=f"Bearer {old}").status_code == 401
+
+
+def test_totp_added_in_the_admin_ends_the_jwt(api, client, alice, staff):
+    headers = login_jwt(api, alice)
+    staff.is_superuser = True
+    staff.save()
+    client.force_login(staff)
+    response = client.post(reverse("admin:mfa_authenticator_add"), {
+        "user": alice.pk, "type": "totp", "data": f'{{"secret": "{SECRET}"}}',
+        "created_at_0": "2026-01-01", "created_at_1": "00:00:00",
+        "last_used_at_0": "2026-01-01", "last_used_at_1": "00:00:00"})  # required by the admin form
+    assert response.status_code == 302, re.findall(r"errorlist.*", response.content.decode())
+    assert api.get("/v2/access-tokens", **headers).status_code == 401
