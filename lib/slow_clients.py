@@ -137,13 +137,11 @@ class PacedSocket(gsocket.socket):
 
     def _wait_readable(self, limit: float, *, stalled_counts: bool) -> bool:
         """Wait up to `limit` seconds for bytes (or EOF); False when they did not come in time."""
-        if limit <= 0:
-            return False
+        if not stalled_counts:
+            return self._readable_within(limit)
         grace = min(limit, self.limits.stall_grace)
         if self._readable_within(grace):
             return True
-        if not stalled_counts:
-            return self._readable_within(limit - grace)
         if not self.stalls.enter(self.address):
             raise ClientTimeout(f"{self.address} already holds {self.stalls.cap} stalled requests")
         try:
@@ -154,8 +152,8 @@ class PacedSocket(gsocket.socket):
     def _readable_within(self, seconds: float) -> bool:
         if seconds <= 0:
             return False
-        try:
-            gsocket.wait_read(self.fileno(), timeout=seconds, timeout_exc=_NotYet)
+        try:  # on the socket's own read watcher, as gevent's recv() waits: no new watcher per wait
+            gsocket.wait(self._read_event, timeout=seconds, timeout_exc=_NotYet)
         except _NotYet:
             return False
         return True
