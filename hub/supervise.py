@@ -142,6 +142,9 @@ class Supervisor:
                 self.start(child)
             while not self.stopping:
                 self.watch()
+                # Only in serve itself (a subreaper): any other child of this process is a stray.
+                self.reap_orphans()
+                self.kill_strays()
                 time.sleep(POLL_SECONDS)
         finally:
             self.stop()
@@ -171,8 +174,6 @@ class Supervisor:
                 child.restarts += 1
                 self.start(child)
                 self.say(f"{child.name} restarted (pid {child.process.pid}, restart {child.restarts})")
-        self.reap_orphans()
-        self.kill_strays()
 
     def kill_strays(self) -> None:
         """Processes left by a child that died (a pool process, beat, a gunicorn worker) came to serve,
