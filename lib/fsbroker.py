@@ -294,9 +294,21 @@ class Channel(filesystem.Channel):
                 self._write_table(file, [item for item in table if item != entry])
 
 
+STALE_TEMP_SECONDS = 3600  # a message still being written after this long lost its writer
+
+
 def requeue_orphans(processing: Path, queue_folder: Path) -> int:
     """Put the claimed messages of processes that are gone back in the queue (under their old names,
-    so they keep their place); returns how many."""
+    so they keep their place), and delete half-written messages whose writer died; returns how many
+    messages went back."""
+    oldest = time.time() - STALE_TEMP_SECONDS
+    for name in os.listdir(queue_folder) if queue_folder.is_dir() else ():
+        if name.startswith(TEMP_PREFIX) and name.endswith(".tmp"):
+            try:
+                if (queue_folder / name).stat().st_mtime < oldest:
+                    (queue_folder / name).unlink()
+            except FileNotFoundError:
+                pass
     if not processing.is_dir():
         return 0
     count = 0

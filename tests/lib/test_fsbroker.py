@@ -137,6 +137,17 @@ def test_the_claims_of_a_living_process_stay_where_they_are(connection, root):
     message.ack()
 
 
+def test_a_message_whose_writer_died_mid_write_is_deleted_after_an_hour(connection, root):
+    stale = root / "queue" / f"{fsbroker.TEMP_PREFIX}00000000000000000_dead.{QUEUE}.msg.1.tmp"
+    fresh = root / "queue" / f"{fsbroker.TEMP_PREFIX}00000000000000000_alive.{QUEUE}.msg.2.tmp"
+    for path in (stale, fresh):
+        path.write_bytes(b'{"bo')
+    two_hours_ago = time.time() - 7200
+    os.utime(stale, (two_hours_ago, two_hours_ago))
+    fsbroker.requeue_orphans(root / "processing", root / "queue")
+    assert not stale.exists() and fresh.exists()
+
+
 def test_exchange_tables_are_written_whole(connection, root):
     channel = connection.default_channel
     for number in range(30):
