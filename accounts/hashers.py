@@ -9,8 +9,18 @@ upgraded at the next successful login (Django's must_update).
 
 from django.contrib.auth.hashers import Argon2PasswordHasher
 
+from lib.offload import off_the_loop
+
 
 class Argon2idHasher(Argon2PasswordHasher):
     time_cost = 2
     memory_cost = 19 * 1024  # KiB
     parallelism = 1
+
+    # Argon2 releases the GIL: checked on a real thread, it no longer pauses the other requests of a
+    # gevent worker (lib/offload.py).
+    def encode(self, password, salt):
+        return off_the_loop(super().encode, password, salt)
+
+    def verify(self, password, encoded):
+        return off_the_loop(super().verify, password, encoded)
