@@ -80,6 +80,14 @@ def _children_by_parent() -> dict[int, list[int]]:
     return children
 
 
+def _command_line(pid: int) -> list[str]:
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return [argument.decode(errors="replace") for argument in raw.split(b"\0")[:-1]]
+
+
 def descendants(root: int) -> list[int]:
     """PIDs of every living process below `root`."""
     children = _children_by_parent()
@@ -176,11 +184,16 @@ class Supervisor:
                 self.say(f"{child.name} restarted (pid {child.process.pid}, restart {child.restarts})")
 
     def kill_strays(self) -> None:
-        """Processes left by a child that died (a pool process, beat, a gunicorn worker) came to serve,
-        the subreaper: they would go on running beside the restarted child, so they are killed."""
+        """Processes left by a child that died (a pool process, beat, a gunicorn worker: forks that run
+        the child's own command line) came to serve, the subreaper: they would go on beside the
+        restarted child, so they are killed. Any other process that came to serve is left alone."""
         ours = {child.process.pid for child in self.children if child.process is not None}
+        commands = [child.command for child in self.children]
         for pid in _children_by_parent().get(os.getpid(), []):
             if pid in ours:
+                continue
+            arguments = _command_line(pid)
+            if not any(arguments in (command, [*arguments[:1], *command]) for command in commands):
                 continue
             self.say(f"killing process {pid}, left behind by a child that exited")
             try:
