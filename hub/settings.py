@@ -290,7 +290,7 @@ CELERY_TASK_DEFAULT_QUEUE = "celery"
 # Builds run on the `builds` queue in the build worker (builds/worker.py); every other task here.
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-# On stop, running tasks get this long before a cold shutdown cancels them (and requeues them: acks_late).
+# On stop, running tasks get this long before a cold shutdown cancels them (messages not started yet are requeued).
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = envfloat("HUB_WORKER_SOFT_SHUTDOWN_SECONDS", 3.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_QUEUES_DIR / "beat-schedule")
 PULL_COUNTER_FLUSH_SECONDS = envfloat("HUB_PULL_FLUSH_SECONDS", 30.0)
