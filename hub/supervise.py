@@ -7,11 +7,12 @@ its status.
 
 Stopping (SIGTERM or SIGINT to serve, or a TERM to the whole process group, which also reaches every
 child and grandchild directly): every child gets SIGTERM (gunicorn stops gracefully within its
-graceful_timeout; Celery starts a warm shutdown); after COLD_AFTER seconds Celery workers that are
-still running get SIGQUIT (a cold shutdown: running tasks are cancelled, and being acks_late their
-messages go back to the queue); after KILL_AFTER seconds whatever is left of serve's descendants gets
-SIGKILL. serve is a child subreaper, so processes whose parent exited first (a pool process, beat, a
-build's buildah) are still its descendants and are stopped too. Then serve exits 0.
+graceful_timeout; a Celery worker, started with REMAP_SIGTERM=SIGQUIT, gives running tasks
+worker_soft_shutdown_timeout and cancels them, and puts the messages it had not started back in the
+queue); after COLD_AFTER seconds Celery workers still running get SIGQUIT again (cancel now); after
+KILL_AFTER seconds whatever is left of serve's descendants gets SIGKILL. serve is a child subreaper,
+so processes whose parent exited first (a pool process, beat, a build's buildah) are still its
+descendants and are stopped too. Then serve exits 0.
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ class Command(BaseCommand):
         base = Path(settings.BASE_DIR)
         env = {**os.environ, "HUB_DATA_DIR": str(settings.DATA_DIR)}
         # A TERM reaches Celery's pool processes and beat too when sent to the whole process group (systemd,
-        # container runtimes): remapped, they ignore it and the worker stops them itself, after a cold
-        # shutdown that hands unfinished (acks_late) tasks back to the queue. A pool process killed by
-        # that TERM could die holding the pool's queue lock, and the worker then never exits.
+        # container runtimes): remapped, they ignore it and the worker stops them itself (a cold shutdown
+        # after CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT). A pool process killed by that TERM could die holding
+        # the pool's queue lock, and the worker then never exited.
         celery_env = {"REMAP_SIGTERM": "SIGQUIT"}
         children = [Child("gunicorn", [str(BIN / "gunicorn"), "--config", str(base / "gunicorn.conf.py")], env)]
         if not options["no_worker"]:
