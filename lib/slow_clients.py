@@ -20,6 +20,9 @@ the application, which answers and truncates what it staged; headers or a small 
 connection without involving the application. When the worker stops, connections that are between
 requests or still sending headers are closed at once, so only requests in progress delay the exit.
 
+TLS terminated by gunicorn itself (a `certfile`) gets gevent's own sockets, without these limits:
+Wharf terminates TLS in a proxy (README, "Production").
+
 No Django imports: gunicorn's arbiter loads this module before the site.
 """
 
@@ -173,11 +176,15 @@ class SlowClientWorker(GeventWorker):
         return contextlib.nullcontext()  # PacedSocket bounds every wait for the next request itself
 
     def handle(self, listener, client, addr) -> None:
+        if self.cfg.is_ssl:
+            return super().handle(listener, client, addr)  # TLS in gunicorn itself: gevent's own socket
         paced = PacedSocket(client, _host(addr), self.limits, self.stalls, self._log_cut)
         self.connections.add(paced)
-        super().handle(listener, paced, addr)
+        return super().handle(listener, paced, addr)
 
     def handle_request(self, listener_name, req, sock, addr):
+        if not isinstance(sock, PacedSocket):
+            return super().handle_request(listener_name, req, sock, addr)
         sock.expect_body()
         try:
             if not self._buffer_small_body(req, sock):
