@@ -13,7 +13,7 @@ from accounts.models import AccessToken, Membership, Namespace, Organization, Te
 from accounts.names import validate_namespace_name
 from accounts.revocation import credentials_revoked
 from repositories.models import Repository
-from repositories.services import repository_delete
+from repositories.services import repository_delete, repository_delete_pending
 
 
 def namespace_check_available(*, name: str) -> None:
@@ -53,15 +53,21 @@ def organization_create(*, name: str, owner: User, full_name: str = "", company:
 
 
 def organization_delete(*, organization: Organization) -> None:
-    """Delete an organization that has no repositories left; its name becomes a tombstone."""
+    """Delete an organization that has no repositories left; its name becomes a tombstone.
+
+    Repositories still pending (a push that never sent its manifest, which nobody can see or delete)
+    do not count: they go with the organization.
+    """
     with transaction.atomic():
         namespace = Namespace.objects.select_for_update().get(organization=organization)
-        if Repository.objects.filter(namespace=namespace).exists():
+        # Locked, so a first manifest cannot make one visible between this check and the deletion.
+        if Repository.objects.select_for_update().filter(namespace=namespace, is_pending=False).exists():
             raise ValidationError(
                 "Delete or transfer the organization's repositories first: an organization with "
                 "repositories cannot be deleted.",
                 code="has_repositories",
             )
+        repository_delete_pending(namespace=namespace)
         namespace.deleted_at = timezone.now()
         namespace.organization = None
         namespace.save(update_fields=["deleted_at", "organization"])

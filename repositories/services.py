@@ -11,7 +11,8 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from accounts.models import Namespace, User
-from registry.models import Blob, RepositoryBlob
+from registry import storage
+from registry.models import Blob, BlobUpload, RepositoryBlob
 from registry.services.gc import sweep_blob
 from registry.signals import repository_deleted
 from repositories.models import Collaborator, Repository, Star, TeamPermission, validate_repository_name
@@ -121,6 +122,21 @@ def _sweep_unlinked_blobs(blob_ids: list[int]) -> None:
     cutoff = timezone.now()
     for blob_id in blob_ids:
         sweep_blob(blob_id, cutoff, require_unlinked=True)
+
+
+def repository_delete_pending(*, namespace: Namespace) -> int:
+    """Delete `namespace`'s pending repositories (pushes that never sent a manifest) with their uploads'
+    staged bytes and the blobs only they linked; how many. Nobody ever saw one, so nothing is announced.
+    Call inside the transaction that holds the namespace's row lock (organization deletion)."""
+    repositories = list(Repository.objects.select_for_update().filter(namespace=namespace, is_pending=True))
+    if not repositories:
+        return 0
+    blob_ids = list(Blob.objects.filter(repository_links__repository__in=repositories).values_list("pk", flat=True))
+    for upload_id in BlobUpload.objects.filter(repository__in=repositories).values_list("pk", flat=True):
+        storage.discard_staged(upload_id)  # a PATCH still writing finds its upload gone and writes nothing
+    Repository.objects.filter(pk__in=[repository.pk for repository in repositories]).delete()
+    _sweep_unlinked_blobs(blob_ids)
+    return len(repositories)
 
 
 def repository_cleanup_pending(*, older_than: timedelta | None = None) -> int:

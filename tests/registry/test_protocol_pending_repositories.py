@@ -247,3 +247,38 @@ def test_a_killed_push_of_an_official_image_is_not_explored(client, staff):
         assert "halfofficial" not in Client().get(page).content.decode()
     push_image(client, "halfofficial", token_for(client, staff.username, "repository:halfofficial:pull,push"))
     assert "halfofficial" in Client().get("/explore").content.decode()
+
+
+def test_a_pending_repository_does_not_keep_its_organization_alive(client, alice):
+    """The owner cannot see (nor delete) a killed push's repository: it goes with the organization."""
+    from accounts.services import organization_delete
+    from registry.storage import staging_path
+    from tests.factories import make_organization
+
+    organization = make_organization(alice)
+    name = f"{organization.name}/halfway"
+    token = pull_push(client, alice, name)
+    push_blob(client, name, b"bytes only the killed push has", token["HTTP_AUTHORIZATION"][7:])
+    start_upload(client, name, token)
+    staged = [staging_path(upload_id) for upload_id in BlobUpload.objects.values_list("pk", flat=True)]
+    assert staged and all(path.exists() for path in staged)
+    organization_delete(organization=organization)
+    assert not any(path.exists() for path in staged)
+    assert not Repository.objects.filter(namespace__name=organization.name).exists()
+    assert not BlobUpload.objects.exists() and not RepositoryBlob.objects.exists() and not Blob.objects.exists()
+    assert Namespace.objects.get(name=organization.name).is_tombstone
+
+
+def test_an_organization_with_a_visible_repository_is_still_kept(client, alice):
+    from django.core.exceptions import ValidationError
+
+    from accounts.services import organization_delete
+    from tests.factories import make_organization
+
+    organization = make_organization(alice)
+    done = f"{organization.name}/done"
+    push_image(client, done, pull_push(client, alice, done)["HTTP_AUTHORIZATION"][7:])
+    start_upload(client, f"{organization.name}/halfway", pull_push(client, alice, f"{organization.name}/halfway"))
+    with pytest.raises(ValidationError):
+        organization_delete(organization=organization)
+    assert Repository.objects.filter(namespace__name=organization.name).count() == 2
