@@ -32,7 +32,7 @@ from pathlib import Path
 from builds import constants
 from builds.context_check import ContextRefused, base_images, check_context
 from builds.executor import BuildJob, BuildOutcome, Reporter, Signer
-from builds.sandbox import BuildSandbox, Limits, Mount, SandboxUnavailable, sandbox_problem
+from builds.sandbox import PUBLIC, BuildSandbox, Limits, Mount, SandboxUnavailable, sandbox_problem
 from builds.source_safety import (
     PinnedHost,
     SourceRefused,
@@ -155,6 +155,9 @@ class Unconfined:
 
     def command(self, argv: list[str], **_options) -> tuple[list[str], tuple[int, ...]]:
         return argv, ()
+
+    def started(self, process: subprocess.Popen):
+        return lambda: None
 
 
 class LocalRunner:
@@ -403,12 +406,14 @@ class LocalRunner:
             path.write_text(value)
             argv += ["--secret", f"id={secret_id},src={path}"]
         self.sandbox.chown_to_builder(ws / "secrets", mode=0o700)
+        network = "public addresses only" if self.limits.public_network else "no network"
         self.reporter.log(f"building {job.dockerfile} in {job.context or '.'} as {job.repository}:{job.tag} "
-                          f"({'no network' if self.confine else 'unconfined'})")
+                          f"({network if self.confine else 'unconfined'})")
         step = self._step_dir(ws, "bud")
         self._run([*argv, str(context)], cwd=step, what="buildah bud", env=self._buildah_env(step),
                   mounts=[Mount(ws / "storage", writable=True), Mount(step, writable=True), Mount(ws / "conf"),
-                          Mount(source), Mount(ws / "secrets")], network=False)
+                          Mount(source), Mount(ws / "secrets")],
+                  network=PUBLIC if self.limits.public_network else False)
 
     def _pull_base_images(self, ws: Path, dockerfile: str, arguments: dict[str, str]) -> None:
         """Pull what the Dockerfile starts from, with the registry credential, before `bud` runs without it."""
@@ -506,7 +511,9 @@ class LocalRunner:
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
+        stop_network = lambda: None  # noqa: E731
         try:
+            stop_network = self.sandbox.started(process)
             while process.poll() is None:
                 drain()
                 self._check_stop()
@@ -519,6 +526,7 @@ class LocalRunner:
             self.sandbox.kill_all()
             raise
         finally:
+            stop_network()
             reader.join(timeout=5)
             drain()
         if process.returncode != 0:

@@ -13,7 +13,9 @@ What a build gets (`BuildSandbox`):
 - in each step, a mount namespace showing only read-only /usr and a few /etc files, a fresh /tmp,
   /proc of its own pid namespace, a minimal /dev, and the parts of its workspace that step needs
   (the bud step never sees the registry credentials, the deploy key, the data dir, the hub's source
-  or another build); no network at all for `buildah bud` (RUN steps included); a seccomp filter
+  or another build); no network at all for `buildah bud` (RUN steps included), or with
+  HUB_BUILD_RUN_NETWORK=public a network namespace of its own that slirp4netns wires to the outside
+  and iptables (set from outside, before it runs) limits to public addresses; a seccomp filter
   (`builds.seccomp`); `--die-with-parent`, so killing the step's process group ends its sandbox.
 
 Only the fetch step runs as the worker's own user (git reads local sources the worker may read),
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import pwd
 import shlex
@@ -33,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +53,13 @@ ETC_FILES = ("passwd", "group", "nsswitch.conf", "hosts", "resolv.conf", "ld.so.
              "ssl", "ca-certificates", "alternatives", "gitconfig", "ssh/ssh_known_hosts")
 MKFS_TIMEOUT = 60
 SANDBOX_TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside each sandbox
+PUBLIC = "public"
+SLIRP_DNS = "10.0.2.3"
+# Destinations a build's public network refuses (IPv4; slirp4netns gives it no IPv6): this host, private,
+# shared, link-local (cloud metadata), documentation, benchmarking, multicast and reserved ranges.
+REFUSED_NETWORKS = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+                    "192.0.0.0/24", "192.0.2.0/24", "192.88.99.0/24", "192.168.0.0/16", "198.18.0.0/15",
+                    "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4")
 
 
 class SandboxUnavailable(Exception):
@@ -63,7 +74,7 @@ class Limits:
     pids: int = 1024
     cpus: float = 2.0
     disk_bytes: int = 10 << 30
-    network: bool = False  # RUN steps: none by default
+    public_network: bool = False  # RUN steps: no network by default; True: public addresses only (slirp4netns)
 
     @classmethod
     def from_environment(cls, environ: os._Environ | dict | None = None) -> Limits:
@@ -73,21 +84,27 @@ class Limits:
             raw = environ.get(name, "")
             return float(raw) * scale if raw.strip() else default
 
+        network = environ.get("HUB_BUILD_RUN_NETWORK", "").strip().lower() or "none"
+        if network not in ("none", "public"):
+            raise ValueError(f"HUB_BUILD_RUN_NETWORK is {network!r}: none or public")
         return cls(memory_bytes=int(number("HUB_BUILD_MEMORY_MB", cls.memory_bytes, 1 << 20)),
                    pids=int(number("HUB_BUILD_PIDS", cls.pids)),
                    cpus=number("HUB_BUILD_CPUS", cls.cpus),
-                   disk_bytes=int(number("HUB_BUILD_DISK_MB", cls.disk_bytes, 1 << 20)))
+                   disk_bytes=int(number("HUB_BUILD_DISK_MB", cls.disk_bytes, 1 << 20)),
+                   public_network=network == "public")
 
     def to_environment(self) -> dict[str, str]:
         return {"HUB_BUILD_MEMORY_MB": str(self.memory_bytes >> 20), "HUB_BUILD_PIDS": str(self.pids),
-                "HUB_BUILD_CPUS": f"{self.cpus:g}", "HUB_BUILD_DISK_MB": str(self.disk_bytes >> 20)}
+                "HUB_BUILD_CPUS": f"{self.cpus:g}", "HUB_BUILD_DISK_MB": str(self.disk_bytes >> 20),
+                "HUB_BUILD_RUN_NETWORK": "public" if self.public_network else "none"}
 
 
 def describe(limits: Limits | None = None) -> str:
     """One line for people: which sandbox is in force, and its limits."""
     limits = limits or Limits.from_environment()
     return (f"{NAME} sandbox per build step: a user namespace on a uid range of its own, no view of the host's "
-            f"files, no network for RUN steps, seccomp, at most {limits.memory_bytes >> 20} MiB of memory, "
+            f"files, {'public addresses only' if limits.public_network else 'no network'} for RUN steps, "
+            f"seccomp, at most {limits.memory_bytes >> 20} MiB of memory, "
             f"{limits.pids} processes, {limits.cpus:g} CPUs and {limits.disk_bytes >> 20} MiB of disk")
 
 
@@ -144,6 +161,11 @@ def sandbox_problem(*, slots: int = DEFAULT_SLOTS, provision_ids: bool = True, p
     if missing:
         return (f"{', '.join(missing)} not found: install bubblewrap, uidmap, util-linux, mount and e2fsprogs "
                 f"(Debian: apt-get install -y bubblewrap uidmap e2fsprogs)")
+    if Limits.from_environment().public_network:
+        missing = [tool for tool in ("slirp4netns", "nsenter", "iptables") if shutil.which(tool) is None]
+        if missing:
+            return (f"HUB_BUILD_RUN_NETWORK=public needs {', '.join(missing)} "
+                    f"(Debian: apt-get install -y slirp4netns iptables)")
     if os.geteuid() != 0:
         return ("the build worker must run as root: it mounts each build's disk, sets its cgroup limits and maps "
                 "its id range, then runs every build step unprivileged")
@@ -172,6 +194,57 @@ def sandbox_problem(*, slots: int = DEFAULT_SLOTS, provision_ids: bool = True, p
     if result.returncode != 0:
         return f"bubblewrap cannot start a sandbox in a user namespace: {result.stderr.strip()[-300:]}"
     return None
+
+
+# --- a public network for RUN steps -------------------------------------------------------------------------
+
+
+def _read_child_pid(info_fd: int) -> int:
+    """The sandbox's pid, from bwrap's --info-fd JSON."""
+    data = b""
+    while True:
+        chunk = os.read(info_fd, 4096)
+        if not chunk:
+            raise SandboxUnavailable("the sandbox ended before its network could be set up")
+        data += chunk
+        with contextlib.suppress(ValueError, KeyError):
+            return int(json.loads(data)["child-pid"])
+
+
+def public_network(pid: int) -> tuple[subprocess.Popen, int]:
+    """Wire the network namespace of `pid` to the outside with slirp4netns (the host's loopback off), and
+    refuse every non-public destination there with iptables, before anything in it runs. Returns slirp4netns
+    and the fd that keeps it alive: it exits when that closes, also when this process dies."""
+    ready_read, ready_write = os.pipe()
+    exit_read, exit_write = os.pipe()
+    slirp = subprocess.Popen(["slirp4netns", "--configure", "--mtu=65520", "--disable-host-loopback",
+                              "--ready-fd", str(ready_write), "--exit-fd", str(exit_read), str(pid), "tap0"],
+                             pass_fds=(ready_write, exit_read), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+    os.close(ready_write)
+    os.close(exit_read)
+    try:
+        ready = os.read(ready_read, 1)
+    finally:
+        os.close(ready_read)
+    enter = ["nsenter", f"--net=/proc/{pid}/ns/net", "iptables", "-w"]
+    rules = [["-A", "OUTPUT", "-o", "lo", "-j", "ACCEPT"],
+             *[["-A", "OUTPUT", "-d", SLIRP_DNS, "-p", protocol, "--dport", "53", "-j", "ACCEPT"]
+               for protocol in ("udp", "tcp")],
+             ["-A", "OUTPUT", "-d", ",".join(REFUSED_NETWORKS), "-j", "REJECT"]]
+    try:
+        if ready != b"1":
+            raise SandboxUnavailable("slirp4netns could not give the build its network")
+        for rule in rules:
+            result = subprocess.run([*enter, *rule], capture_output=True, text=True, timeout=30)
+            if result.returncode != 0:
+                raise SandboxUnavailable(f"cannot filter the build's network: {result.stderr.strip()[-200:]}")
+    except BaseException:
+        os.close(exit_write)
+        slirp.kill()
+        slirp.wait(timeout=10)
+        raise
+    return slirp, exit_write
 
 
 # --- one build's sandbox ------------------------------------------------------------------------------------
@@ -355,14 +428,26 @@ class BuildSandbox:
         os.close(write_end)
         return (read_end,)
 
-    def command(self, argv: list[str], *, mounts: list[Mount], network: bool, user_namespace: bool = True,
+    def command(self, argv: list[str], *, mounts: list[Mount], network: bool | str, user_namespace: bool = True,
                 chdir: Path | None = None) -> tuple[list[str], tuple[int, ...]]:
-        """The argv that runs `argv` in this build's sandbox, and the file descriptors to pass (and close after)."""
+        """The argv that runs `argv` in this build's sandbox, and the file descriptors to pass (and close after).
+
+        `network`: True, the host's (trusted steps: fetch, pull, push); False, none but a loopback of its
+        own; "public", a network namespace of its own wired to the outside by slirp4netns and allowed
+        public addresses only (`started()` does that once the process runs)."""
         fds = self._filter_pipe()
+        seccomp_fd = fds[0] if fds else None
+        public = network == PUBLIC
         wrapped = ["bwrap", "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                    "--unshare-cgroup-try", "--hostname", "build"]
-        if not network:
+        if network is not True:
             wrapped.append("--unshare-net")
+        if public:
+            info_read, info_write = os.pipe()
+            block_read, block_write = os.pipe()
+            self._pending_network = (info_read, block_write)
+            fds += (info_write, block_read)
+            wrapped += ["--info-fd", str(info_write), "--block-fd", str(block_read)]
         if not user_namespace:
             wrapped += ["--cap-drop", "ALL"]
         wrapped += ["--ro-bind", "/usr", "/usr", "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
@@ -371,8 +456,8 @@ class BuildSandbox:
             wrapped += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
         wrapped += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", SANDBOX_TMP, "--tmpfs", "/sys", "--tmpfs", "/run",
                     "--dir", "/var/tmp"]  # noqa: S108 - the sandbox's own
-        if fds:
-            wrapped += ["--seccomp", str(fds[0])]
+        if seccomp_fd is not None:
+            wrapped += ["--seccomp", str(seccomp_fd)]
         for mount in mounts:
             wrapped += ["--bind" if mount.writable else "--ro-bind", str(self._source(mount.path)), str(mount.path)]
         wrapped += ["--remount-ro", "/", "--chdir", str(chdir or SANDBOX_TMP), "--", *argv]
@@ -383,6 +468,27 @@ class BuildSandbox:
         # Join the build's cgroups first (the wrapper shell, then all it starts), with no core dumps.
         joins = "".join(f"echo $$ > {shlex.quote(str(cgroup / 'cgroup.procs'))} && " for cgroup in self.cgroups)
         return ["/bin/sh", "-c", f'{joins}ulimit -c 0 && exec "$@"', "sandbox", *wrapped], fds
+
+    def started(self, process: subprocess.Popen) -> Callable[[], None]:
+        """After the step's process started: wire its public network, if it has one (the sandbox waits on
+        its block fd until then). Returns what to call when the step is over."""
+        pending, self._pending_network = getattr(self, "_pending_network", None), None
+        if pending is None:
+            return lambda: None
+        info_read, block_write = pending
+        try:
+            slirp, keep_alive = public_network(_read_child_pid(info_read))
+            os.write(block_write, b"1")  # the sandbox goes on only now, its network filtered
+        finally:
+            os.close(info_read)
+            os.close(block_write)
+
+        def stop() -> None:
+            os.close(keep_alive)
+            slirp.kill()
+            slirp.wait(timeout=10)
+
+        return stop
 
     def chown_to_builder(self, path: Path, *, mode: int | None = None) -> None:
         """Hand `path` (recursively, never following symlinks) to the build's root (uid 0 inside)."""

@@ -180,7 +180,8 @@ def private_broker(log_dir: Path) -> dict[str, str]:
     return {"HUB_DATA_DIR": tempfile.mkdtemp(prefix="hub-", dir=log_dir)}
 
 
-BUILD_LIMIT_VARIABLES = ("HUB_BUILD_MEMORY_MB", "HUB_BUILD_PIDS", "HUB_BUILD_CPUS", "HUB_BUILD_DISK_MB")
+BUILD_LIMIT_VARIABLES = ("HUB_BUILD_MEMORY_MB", "HUB_BUILD_PIDS", "HUB_BUILD_CPUS", "HUB_BUILD_DISK_MB",
+                         "HUB_BUILD_RUN_NETWORK")
 
 
 def build_worker_environment(env: dict[str, str]) -> dict[str, str]:

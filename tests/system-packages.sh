@@ -9,6 +9,7 @@ PACKAGES=(
   git curl jq ca-certificates        # hooks, raw HTTP checks
   openssh-server                     # ssh build sources: tests/builds run their own sshd
   bubblewrap uidmap e2fsprogs        # the build sandbox (builds/sandbox.py): bwrap, newuidmap, mkfs.ext4
+  slirp4netns iptables               # ... and its optional public network for RUN steps
   gcc libc6-dev                      # tests/e2e/test_builds_sandbox.py compiles a static chroot escape
   chromium                           # the browser tests (driven by Playwright)
   wrk docker-registry                # bench/: load generator and the reference registry

@@ -2,10 +2,13 @@
 pulls, the seccomp filter under a real bwrap, and the second wall: with the symlink check switched off,
 real buildah in the real sandbox still cannot reach a host directory through a `--mount` source."""
 
+import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 
@@ -186,3 +189,56 @@ def test_a_slot_left_by_a_killed_worker_is_cleaned_when_taken_again(tmp_path):
     finally:
         second.close()
     assert not os.path.ismount(second.workspace)
+
+
+def host_addresses() -> list[str]:
+    listed = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True)
+    return [line.split()[3].split("/")[0] for line in listed.stdout.splitlines() if len(line.split()) > 3]
+
+
+@needs_sandbox
+@pytest.mark.skipif(shutil.which("slirp4netns") is None or shutil.which("iptables") is None,
+                    reason="slirp4netns and iptables are needed")
+def test_a_public_network_refuses_the_host_and_private_addresses(tmp_path, source):
+    """HUB_BUILD_RUN_NETWORK=public: RUN steps get an interface of their own (slirp4netns), and a
+    listener on every address of this host is out of their reach, through the host's loopback
+    (10.0.2.2), its own 127.0.0.1, or this host's private addresses."""
+    assert sandbox_problem() is None
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))  # the point: reachable on every address of the host
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    accepted = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, peer = listener.accept()
+                accepted.append(peer)
+                connection.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    targets = ["10.0.2.2", "127.0.0.1", *host_addresses()]
+    probes = "; ".join(f"busybox nc -w 3 {address} {port} </dev/null && echo OPEN$((6*7)){address}"
+                       for address in targets)
+    repo, _ = source
+    shutil.copy("/bin/busybox", repo / "busybox")
+    (repo / "Dockerfile").write_text("FROM scratch\nCOPY busybox /bin/busybox\n"
+                                     f'RUN ["/bin/busybox", "sh", "-c", "busybox ip -4 addr; {probes}; echo probed"]\n')
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "net"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    job = BuildJob(build_id=98, source_url=str(repo), is_local=True, commit=commit, ref="refs/heads/main",
+                   message="m", dockerfile="Dockerfile", context=".", build_args={}, secrets={},
+                   registry="127.0.0.1:9", public_host="hub.example:443", repository="eve/app", tag="latest",
+                   username="eve", password="whf_pat_unused", timeout=120)
+    reporter = Reporter()
+    try:
+        LocalRunner(work_root=tmp_path / "work", limits=Limits(disk_bytes=200 << 20, public_network=True)).execute(
+            job, reporter, lambda digest, commit: ("unused", "unused"))
+    finally:
+        listener.close()
+    log = "\n".join(reporter.lines)
+    assert "inet 10.0.2.100/24" in log and "probed" in log, log  # the step had a network, and ran every probe
+    assert "OPEN42" not in log and accepted == [], log
