@@ -109,8 +109,12 @@ def login_attempt_begin(*, identifier: str, address: str, user: User | None) -> 
     result when the password was right. The window starts at the first failure and is not extended."""
     window, per_account, per_address = _limits()
     account_key, address_key = failure_keys(identifier=identifier, address=address, user=user)
+    attempt = LoginAttempt(keys=(account_key, address_key))
     over = count_up(cache, account_key, window) > per_account
     over = count_up(cache, address_key, window) > per_address or over
     if over:
+        # Refused unchecked, so it is no failure: counted, it would outlast the attempts in flight that
+        # caused it (the right password, sent in parallel by a client) and lock the account for the window.
+        attempt.succeeded()
         raise TooManyAttempts(retry_after=window)
-    return LoginAttempt(keys=(account_key, address_key))
+    return attempt

@@ -158,3 +158,16 @@ def test_a_second_email_address_names_the_same_account(alice):
     for number in range(10):
         web_login("Alice.Other@example.org", WRONG, REMOTE_ADDR=f"203.0.113.{number + 1}")
     assert token_basic(alice.username, PASSWORD).status_code == 429
+
+
+def test_right_passwords_refused_while_others_were_in_flight_leave_no_failure_behind(alice):
+    """Twenty parallel logins with the right password (a `docker compose pull` of twenty images): the ten
+    refused because ten were being checked must not stay counted as failures and lock the account."""
+    in_flight = [login_attempt_begin(identifier=alice.username, address="198.51.100.7", user=alice)
+                 for _ in range(10)]
+    for _ in range(10):
+        with pytest.raises(TooManyAttempts):
+            login_attempt_begin(identifier=alice.username, address="198.51.100.7", user=alice)
+    for attempt in in_flight:
+        attempt.succeeded()
+    assert token_basic(alice.username, PASSWORD, REMOTE_ADDR="198.51.100.7").status_code == 200
