@@ -283,8 +283,11 @@ def test_two_builds_at_once_cannot_read_each_other(sandbox_hub, live_user, commi
         rules = hub.api("GET", f"{repo}/build-rules/").json()
         hub.api("PATCH", f"{repo}/build-rules/{rules[0]['id']}/", json={"secrets": {"mine": secret}})
         (source / "snoop.sh").write_text(SNOOP.format(work=sandbox_hub.work_dir))
-        (source / "Dockerfile").write_text(f"FROM {sandbox_hub.host}/{user.username}/base:v1\nCOPY snoop.sh /\n"
-                                           "RUN --mount=type=secret,id=mine busybox sh /snoop.sh\n")
+        (source / "Dockerfile").write_text(
+            f"FROM {sandbox_hub.host}/{user.username}/base:v1\nCOPY snoop.sh /\n"
+            "RUN --mount=type=secret,id=mine busybox sh /snoop.sh\n"
+            # A full id range: files can belong to any user (apt drops to _apt, uid 42 or 100).
+            'RUN busybox touch /owned && busybox chown 100:65534 /owned && busybox stat -c "owner %u:%g" /owned\n')
         git(source, "add", ".")
         builds.append((hub, repo, source, secret))
     for _hub, _repo, source, _secret in builds:
@@ -293,6 +296,7 @@ def test_two_builds_at_once_cannot_read_each_other(sandbox_hub, live_user, commi
     for final, (_hub, _repo, _source, secret) in zip(finals, builds, strict=True):
         assert final["state"] == "success", final["log"]
         assert "mine: ***" in final["log"] and "snooping-over" in final["log"]  # its own secret, masked
+        assert "owner 100:65534" in final["log"]
     first, second = finals
     assert builds[1][3] not in first["log"] and builds[0][3] not in second["log"]
     assert "whf_" not in first["log"] and "whf_" not in second["log"]  # no registry token, not even its own
