@@ -30,7 +30,8 @@ from registry.models import Blob, BlobUpload, RepositoryBlob
 from registry.oci.digests import InvalidDigest, parse_digest
 from repositories.models import Repository
 
-CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d+)-(\d+)$")
+# Offsets of at most 19 digits (int64): a longer one is malformed, not a 500 from int()'s 4,300-digit limit.
+CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})$")
 HASHERS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
 
 logger = logging.getLogger(__name__)
