@@ -219,10 +219,14 @@ def build_worker_environment() -> dict[str, str]:
 def build_sandbox_status() -> tuple[bool, str]:
     """(whether this machine can sandbox builds, a sentence saying which sandbox or what is missing), as the
     hub's pages show it; the build worker checks for itself before each build and refuses without it."""
-    problem = sandbox.sandbox_problem(provision_ids=False, probe=False)
+    try:
+        problem = sandbox.sandbox_problem(provision_ids=False, probe=False)
+        description = sandbox.describe()
+    except ValueError as error:  # a bad HUB_BUILD_* limit
+        problem = str(error)
     if problem:
         return False, f"This machine cannot sandbox builds, so the build worker refuses to run them: {problem}."
-    return True, f"Every build runs in a {sandbox.describe()}."
+    return True, f"Every build runs in a {description}."
 
 
 def build_enqueue(build: Build) -> None:

@@ -73,7 +73,10 @@ app.conf.update(
 @signals.worker_ready.connect
 def announce_sandbox(**_kwargs) -> None:
     """Say at start whether this worker can sandbox builds (it refuses every build otherwise)."""
-    problem = confinement_problem()
+    try:
+        problem = confinement_problem()
+    except ValueError as error:
+        problem = str(error)
     if problem:
         logger.error("this build worker cannot sandbox builds and will refuse them: %s", problem)
     else:
@@ -93,10 +96,13 @@ def run_build(build_id: int, token: str, *, hub: str | None = None, runner: Loca
         return "still queued"
     job = dataclasses.replace(job, registry=hub)  # push where this worker reaches the hub
     reporter = HubReporter(client)
-    runner = runner or LocalRunner(work_root=os.environ.get("HUB_BUILD_WORK_DIR") or None,
-                                   ssh_known_hosts=os.environ.get("HUB_BUILD_SSH_KNOWN_HOSTS") or None)
     try:
+        runner = runner or LocalRunner(work_root=os.environ.get("HUB_BUILD_WORK_DIR") or None,
+                                       ssh_known_hosts=os.environ.get("HUB_BUILD_SSH_KNOWN_HOSTS") or None)
         outcome = runner.execute(job, reporter, client.sign)
+    except ValueError as error:  # a bad HUB_BUILD_* limit in the worker's environment
+        reporter.log(f"the build worker is misconfigured: {error}")
+        outcome = BuildOutcome(constants.FAILED, error=f"the build worker is misconfigured: {error}")
     except Exception as error:  # the hub must hear how the build ended
         logger.exception("build %s crashed in the worker", build_id)
         outcome = BuildOutcome(constants.FAILED, error=f"the build worker crashed: {type(error).__name__}")

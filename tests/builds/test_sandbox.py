@@ -78,6 +78,9 @@ def test_limits_come_from_the_environment():
     assert limits == Limits(memory_bytes=512 << 20, pids=64, cpus=0.5, disk_bytes=100 << 20)
     assert Limits.from_environment(limits.to_environment()) == limits
     assert Limits.from_environment({}) == Limits()
+    assert Limits.from_environment({"HUB_BUILD_RUN_NETWORK": "public"}).public_network is True
+    with pytest.raises(ValueError, match="none or public"):
+        Limits.from_environment({"HUB_BUILD_RUN_NETWORK": "everything"})
 
 
 @needs_sandbox
