@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 
 from accounts.models import User
-from hub.cache import count_up
+from hub.cache import count_down, count_up
 
 # Overridable from settings (REGISTRY_AUTH_*: the names the registry's throttle had first).
 FAILURE_WINDOW_SECONDS = 300
@@ -96,10 +96,7 @@ class LoginAttempt:
     def succeeded(self) -> None:
         """The password was right: take back the failure counted for it."""
         for key in self.keys:
-            try:
-                cache.decr(key)
-            except ValueError:  # the window ended meanwhile
-                pass
+            count_down(cache, key)
 
 
 def login_attempt_begin(*, identifier: str, address: str, user: User | None) -> LoginAttempt:

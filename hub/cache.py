@@ -19,7 +19,9 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.cache.backends import db
+from django.core.cache.backends.redis import RedisCache
 from django.db import connections, router, transaction
+from django.utils.connection import ConnectionProxy
 
 
 class DatabaseCache(db.DatabaseCache):
@@ -56,12 +58,52 @@ class DatabaseCache(db.DatabaseCache):
         return await sync_to_async(self.incr, thread_sensitive=True)(key, delta, version)
 
 
+# Django's RedisCache.incr is EXISTS then INCRBY: a key expiring between the two comes back from INCRBY
+# with no expiry, and a failure counter would then never end. One script each, so nothing comes between.
+_REDIS_COUNT_UP = """
+local count = redis.call('INCRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return count
+"""
+_REDIS_TAKE_BACK = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local count = redis.call('DECRBY', KEYS[1], ARGV[1])
+if redis.call('PTTL', KEYS[1]) < 0 then redis.call('DEL', KEYS[1]) end
+return count
+"""
+
+
+def _backend(cache) -> Any:
+    """The cache itself for `django.core.cache.cache`, a proxy to the default one."""
+    return cache._connections[cache._alias] if isinstance(cache, ConnectionProxy) else cache
+
+
+def _redis_eval(cache, script: str, key: str, *args: int) -> Any:
+    raw_key = cache.make_and_validate_key(key)
+    return cache._cache.get_client(raw_key, write=True).eval(script, 1, raw_key, *args)
+
+
 def count_up(cache, key: str, timeout: float) -> int:
     """One more at `key` (made with `timeout` if new), atomically on any backend that has an atomic
     `incr` (Redis, locmem, the DatabaseCache above); returns the new count."""
+    cache = _backend(cache)
+    if isinstance(cache, RedisCache):
+        return int(_redis_eval(cache, _REDIS_COUNT_UP, key, 1, max(1, int(timeout * 1000))))
     cache.add(key, 0, timeout=timeout)
     try:
         return cache.incr(key)
     except ValueError:  # expired between add and incr
         cache.set(key, 1, timeout=timeout)
         return 1
+
+
+def count_down(cache, key: str) -> None:
+    """One less at `key`, if it still exists (a counter whose window ended stays ended)."""
+    cache = _backend(cache)
+    if isinstance(cache, RedisCache):
+        _redis_eval(cache, _REDIS_TAKE_BACK, key, 1)
+        return
+    try:
+        cache.decr(key)
+    except ValueError:  # the window ended meanwhile
+        pass
