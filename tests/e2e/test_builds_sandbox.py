@@ -36,7 +36,7 @@ pytestmark = [pytest.mark.e2e,
               pytest.mark.skipif(shutil.which("buildah") is None or shutil.which("gcc") is None,
                                  reason="buildah and gcc are needed")]
 
-MEMORY_MB, PIDS, DISK_MB, TIMEOUT = 512, 128, 400, 240
+MEMORY_MB, PIDS, DISK_MB, TIMEOUT = 512, 128, 200, 240  # the disk below the memory: its dirty pages count too
 
 ESCAPE_C = r"""
 #include <dirent.h>
@@ -220,10 +220,20 @@ def test_a_hostile_build_reaches_nothing_of_the_hub(sandbox_hub, live_user, comm
         "echo disk-step-exit=$?; busybox rm -f /fill\n"
         "RUN echo hostile-build-over\n")
     git(source, "add", ".")
+    # A stranger's ordinary build, at the same time (the worker runs two): it must not notice the attack.
+    neighbour, neighbour_user, neighbour_source, neighbour_repo = project(
+        sandbox_hub, live_user, committed, local_root, test_images, tmp_path, "neighbour")
+    (neighbour_source / "Dockerfile").write_text(f"FROM {sandbox_hub.host}/{neighbour_user.username}/base:v1\n"
+                                                 "RUN busybox sleep 20 && echo neighbour-built > /n.txt\n")
+    git(neighbour_source, "add", ".")
     started = time.monotonic()
     git(source, "commit", "-q", "-m", "hostile")
+    git(neighbour_source, "commit", "-q", "-m", "ordinary")
     final = wait_final(hub, repo)
     log = final["log"]
+    neighbour_final = wait_final(neighbour, neighbour_repo)
+    assert neighbour_final["state"] == "success", neighbour_final["log"]
+    assert neighbour_final["started"] < final["finished"] and final["started"] < neighbour_final["finished"]
     assert time.monotonic() - started < TIMEOUT + 60
     assert final["state"] in ("success", "failed"), log
     assert "PWNED" not in log, log
