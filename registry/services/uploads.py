@@ -24,6 +24,7 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from lib.offload import in_order_off_the_loop
 from registry import storage
 from registry.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from registry.models import Blob, BlobUpload, RepositoryBlob
@@ -46,6 +47,11 @@ class BackgroundHasher:
 
     def __init__(self, queue_chunks: int = 8) -> None:
         self.hasher = hashlib.sha256()
+        # Under gunicorn's gevent workers a threading.Thread is a greenlet, which would hash in turn
+        # with reading instead of beside it: there the hashing goes to gevent's thread pool.
+        self.offloaded = in_order_off_the_loop()
+        if self.offloaded is not None:
+            return
         self.queue: queue.Queue[bytes | None] = queue.Queue(maxsize=queue_chunks)
         self.thread = threading.Thread(target=self._run, name="upload-hasher", daemon=True)
         self.thread.start()
@@ -55,6 +61,9 @@ class BackgroundHasher:
             self.hasher.update(chunk)
 
     def update(self, chunk: bytes) -> None:
+        if self.offloaded is not None:
+            self.offloaded.call(self.hasher.update, chunk)
+            return
         self.queue.put(chunk)
 
     def hexdigest(self) -> str:
@@ -62,6 +71,9 @@ class BackgroundHasher:
         return self.hasher.hexdigest()
 
     def close(self) -> None:
+        if self.offloaded is not None:
+            self.offloaded.wait()
+            return
         if self.thread.is_alive():
             self.queue.put(None)
             self.thread.join()
