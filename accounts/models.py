@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterator
 from datetime import datetime
 
 from django.conf import settings
@@ -79,7 +80,19 @@ class User(AbstractUser):
         the sessions logged in before the epoch moved are logged out."""
         if not self.credentials_epoch:
             return super().get_session_auth_hash()
-        return salted_hmac("wharf.accounts.session", f"{self.password}\0{self.credentials_epoch}",
+        return self._epoch_session_hash(secret=None)
+
+    def get_session_auth_fallback_hash(self) -> Iterator[str]:
+        """The same with each of SECRET_KEY_FALLBACKS (Django accepts those after a key rotation): with
+        Django's own, a session signed before a rotation would outlive the epoch moving."""
+        if not self.credentials_epoch:
+            yield from super().get_session_auth_fallback_hash()
+            return
+        for secret in settings.SECRET_KEY_FALLBACKS:
+            yield self._epoch_session_hash(secret=secret)
+
+    def _epoch_session_hash(self, *, secret: str | None) -> str:
+        return salted_hmac("wharf.accounts.session", f"{self.password}\0{self.credentials_epoch}", secret=secret,
                            algorithm="sha256").hexdigest()
 
     @property

@@ -56,3 +56,30 @@ def test_a_profile_edit_keeps_the_sessions(alice_client, elsewhere):
     reauthenticate(alice_client)
     assert signed_in(alice_client)
     assert signed_in(elsewhere)
+
+
+
+def _rotate_the_secret_key(settings) -> None:
+    settings.SECRET_KEY, settings.SECRET_KEY_FALLBACKS = "the-key-after-the-rotation-" * 2, [settings.SECRET_KEY]
+
+
+def test_a_session_from_before_a_secret_key_rotation_ends_with_the_epoch_too(alice, settings):
+    """Django also accepts sessions signed with SECRET_KEY_FALLBACKS (key rotation): those must end too."""
+    User.objects.filter(pk=alice.pk).update(credentials_epoch=0)  # signed in before the epoch ever moved
+    settings.SECRET_KEY = "the-key-before-the-rotation-" * 2
+    used_since, untouched = Client(), Client()
+    sign_in(used_since, alice)
+    sign_in(untouched, alice)
+    _rotate_the_secret_key(settings)
+    assert signed_in(used_since)  # the rotation alone keeps sessions (and re-signs this one with the new key)
+    TOTP.activate(User.objects.get(pk=alice.pk), "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+    assert not signed_in(used_since)
+    assert not signed_in(untouched)  # still carrying the old key's hash: checked against the fallbacks
+
+
+def test_a_secret_key_rotation_keeps_the_sessions_of_an_account_whose_epoch_moved(client, alice, settings):
+    User.objects.filter(pk=alice.pk).update(credentials_epoch=3)
+    settings.SECRET_KEY = "the-key-before-the-rotation-" * 2
+    sign_in(client, alice)
+    _rotate_the_secret_key(settings)
+    assert signed_in(client)
