@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import pwd
@@ -261,6 +262,10 @@ class BuildSandbox:
 
     def __init__(self, workspace: Path, *, limits: Limits, slot_dir: Path = SLOT_DIR, slots: int = DEFAULT_SLOTS):
         self.workspace, self.limits, self.slot_dir, self.slots = workspace, limits, slot_dir, slots
+        # Slots, cgroups and id ranges are the machine's (SLOT_DIR). Another slot folder (tests that run
+        # nothing in the sandbox) gets cgroups of its own, so it never kills a real build's processes.
+        self.cgroup_name = CGROUP_NAME if slot_dir == SLOT_DIR else (
+            f"{CGROUP_NAME}-{hashlib.sha256(str(slot_dir).encode()).hexdigest()[:12]}")
         self.slot: int | None = None
         self._slot_file = None
         self._mounted = False
@@ -284,6 +289,9 @@ class BuildSandbox:
         for cgroup in self.cgroups:
             with contextlib.suppress(OSError):
                 cgroup.rmdir()
+            if self.cgroup_name != CGROUP_NAME:
+                with contextlib.suppress(OSError):
+                    cgroup.parent.rmdir()
         if self._mounted:
             subprocess.run(["umount", "-l", str(self.alias)], capture_output=True, timeout=60)
             subprocess.run(["umount", "-l", str(self.workspace)], capture_output=True, timeout=60)
@@ -361,7 +369,7 @@ class BuildSandbox:
                       "memory": {"memory.limit_in_bytes": str(self.limits.memory_bytes)},
                       "cpu": {"cpu.cfs_period_us": str(period), "cpu.cfs_quota_us": str(quota), "cpu.shares": "256"}}
             for controller, files in values.items():
-                parent = CGROUP_ROOT / controller / CGROUP_NAME
+                parent = CGROUP_ROOT / controller / self.cgroup_name
                 if not (CGROUP_ROOT / controller).is_dir():
                     continue
                 parent.mkdir(exist_ok=True)
@@ -370,7 +378,7 @@ class BuildSandbox:
                     with contextlib.suppress(OSError):  # no swap past the limit, where swap accounting exists
                         (parent / name / "memory.memsw.limit_in_bytes").write_text(str(self.limits.memory_bytes))
         else:
-            parent = CGROUP_ROOT / CGROUP_NAME
+            parent = CGROUP_ROOT / self.cgroup_name
             parent.mkdir(exist_ok=True)
             available = set((CGROUP_ROOT / "cgroup.controllers").read_text().split())
             wanted = [c for c in ("pids", "memory", "cpu") if c in available]

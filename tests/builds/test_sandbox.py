@@ -189,6 +189,7 @@ def test_a_slot_left_by_a_killed_worker_is_cleaned_when_taken_again(tmp_path):
     try:
         assert second.slot == 0 and not first.workspace.exists()
         assert not (tmp_path / f"{first.workspace.name}.disk").exists()
+        assert second.cgroups and all("wharf-builds-" in str(cgroup) for cgroup in second.cgroups)  # not a real slot's
     finally:
         second.close()
     assert not os.path.ismount(second.workspace)
