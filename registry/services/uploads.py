@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
-from lib.offload import in_order_off_the_loop
+from lib.offload import in_order_off_the_loop, off_the_loop
 from registry import storage
 from registry.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from registry.models import Blob, BlobUpload, RepositoryBlob
@@ -34,6 +34,7 @@ from repositories.models import Repository
 # Offsets of at most 19 digits (int64): a longer one is malformed, not a 500 from int()'s 4,300-digit limit.
 CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})$")
 HASHERS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
+RELEASE_CONNECTION_BYTES = 1 << 20  # bodies this large, or chunked, stream without a database connection
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ def _append_locked(upload: BlobUpload, handle: BinaryIO, body: Body, content_ran
             raise RangeInvalid("Content-Range does not match Content-Length", headers=_range_headers(upload))
     handle.truncate(start)  # drop what an interrupted request may have left
     handle.seek(start)
+    _release_database_connection(body)
     hasher = BackgroundHasher() if start == 0 else None
     written = 0
     try:
@@ -227,11 +229,29 @@ def _append_locked(upload: BlobUpload, handle: BinaryIO, body: Body, content_ran
     upload.size, upload.single_pass_digest = start + written, digest
 
 
+def _release_database_connection(body: Body) -> None:
+    """A body that may take long to arrive does not hold a database connection meanwhile.
+
+    Under the gevent workers nothing else bounds how many slow uploads are in progress at once, and
+    each would keep its connection for the whole body (PostgreSQL refuses past max_connections).
+    The next query opens one again: one connect per large PATCH, nothing for small bodies.
+    """
+    if body.length is not None and body.length < RELEASE_CONNECTION_BYTES:
+        return
+    if not connection.in_atomic_block:
+        connection.close()
+
+
 def _range_headers(upload: BlobUpload) -> dict[str, str]:
     return {"Range": f"0-{max(upload.size - 1, 0)}", "Docker-Upload-UUID": str(upload.id)}
 
 
 def _file_digest(handle: BinaryIO, algorithm: str) -> str:
+    """Re-read and hash a whole file (on a thread of its own under gevent: it may take seconds)."""
+    return off_the_loop(_read_and_hash, handle, algorithm)
+
+
+def _read_and_hash(handle: BinaryIO, algorithm: str) -> str:
     hasher = HASHERS[algorithm]()
     handle.seek(0)
     while chunk := handle.read(settings.REGISTRY_UPLOAD_CHUNK_BYTES):
