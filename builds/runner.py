@@ -13,6 +13,7 @@ whatever happens.
 from __future__ import annotations
 
 import base64
+import collections
 import contextlib
 import hashlib
 import json
@@ -48,7 +49,9 @@ FULL_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 SAFE_ENV = ("PATH", "LANG", "LC_ALL")
 SSH_CONNECT_SECONDS = 30
 LOG_LIMIT_BYTES = 5 << 20  # a build's log stops growing here (the rest is dropped and counted)
+MAX_LINE_BYTES = 64 << 10  # a longer output line is cut there (the rest of it read and dropped)
 DIGEST_MAX_BYTES = 200
+FAILURE_TAIL_LINES = 20  # a failed step whose output was kept: its last lines go to the log
 SSH_FAILURE_HINTS = (
     ("Permission denied (publickey", "the server refused the deploy key: add the public key shown on the "
                                      "repository's Builds tab to the Git repository (read access is enough)"),
@@ -469,6 +472,17 @@ class LocalRunner:
             text = text.replace(secret, "***")
         return text
 
+    def _cut_line(self, raw: bytes, stream) -> str:
+        """One line of a step's output as logged: masked, and cut at MAX_LINE_BYTES (the rest of an overlong
+        line is read and dropped, so the worker never holds more of it; a secret the cut splits is dropped too)."""
+        if raw.endswith(b"\n") or len(raw) < MAX_LINE_BYTES:
+            return self._mask(raw.decode(errors="replace").rstrip("\n"))
+        while (rest := stream.readline(MAX_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
+        text = raw.decode(errors="replace")
+        longest = max((len(secret) for secret in self.masks), default=0)
+        return self._mask(text[:max(len(text) - longest, 0)]) + f" [line cut at {MAX_LINE_BYTES:,} bytes]"
+
     def _log_capped(self, line: str) -> None:
         """Log a line unless the build's log has reached its size limit (then count it as dropped)."""
         self.logged_bytes += len(line) + 1
@@ -497,17 +511,26 @@ class LocalRunner:
             for fd in fds:
                 os.close(fd)
         captured: list[str] = []
+        captured_bytes = 0
+        tail: collections.deque[str] = collections.deque(maxlen=FAILURE_TAIL_LINES)
         lines: queue.SimpleQueue[str] = queue.SimpleQueue()
 
         def pump() -> None:  # reads only: the reporter (database, Redis) is used from this thread alone
             assert process.stdout is not None
-            for raw in process.stdout:
-                lines.put(self._mask(raw.decode(errors="replace").rstrip("\n")))
+            while raw := process.stdout.readline(MAX_LINE_BYTES):
+                lines.put(self._cut_line(raw, process.stdout))
 
-        def drain() -> None:
+        def drain() -> None:  # kept output (capture) is bounded like the log: a step may print without end
+            nonlocal captured_bytes
             while not lines.empty():
                 line = lines.get()
-                captured.append(line) if capture else self._log_capped(line)
+                if not capture:
+                    self._log_capped(line)
+                    continue
+                tail.append(line)
+                captured_bytes += len(line) + 1
+                if captured_bytes <= self.log_limit:
+                    captured.append(line)
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
@@ -531,7 +554,7 @@ class LocalRunner:
             drain()
         if process.returncode != 0:
             if capture:
-                for line in captured[-20:]:
+                for line in tail:
                     self.reporter.log(line)
             raise BuildFailed(f"{what} exited with status {process.returncode}")
         return "\n".join(captured)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from builds import constants
 from builds.executor import BuildJob
-from builds.runner import LocalRunner
+from builds.runner import MAX_LINE_BYTES, LocalRunner, Unconfined
 
 FAKE_BUILDAH = """#!/bin/sh
 for arg in "$@"; do
@@ -144,3 +144,32 @@ def test_the_log_stops_at_its_size_limit(tmp_path, source):
     noise = [line for line in reporter.lines if "of noise" in line]
     assert 0 < len(noise) < 200 and "line 499 of noise" not in reporter.lines
     assert any("the log reached its limit of 2,000 bytes" in line for line in reporter.lines)
+
+
+def test_a_line_without_end_is_cut_not_held_whole(tmp_path, source):
+    """A RUN step printing without newlines (`head -c 20G /dev/zero`) must not make the worker hold it as one
+    line: the output is read in bounded pieces and an overlong line is cut."""
+    repo, commit = source
+    buildah = tmp_path / "buildah"
+    buildah.write_text('#!/bin/sh\ncase " $* " in *" bud "*) head -c 1048576 /dev/zero | tr "\\0" x; echo; '
+                       'echo after ;; *" push "*) for a; do [ "$p" = --digestfile ] && printf "sha256:%064d" 1 '
+                       '> "$a"; p=$a; done ;; esac\n')
+    buildah.chmod(0o755)
+    reporter = Reporter()
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
+        job(repo, commit), reporter, lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    long_lines = [line for line in reporter.lines if line.startswith("xxx")]
+    assert len(long_lines) == 1 and len(long_lines[0]) <= MAX_LINE_BYTES + 100 and "cut" in long_lines[0]
+    assert "after" in reporter.lines
+
+
+def test_captured_output_is_bounded(tmp_path, source):
+    """A step whose output is kept (git's, from a hostile server's `remote:` lines) keeps at most the log limit."""
+    repo, commit = source
+    runner = LocalRunner(work_root=tmp_path / "work", confine=False, log_limit=10_000)
+    runner.job, runner.reporter, runner.masks = job(repo, commit), Reporter(), ()
+    runner.deadline, runner.sandbox = time.monotonic() + 60, Unconfined()
+    output = runner._run(["sh", "-c", "i=0; while [ $i -lt 5000 ]; do echo remote: noise $i; i=$((i+1)); done"],
+                         cwd=tmp_path, what="noise", env=dict(os.environ), mounts=[], network=True, capture=True)
+    assert output.startswith("remote: noise 0") and len(output) <= 10_000 + MAX_LINE_BYTES
