@@ -306,3 +306,41 @@ def test_the_site_stops_within_ten_seconds_with_slow_clients_connected(django_db
     finally:
         hub.stop()
 
+
+
+def database_sessions(django_db_blocker) -> int:
+    """Sessions PostgreSQL has open on the test database (the hubs' and this process's)."""
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_blob_downloads_to_clients_that_do_not_read_hold_no_database_connection(proxied_hub, account,
+                                                                                 django_db_blocker):
+    """A blob GET is sent for as long as the client takes to read it: under gevent nothing bounds how
+    many are in progress, so none may keep a database connection meanwhile (PostgreSQL's max_connections)."""
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("counts PostgreSQL sessions")
+    target = target_of(proxied_hub)
+    api = target.api(account, target.repo(account, "unread"))
+    blob = os.urandom(32 * MIB)
+    assert api.push_blob(blob).status_code == 201
+    before = database_sessions(django_db_blocker)
+    readers = []
+    try:
+        for _ in range(10):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.settimeout(SERVED_WITHIN)
+            address, port = target.host.rsplit(":", 1)
+            sock.connect((address, int(port)))
+            sock.sendall(raw_head("GET", api.url(f"blobs/{sha256(blob)}"), api.headers))
+            assert sock.recv(12) == b"HTTP/1.1 200"  # the view ran; then the client reads no more
+            readers.append(sock)
+        time.sleep(1)
+        assert database_sessions(django_db_blocker) - before < 5
+    finally:
+        for sock in readers:
+            sock.close()
