@@ -51,6 +51,8 @@ SSH_CONNECT_SECONDS = 30
 LOG_LIMIT_BYTES = 5 << 20  # a build's log stops growing here (the rest is dropped and counted)
 MAX_LINE_BYTES = 64 << 10  # a longer output line is cut there (the rest of it read and dropped)
 DIGEST_MAX_BYTES = 200
+DOCKERFILE_MAX_BYTES = 1 << 20
+MESSAGE_MAX_BYTES = 32 << 10  # COMMIT_MSG: the rest of a longer commit message is left out
 FAILURE_TAIL_LINES = 20  # a failed step whose output was kept: its last lines go to the log
 SSH_FAILURE_HINTS = (
     ("Permission denied (publickey", "the server refused the deploy key: add the public key shown on the "
@@ -389,8 +391,14 @@ class LocalRunner:
             raise BuildFailed(f"no Dockerfile at {job.dockerfile!r} (context {job.context!r})")
         if (context / "hooks").is_dir() or (dockerfile.parent / "hooks").is_dir():
             self.reporter.log("note: Docker Hub's hooks/ scripts are not run by Wharf")
+        if dockerfile.stat().st_size > DOCKERFILE_MAX_BYTES:
+            raise BuildFailed(f"the Dockerfile is larger than {DOCKERFILE_MAX_BYTES:,} bytes")
+        with open(dockerfile, "rb") as handle:  # read here, by the worker, outside the build's memory limit
+            dockerfile_text = handle.read(DOCKERFILE_MAX_BYTES).decode(errors="replace")
         check_context(context)
         message = job.message or self._git(ws, "log", "-1", "--format=%B", commit).strip()
+        # COMMIT_MSG is one argument of buildah's: the kernel refuses one longer than 128 KiB.
+        message = message.encode()[:MESSAGE_MAX_BYTES].decode(errors="ignore")
         self.sandbox.chown_to_builder(source)
         builtins = {
             "SOURCE_BRANCH": job.source_branch, "SOURCE_COMMIT": commit, "COMMIT_MSG": message,
@@ -398,7 +406,7 @@ class LocalRunner:
             "DOCKER_TAG": job.tag, "IMAGE_NAME": f"{job.public_host}/{job.repository}:{job.tag}",
         }
         arguments = {**builtins, **job.build_args}
-        self._pull_base_images(ws, dockerfile.read_text(errors="replace"), arguments)
+        self._pull_base_images(ws, dockerfile_text, arguments)
         argv = [*self._buildah_global(ws), "bud", "--isolation", "chroot", "--pull=never",
                 "-f", str(dockerfile), "-t", job.image]
         for name, value in arguments.items():

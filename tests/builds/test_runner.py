@@ -2,6 +2,7 @@
 its process ids, so cancel and timeout can be checked to kill the whole process group."""
 
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -173,3 +174,33 @@ def test_captured_output_is_bounded(tmp_path, source):
     output = runner._run(["sh", "-c", "i=0; while [ $i -lt 5000 ]; do echo remote: noise $i; i=$((i+1)); done"],
                          cwd=tmp_path, what="noise", env=dict(os.environ), mounts=[], network=True, capture=True)
     assert output.startswith("remote: noise 0") and len(output) <= 10_000 + MAX_LINE_BYTES
+
+
+def commit_to(repo: Path, files: dict[str, str], message: str = "two") -> str:
+    for name, text in files.items():
+        (repo / name).write_text(text)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-F", "-"], input=message.encode(), check=True)
+    return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_huge_dockerfile_is_refused_not_read_whole(tmp_path, source):
+    """The worker reads the Dockerfile itself (for its base images), outside the build's memory limit."""
+    repo, _ = source
+    commit = commit_to(repo, {"Dockerfile": "FROM scratch\n" + "# padding\n" * 200_000})
+    buildah, _ = fake_buildah(tmp_path, sleep=0)
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
+        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.FAILED and "larger than" in outcome.error
+
+
+def test_a_long_commit_message_still_builds(tmp_path, source):
+    """COMMIT_MSG goes to buildah as one argument, which the kernel caps at 128 KiB."""
+    repo, _ = source
+    commit = commit_to(repo, {"a.txt": "a"}, message="subject\n\n" + "body line of a long message\n" * 10_000)
+    buildah, record = fake_buildah(tmp_path, sleep=0)
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
+        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    assert "COMMIT_MSG=subject" in (record / "bud-args").read_text()
