@@ -342,9 +342,12 @@ class BuildSandbox:
 
     def _mount_disk(self) -> None:
         image = self.workspace.parent / f"{self.workspace.name}.disk"
-        with open(image, "wb") as handle:
-            os.fchmod(handle.fileno(), 0o600)
-            handle.truncate(self.limits.disk_bytes)
+        # A new file, never one planted there (the work dir may be /tmp, where the workspace's name shows).
+        fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        try:
+            os.ftruncate(fd, self.limits.disk_bytes)
+        finally:
+            os.close(fd)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
                         "-E", "root_owner=0:0,lazy_itable_init=1", str(image)],
                        check=True, capture_output=True, timeout=MKFS_TIMEOUT)

@@ -195,6 +195,25 @@ def test_a_slot_left_by_a_killed_worker_is_cleaned_when_taken_again(tmp_path):
     assert not os.path.ismount(second.workspace)
 
 
+@needs_sandbox
+def test_a_file_planted_where_the_disk_image_goes_is_never_used(tmp_path):
+    """The workspace's disk image is a sibling of the workspace (in /tmp by default, where anyone can see the
+    workspace's name appear): a file or symlink planted there first must not become the build's disk."""
+    assert sandbox_problem() is None
+    workspace = Path(tempfile.mkdtemp(prefix="wharf-build-3-", dir=tmp_path))
+    planted = tmp_path / f"{workspace.name}.disk"
+    victim = tmp_path / "victim"
+    victim.write_text("keep me")
+    planted.symlink_to(victim)
+    sandbox = BuildSandbox(workspace, limits=Limits(disk_bytes=64 << 20), slot_dir=tmp_path / "slots", slots=1)
+    try:
+        with pytest.raises(FileExistsError):
+            sandbox.open()
+    finally:
+        sandbox.close()
+    assert victim.read_text() == "keep me" and not os.path.ismount(workspace)
+
+
 def host_addresses() -> list[str]:
     listed = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True)
     return [line.split()[3].split("/")[0] for line in listed.stdout.splitlines() if len(line.split()) > 3]
