@@ -23,7 +23,7 @@ requests or still sending headers are closed at once, so only requests in progre
 TLS terminated by gunicorn itself (a `certfile`) gets gevent's own sockets, without these limits:
 Wharf terminates TLS in a proxy (README, "Production").
 
-No Django imports: gunicorn's arbiter loads this module before the site.
+No Django imports at module level: gunicorn's arbiter loads this module before the site.
 """
 
 from __future__ import annotations
@@ -176,11 +176,14 @@ class SlowClientWorker(GeventWorker):
         return contextlib.nullcontext()  # PacedSocket bounds every wait for the next request itself
 
     def handle(self, listener, client, addr) -> None:
-        if self.cfg.is_ssl:
-            return super().handle(listener, client, addr)  # TLS in gunicorn itself: gevent's own socket
-        paced = PacedSocket(client, _host(addr), self.limits, self.stalls, self._log_cut)
-        self.connections.add(paced)
-        return super().handle(listener, paced, addr)
+        try:
+            if self.cfg.is_ssl:
+                return super().handle(listener, client, addr)  # TLS in gunicorn itself: gevent's own socket
+            paced = PacedSocket(client, _host(addr), self.limits, self.stalls, self._log_cut)
+            self.connections.add(paced)
+            return super().handle(listener, paced, addr)
+        finally:
+            _close_database_connections()
 
     def handle_request(self, listener_name, req, sock, addr):
         if not isinstance(sock, PacedSocket):
@@ -220,6 +223,14 @@ class SlowClientWorker(GeventWorker):
             if conn.between_requests():
                 with contextlib.suppress(OSError):
                     conn.shutdown(socket.SHUT_RDWR)
+
+
+def _close_database_connections() -> None:
+    """The client's connection ended: close the database connections its greenlet opened. Django keeps
+    them per thread, here per greenlet; left to the garbage collector they stayed open on the server."""
+    from django.db import connections  # the site is loaded by the time a client connects
+
+    connections.close_all()
 
 
 def _host(addr) -> str:

@@ -344,3 +344,22 @@ def test_blob_downloads_to_clients_that_do_not_read_hold_no_database_connection(
     finally:
         for sock in readers:
             sock.close()
+
+
+def test_a_client_connection_that_ends_closes_its_database_connection(proxied_hub, account, django_db_blocker):
+    """Django keeps a database connection per greenlet under gevent, one per client connection: it is
+    closed when the client's connection ends, not left open until the garbage collector finds it."""
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        pytest.skip("counts PostgreSQL sessions")
+    target = target_of(proxied_hub)
+    api = target.api(account, target.repo(account, "ended"))
+    blob = os.urandom(1000)
+    assert api.push_blob(blob).status_code == 201
+    before = database_sessions(django_db_blocker)
+    for _ in range(30):
+        head = requests.head(api.url(f"blobs/{sha256(blob)}"), headers={**api.headers, "Connection": "close"},
+                             timeout=SERVED_WITHIN)
+        assert head.status_code == 200
+    wait_until(lambda: database_sessions(django_db_blocker) - before <= 3, timeout=5, interval=0.2,
+               message="the ended connections' database sessions to close")
+
