@@ -2,7 +2,7 @@
 a bubblewrap sandbox of its own; no Django here.
 
 What a build gets (`BuildSandbox`):
-- its own disk: a sparse ext4 file of `disk_bytes`, loop-mounted (nosuid, nodev) as its workspace,
+- its own disk: a sparse ext4 file of `disk_bytes`, loop-mounted (nodev) as its workspace,
   so filling it stops at the limit and nothing is written anywhere else;
 - its own id range: a slot (an flock'ed file) picks 65,536 host uids and gids out of the range
   reserved in /etc/subuid and /etc/subgid for the build worker's user (`provision()`); the buildah
@@ -351,7 +351,9 @@ class BuildSandbox:
         subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
                         "-E", "root_owner=0:0,lazy_itable_init=1", str(image)],
                        check=True, capture_output=True, timeout=MKFS_TIMEOUT)
-        subprocess.run(["mount", "-o", "loop", str(image), str(self.workspace)],
+        # nodev; not nosuid: setuid programs of an image (sudo after USER) run in RUN steps, where they reach
+        # only the user namespace's root, never the host's.
+        subprocess.run(["mount", "-o", "loop,nodev", str(image), str(self.workspace)],
                        check=True, capture_output=True, timeout=MKFS_TIMEOUT)
         self._mounted = True
         self.workspace.chmod(0o711)

@@ -214,6 +214,20 @@ def test_a_file_planted_where_the_disk_image_goes_is_never_used(tmp_path):
     assert victim.read_text() == "keep me" and not os.path.ismount(workspace)
 
 
+@needs_sandbox
+def test_the_workspace_disk_is_mounted_without_devices(tmp_path):
+    assert sandbox_problem() is None
+    workspace = Path(tempfile.mkdtemp(prefix="wharf-build-4-", dir=tmp_path))
+    sandbox = BuildSandbox(workspace, limits=Limits(disk_bytes=64 << 20), slot_dir=tmp_path / "slots", slots=1)
+    sandbox.open()
+    try:
+        options = [line.split()[5].split(",") for line in Path("/proc/self/mountinfo").read_text().splitlines()
+                   if line.split()[4] in (str(workspace), str(sandbox.alias))]
+        assert len(options) == 2 and all("nodev" in mount_options for mount_options in options)
+    finally:
+        sandbox.close()
+
+
 def host_addresses() -> list[str]:
     listed = subprocess.run(["ip", "-4", "-o", "addr", "show", "scope", "global"], capture_output=True, text=True)
     return [line.split()[3].split("/")[0] for line in listed.stdout.splitlines() if len(line.split()) > 3]
