@@ -212,6 +212,20 @@ def _read_child_pid(info_fd: int) -> int:
             return int(json.loads(data)["child-pid"])
 
 
+def local_addresses(fib_trie: Path = Path("/proc/net/fib_trie")) -> list[str]:
+    """This host's own IPv4 addresses. A public one is this host too: through slirp4netns, a connection to
+    it reaches every listener of the host on 0.0.0.0 (the hub, its database) as if from the host itself."""
+    found: list[str] = []
+    previous = ""
+    for line in fib_trie.read_text().splitlines():
+        text = line.strip()
+        if text.startswith("|--"):
+            previous = text[3:].strip()
+        elif text == "/32 host LOCAL" and previous and previous not in found:
+            found.append(previous)
+    return found
+
+
 def public_network(pid: int) -> tuple[subprocess.Popen, int]:
     """Wire the network namespace of `pid` to the outside with slirp4netns (the host's loopback off), and
     refuse every non-public destination there with iptables, before anything in it runs. Returns slirp4netns
@@ -232,7 +246,7 @@ def public_network(pid: int) -> tuple[subprocess.Popen, int]:
     rules = [["-A", "OUTPUT", "-o", "lo", "-j", "ACCEPT"],
              *[["-A", "OUTPUT", "-d", SLIRP_DNS, "-p", protocol, "--dport", "53", "-j", "ACCEPT"]
                for protocol in ("udp", "tcp")],
-             ["-A", "OUTPUT", "-d", ",".join(REFUSED_NETWORKS), "-j", "REJECT"]]
+             ["-A", "OUTPUT", "-d", ",".join((*REFUSED_NETWORKS, *local_addresses())), "-j", "REJECT"]]
     try:
         if ready != b"1":
             raise SandboxUnavailable("slirp4netns could not give the build its network")

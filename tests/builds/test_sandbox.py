@@ -233,10 +233,21 @@ def host_addresses() -> list[str]:
     return [line.split()[3].split("/")[0] for line in listed.stdout.splitlines() if len(line.split()) > 3]
 
 
+@pytest.fixture
+def public_host_address():
+    """A public address of this host, as many hosts have one (added to lo for the test, then removed)."""
+    address = "203.0.114.7/32"
+    subprocess.run(["ip", "addr", "add", address, "dev", "lo"], check=True)
+    try:
+        yield address.split("/")[0]
+    finally:
+        subprocess.run(["ip", "addr", "del", address, "dev", "lo"], check=True)
+
+
 @needs_sandbox
 @pytest.mark.skipif(shutil.which("slirp4netns") is None or shutil.which("iptables") is None,
                     reason="slirp4netns and iptables are needed")
-def test_a_public_network_refuses_the_host_and_private_addresses(tmp_path, source):
+def test_a_public_network_refuses_the_host_and_private_addresses(tmp_path, source, public_host_address):
     """HUB_BUILD_RUN_NETWORK=public: RUN steps get an interface of their own (slirp4netns), and a
     listener on every address of this host is out of their reach, through the host's loopback
     (10.0.2.2), its own 127.0.0.1, or this host's private addresses."""
@@ -256,6 +267,7 @@ def test_a_public_network_refuses_the_host_and_private_addresses(tmp_path, sourc
 
     threading.Thread(target=accept, daemon=True).start()
     targets = ["10.0.2.2", "127.0.0.1", *host_addresses()]
+    assert public_host_address in targets
     probes = "; ".join(f"busybox nc -w 3 {address} {port} </dev/null && echo OPEN$((6*7)){address}"
                        for address in targets)
     repo, _ = source
