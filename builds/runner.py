@@ -49,6 +49,7 @@ FULL_SHA_RE = re.compile(r"^(?:[0-9a-f]{40}|[0-9a-f]{64})$")
 SAFE_ENV = ("PATH", "LANG", "LC_ALL")
 SSH_CONNECT_SECONDS = 30
 LOG_LIMIT_BYTES = 5 << 20  # a build's log stops growing here (the rest is dropped and counted)
+LOG_LIMIT_LINES = 100_000  # ... or here: each line is an entry of the live log, however short
 MAX_LINE_BYTES = 64 << 10  # a longer output line is cut there (the rest of it read and dropped)
 DIGEST_MAX_BYTES = 200
 DOCKERFILE_MAX_BYTES = 1 << 20
@@ -170,7 +171,7 @@ class LocalRunner:
 
     def __init__(self, *, work_root: str | Path | None = None, buildah: str = "buildah", git: str = "git",
                  ssh_known_hosts: str | Path | None = None, confine: bool = True, limits: Limits | None = None,
-                 log_limit: int = LOG_LIMIT_BYTES):
+                 log_limit: int = LOG_LIMIT_BYTES, log_line_limit: int = LOG_LIMIT_LINES):
         self.work_root = Path(work_root) if work_root else None
         self.buildah = buildah
         self.git = git
@@ -178,7 +179,7 @@ class LocalRunner:
         self.ssh_known_hosts = str(ssh_known_hosts) if ssh_known_hosts else None
         self.confine = confine
         self.limits = limits or Limits.from_environment()
-        self.log_limit = log_limit
+        self.log_limit, self.log_line_limit = log_limit, log_line_limit
 
     # --- the public entry point --------------------------------------------------------------
 
@@ -186,7 +187,7 @@ class LocalRunner:
         self.job, self.reporter = job, reporter
         self.deadline = time.monotonic() + job.timeout
         self.masks = tuple(s for s in (job.password, *job.secrets.values(), *job.extra_masks) if s)
-        self.logged_bytes, self.dropped_lines = 0, 0
+        self.logged_bytes, self.logged_lines, self.dropped_lines = 0, 0, 0
         missing = [tool for tool in (self.git, self.buildah) if shutil.which(tool) is None]
         if missing:
             message = (f"{', '.join(missing)} not found on the build worker: install it "
@@ -232,8 +233,8 @@ class LocalRunner:
             return BuildOutcome(constants.FAILED, commit=commit, error=message)
         finally:
             if self.dropped_lines:
-                reporter.log(f"(the log reached its limit of {self.log_limit:,} bytes: "
-                             f"{self.dropped_lines} lines left out)")
+                reporter.log(f"(the log reached its limit of {self.log_limit:,} bytes or "
+                             f"{self.log_line_limit:,} lines: {self.dropped_lines} lines left out)")
             self.sandbox.close()
             _remove_tree(workspace)
 
@@ -494,7 +495,8 @@ class LocalRunner:
     def _log_capped(self, line: str) -> None:
         """Log a line unless the build's log has reached its size limit (then count it as dropped)."""
         self.logged_bytes += len(line) + 1
-        if self.logged_bytes > self.log_limit:
+        self.logged_lines += 1
+        if self.logged_bytes > self.log_limit or self.logged_lines > self.log_line_limit:
             self.dropped_lines += 1
             return
         self.reporter.log(line)

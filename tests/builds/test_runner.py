@@ -204,3 +204,18 @@ def test_a_long_commit_message_still_builds(tmp_path, source):
         job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
     assert outcome.state == constants.SUCCESS, outcome
     assert "COMMIT_MSG=subject" in (record / "bud-args").read_text()
+
+
+def test_the_log_stops_at_its_line_limit(tmp_path, source):
+    """Empty lines cost one byte each against the byte limit but a whole entry each in the live log (Redis)."""
+    repo, commit = source
+    buildah = tmp_path / "buildah"
+    buildah.write_text('#!/bin/sh\ncase " $* " in *" bud "*) yes "" | head -n 30000 ;; *" push "*) for a; do '
+                       '[ "$p" = --digestfile ] && printf "sha256:%064d" 1 > "$a"; p=$a; done ;; esac\n')
+    buildah.chmod(0o755)
+    reporter = Reporter()
+    runner = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False, log_line_limit=1000)
+    outcome = runner.execute(job(repo, commit), reporter, lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    assert reporter.lines.count("") <= 1000
+    assert any("1,000 lines" in line for line in reporter.lines)
