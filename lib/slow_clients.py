@@ -9,10 +9,10 @@ slowly costs a socket and a few KiB, not a thread. Each read from a client is bo
   body takes, so a multi-GiB layer over a slow link goes through and a stalled one is cut;
 - between requests on a kept-alive connection: gunicorn's `keepalive`.
 
-A read that waits longer than `stall_grace` counts as a stalled request of the client's address while
-it waits; with `max_stalled_per_address` set (not behind a proxy, where every client has the proxy's
-address), one more stalled request than that from the same address is cut at once. The count is per
-worker process.
+A read that waits longer than `stall_grace` (an idle kept-alive connection's wait for its next request
+too) counts as a stalled request of the client's address while it waits; with
+`max_stalled_per_address` set (not behind a proxy, where every client has the proxy's address), one
+more stalled request than that from the same address is cut at once. The count is per worker process.
 
 A body read that runs out of time raises `ClientTimeout` (an OSError, as a dropped connection is) in
 the application, which answers and truncates what it staged; headers or a small body (up to
@@ -116,8 +116,12 @@ class PacedSocket(gsocket.socket):
     def _wait_for_bytes(self) -> bool:
         """Wait within the phase's limit; False: close quietly. A body that runs out of time raises
         ClientTimeout, an OSError, in the application reading it, as when a client hangs up."""
-        if self.phase == IDLE:  # an idle kept-alive connection expires quietly
-            return self._wait_readable(self.limits.keepalive, stalled_counts=False)
+        if self.phase == IDLE:  # an idle kept-alive connection expires quietly, and counts as stalled
+            try:  # (else one address could fill every connection slot with finished requests)
+                return self._wait_readable(self.limits.keepalive, stalled_counts=True)
+            except ClientTimeout as exc:
+                self.log_cut(str(exc))
+                return False
         try:
             if self._wait_readable(self._time_left(), stalled_counts=True):
                 return True

@@ -363,3 +363,19 @@ def test_a_client_connection_that_ends_closes_its_database_connection(proxied_hu
     wait_until(lambda: database_sessions(django_db_blocker) - before <= 3, timeout=5, interval=0.2,
                message="the ended connections' database sessions to close")
 
+
+def test_idle_kept_alive_connections_count_towards_the_cap(capped_hub):
+    """A kept-alive connection waiting for its next request counts as stalled too: otherwise one address
+    could fill every connection slot of the workers (worker_connections) with requests of a few bytes."""
+    socks = [connect(capped_hub.host) for _ in range(2 * CAP)]
+    try:
+        for sock in socks:
+            sock.sendall(raw_head("GET", f"{capped_hub.url}/healthz", {}))
+            answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 200"), answer[:300]  # then the connection stays idle
+        wait_until(lambda: sum(closed_by_server(s) for s in socks) == CAP, timeout=10, interval=0.05,
+                   message=f"{CAP} of the {2 * CAP} idle connections to be closed")
+        assert requests.get(f"{capped_hub.url}/healthz", timeout=SERVED_WITHIN).status_code == 200
+    finally:
+        for sock in socks:
+            sock.close()
