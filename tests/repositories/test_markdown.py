@@ -1,8 +1,14 @@
 """README rendering: Markdown in, sanitized HTML out."""
 
-import pytest
+import time
 
-from repositories.markdown import render_markdown
+import pytest
+from django.utils.html import escape
+
+from repositories import markdown as markdown_module
+from repositories.markdown import RENDER_SECONDS, render_markdown
+
+pytestmark = pytest.mark.django_db  # rendered descriptions are cached (the database cache when embedded)
 
 
 def test_renders_common_markdown():
@@ -43,3 +49,22 @@ def test_images_keep_alt_and_src():
 
 def test_empty_text_renders_nothing():
     assert render_markdown("") == "" and render_markdown("   \n") == ""
+
+
+@pytest.mark.parametrize("source", ["[" * 25000, "<a " * 8000, "- " * 12000 + "x"],
+                         ids=["brackets", "open-tags", "deep-list"])
+def test_input_markdown_cannot_render_in_time_is_shown_as_text(source):
+    """Python-Markdown is super-linear on some inputs (109 s for the brackets) and recursion-bound
+    on others; a page must not wait for it."""
+    started = time.monotonic()
+    html = render_markdown(source)
+    assert time.monotonic() - started < RENDER_SECONDS + 2
+    assert html == f"<pre>{escape(source)}</pre>"
+
+
+def test_a_description_is_rendered_once(monkeypatch):
+    source = f"# Rendered once {time.time_ns()}"
+    first = render_markdown(source)
+    monkeypatch.setattr(markdown_module, "_markdown_in_child", lambda text: pytest.fail("rendered again"))
+    assert render_markdown(source) == first
+    assert "<h1>Rendered once" in first
