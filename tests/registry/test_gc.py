@@ -33,11 +33,6 @@ NOW = timedelta(0)
 
 
 @pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
 def auth(client, alice, name):
     return pull_push(client, alice, name, "pull,push")
 

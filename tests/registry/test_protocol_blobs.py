@@ -25,11 +25,6 @@ def data():
 
 
 @pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
 def auth(client, alice, name):
     return pull_push(client, alice, name)
 

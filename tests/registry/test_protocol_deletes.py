@@ -21,16 +21,6 @@ pytestmark = [pytest.mark.django_db]
 
 
 @pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
-def token(client, alice, name):
-    return pull_push(client, alice, name)["HTTP_AUTHORIZATION"][7:]
-
-
-@pytest.fixture
 def owner(client, alice, name, image):
     """Asked once the repository exists: a token for a missing one grants at most pull and push."""
     return pull_push(client, alice, name, "pull,push,delete")

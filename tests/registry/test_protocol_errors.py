@@ -19,11 +19,6 @@ pytestmark = [pytest.mark.django_db]
 
 
 @pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
 def auth(client, alice, name):
     headers = pull_push(client, alice, name, "pull,push")
     push_image(client, name, headers["HTTP_AUTHORIZATION"][7:])

@@ -20,7 +20,6 @@ from tests.registry.helpers import (
     digest_of,
     image_manifest,
     index_manifest,
-    pull_push,
     push_blob,
     push_image,
 )
@@ -29,21 +28,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 
 INT64_MAX = 2**63 - 1
 KEEP = object()  # leave the size the helpers wrote
-
-
-@pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
-def token(client, alice, name):
-    return pull_push(client, alice, name)["HTTP_AUTHORIZATION"][7:]
-
-
-@pytest.fixture
-def auth(token):
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
 
 
 @pytest.fixture

@@ -31,21 +31,6 @@ pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
 ALL_TYPES = [OCI_MANIFEST, DOCKER_MANIFEST, OCI_INDEX, DOCKER_LIST]
 
 
-@pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
-def token(client, alice, name):
-    return pull_push(client, alice, name)["HTTP_AUTHORIZATION"][7:]
-
-
-@pytest.fixture
-def auth(token):
-    return {"HTTP_AUTHORIZATION": f"Bearer {token}"}
-
-
 def _push_of_type(client, name, token, media_type, tag="t"):
     """Push a manifest of `media_type` (an index gets two pushed children) and return its bytes."""
     if media_type in (OCI_MANIFEST, DOCKER_MANIFEST):

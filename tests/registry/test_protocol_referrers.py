@@ -22,11 +22,6 @@ SIG = "application/vnd.example.signature"
 
 
 @pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
 def auth(client, alice, name):
     return pull_push(client, alice, name)
 

@@ -17,11 +17,6 @@ TAGS = ["v1.10", "latest", "V2", "1.0", "v1.2", "alpha", "_x"]
 
 
 @pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
 def auth(client, alice, name):
     headers = pull_push(client, alice, name)
     token = headers["HTTP_AUTHORIZATION"][7:]

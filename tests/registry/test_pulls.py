@@ -45,11 +45,6 @@ def backend(request, settings):
 
 
 @pytest.fixture
-def name(alice):
-    return f"{alice.username}/app"
-
-
-@pytest.fixture
 def auth(client, alice, name):
     return pull_push(client, alice, name)
 
