@@ -34,7 +34,7 @@ from repositories.models import Repository
 # Offsets of at most 19 digits (int64): a longer one is malformed, not a 500 from int()'s 4,300-digit limit.
 CONTENT_RANGE_RE = re.compile(r"^(?:bytes[ =])?(\d{1,19})-(\d{1,19})$")
 HASHERS = {"sha256": hashlib.sha256, "sha512": hashlib.sha512}
-RELEASE_CONNECTION_BYTES = 1 << 20  # bodies this large, or chunked, stream without a database connection
+RELEASE_CONNECTION_BYTES = 1 << 20  # transfers this large, or chunked, go without a database connection
 
 logger = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def _append_locked(upload: BlobUpload, handle: BinaryIO, body: Body, content_ran
             raise RangeInvalid("Content-Range does not match Content-Length", headers=_range_headers(upload))
     handle.truncate(start)  # drop what an interrupted request may have left
     handle.seek(start)
-    _release_database_connection(body)
+    release_database_connection(body.length)
     hasher = BackgroundHasher() if start == 0 else None
     written = 0
     try:
@@ -229,14 +229,16 @@ def _append_locked(upload: BlobUpload, handle: BinaryIO, body: Body, content_ran
     upload.size, upload.single_pass_digest = start + written, digest
 
 
-def _release_database_connection(body: Body) -> None:
-    """A body that may take long to arrive does not hold a database connection meanwhile.
+def release_database_connection(size: int | None) -> None:
+    """Bytes that may take long to go through (an upload body arriving, a blob the client reads) do not
+    hold a database connection meanwhile.
 
-    Under the gevent workers nothing else bounds how many slow uploads are in progress at once, and
-    each would keep its connection for the whole body (PostgreSQL refuses past max_connections).
-    The next query opens one again: one connect per large PATCH, nothing for small bodies.
+    Under the gevent workers nothing else bounds how many slow transfers are in progress at once, and
+    each would keep its connection throughout (PostgreSQL refuses past max_connections). The next
+    query opens one again: one connect per large transfer, nothing for small ones (`size` under
+    RELEASE_CONNECTION_BYTES; None, a chunked body, counts as large).
     """
-    if body.length is not None and body.length < RELEASE_CONNECTION_BYTES:
+    if size is not None and size < RELEASE_CONNECTION_BYTES:
         return
     if not connection.in_atomic_block:
         connection.close()

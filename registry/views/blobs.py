@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-from django.db import connection
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.utils import timezone
 
@@ -41,13 +40,6 @@ def _touch(blob: Blob) -> None:
     now = timezone.now()
     if now - blob.last_touched_at > TOUCH_EVERY:
         Blob.objects.filter(pk=blob.pk).update(last_touched_at=now)
-
-
-def _release_database_connection() -> None:
-    """A blob is sent for as long as the client takes to read it, and under the gevent workers nothing
-    bounds how many are sent at once: none keeps a database connection meanwhile (max_connections)."""
-    if not connection.in_atomic_block:
-        connection.close()
 
 
 class _ChunkedFile:
@@ -131,7 +123,7 @@ class BlobView(RegistryView):
             response["Content-Length"] = str(blob.size)
         for name, value in self._headers(blob).items():
             response[name] = value
-        _release_database_connection()
+        uploads.release_database_connection(int(response["Content-Length"]))
         return response
 
     def delete(self, request: HttpRequest, digest: str) -> HttpResponse:
