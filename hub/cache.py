@@ -1,8 +1,8 @@
 """The embedded cache backend: Django's database cache with counters that cannot lose updates.
 
 Django's `DatabaseCache.incr` is a `get` and then a `set` with nothing between them, so two
-processes that count the same failed login can both read 3 and both write 4. The login throttles
-(registry/auth.py `record_failure`) count with `incr`, so parallel guesses would under-count.
+processes that count the same failed login can both read 3 and both write 4. The login failure
+budget (accounts/throttles.py, through `count_up`/`count_down` below) would under-count parallel guesses.
 
 Here `incr` (and `decr`, which calls it) reads and writes inside one transaction that holds the
 row's write lock: `SELECT … FOR UPDATE` on databases that have it (PostgreSQL), and on SQLite the
