@@ -298,22 +298,23 @@ def upload_finish(*, upload: BlobUpload, digest: str, body: Body, content_range:
 def _publish(upload: BlobUpload, digest: str, handle: BinaryIO) -> Blob:
     """Record the blob and store its bytes once: an existing blob's bytes are never rewritten."""
     now = timezone.now()
+    if storage.blob_exists(digest) and not Blob.objects.filter(digest=digest).exists():
+        # Before the transaction: re-hashing a stray file may take seconds, and on SQLite the
+        # transaction holds the whole database's write lock. A file that verifies stays whatever
+        # happens meanwhile; nothing but a verified publish puts one there.
+        _set_aside_unverified(digest)
     with transaction.atomic():
         blob = Blob.objects.select_for_update().filter(digest=digest).first()
-        known = blob is not None
         if blob is None:
             try:
                 with transaction.atomic():  # a savepoint: the same blob may be finishing in another request
                     blob = Blob.objects.create(digest=digest, size=upload.size, created_at=now, last_touched_at=now)
             except IntegrityError:
                 blob = Blob.objects.select_for_update().get(digest=digest)
-                known = True
         else:
             if blob.size != upload.size:
                 raise SizeInvalid(detail={"digest": digest})
             Blob.objects.filter(pk=blob.pk).update(last_touched_at=now)
-        if not known:
-            _set_aside_unverified(digest)
         # Inside the transaction that holds the blob row: garbage collection locks the same row
         # before it deletes a file, so it can never remove the bytes we are publishing.
         storage.publish_staged(upload.id, digest, handle)
