@@ -253,9 +253,10 @@ class LocalRunner:
         (ws / "conf" / "registries.conf").write_text(
             'unqualified-search-registries = ["docker.io"]\nshort-name-mode = "permissive"\n\n'
             + "".join(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n\n' for host in registries))
+        nproc = self.limits.run_step_processes
         (ws / "conf" / "containers.conf").write_text(
             "[containers]\n"
-            'default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]\n\n'
+            f'default_ulimits = ["nofile=1024:1024", "nproc={nproc}:{nproc}"]\n\n'
             '[engine]\nruntime = "runc"\ncgroup_manager = "cgroupfs"\nevents_logger = "none"\n')
         for path in (ws / "conf").iterdir():
             path.chmod(0o644)

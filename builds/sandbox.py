@@ -94,6 +94,17 @@ class Limits:
                    disk_bytes=int(number("HUB_BUILD_DISK_MB", cls.disk_bytes, 1 << 20)),
                    public_network=network == "public")
 
+    @property
+    def run_step_processes(self) -> int:
+        """RLIMIT_NPROC of RUN steps: a quarter of the build's pids limit stays for buildah itself.
+
+        The pids cgroup holds the whole build, buildah included: a fork bomb in a RUN step that used
+        it all up would leave buildah unable to start a thread, and the build would end there. RUN
+        steps and buildah share one uid (root of the build's user namespace), so the RUN steps' fork
+        fails first, at this count, while buildah's own (unlimited) rlimit lets it go on to the cgroup's.
+        """
+        return max(self.pids * 3 // 4, 1)
+
     def to_environment(self) -> dict[str, str]:
         return {"HUB_BUILD_MEMORY_MB": str(self.memory_bytes >> 20), "HUB_BUILD_PIDS": str(self.pids),
                 "HUB_BUILD_CPUS": f"{self.cpus:g}", "HUB_BUILD_DISK_MB": str(self.disk_bytes >> 20),

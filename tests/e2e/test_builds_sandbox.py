@@ -238,14 +238,10 @@ def test_a_hostile_build_reaches_nothing_of_the_hub(sandbox_hub, live_user, comm
     assert final["state"] in ("success", "failed"), log
     assert "PWNED" not in log, log
     assert "after the chroot escape, / holds:" in log and "probes-done" in log, log  # the attempts did run
-    # The pids limit holds either way; when the bomb exhausts it buildah itself (in the same cgroup)
-    # can fail to fork and the build ends there (seen under CI load: "resource temporarily unavailable").
-    buildah_starved = "resource temporarily unavailable" in log and final["state"] == "failed"
-    assert ("pids limit held" in log and "fork bomb over" in log) or buildah_starved, log
-    if not buildah_starved:
-        assert "memory-step-exit=137" in log or "allocation refused" in log, log
-        assert "No space left on device" in log, log
-        assert final["state"] == "success", log  # the attacks over, the build went on and was pushed and signed
+    assert "pids limit held" in log and "fork bomb over" in log, log
+    assert "memory-step-exit=137" in log or "allocation refused" in log, log
+    assert "No space left on device" in log, log
+    assert final["state"] == "success", log  # and, the attacks over, the build went on and was pushed and signed
     for secret in hub_secrets(sandbox_hub.data_dir):
         assert secret not in log
     # Writes land in the sandbox's own /tmp (a tmpfs that dies with it) or fail: never on the host.
