@@ -9,10 +9,10 @@ Stopping (SIGTERM or SIGINT to serve, or a TERM to the whole process group, whic
 child and grandchild directly): every child gets SIGTERM (gunicorn stops gracefully within its
 graceful_timeout; a Celery worker, started with REMAP_SIGTERM=SIGQUIT, gives running tasks
 worker_soft_shutdown_timeout and cancels them, and puts the messages it had not started back in the
-queue); after COLD_AFTER seconds Celery workers still running get SIGQUIT again (cancel now); after
-KILL_AFTER seconds whatever is left of serve's descendants gets SIGKILL. serve is a child subreaper,
-so processes whose parent exited first (a pool process, beat, a build's buildah) are still its
-descendants and are stopped too. Then serve exits 0.
+queue: that is all of its shutdown, and a second SIGQUIT would only interrupt it with a traceback
+while Python exits); after KILL_AFTER seconds whatever is left of serve's descendants gets SIGKILL.
+serve is a child subreaper, so processes whose parent exited first (a pool process, beat, a build's
+buildah) are still its descendants and are stopped too. Then serve exits 0.
 """
 
 from __future__ import annotations
@@ -31,7 +31,6 @@ from typing import TextIO
 FIRST_DELAY = 1.0
 MAX_DELAY = 30.0
 HEALTHY_AFTER = 60.0  # a child that ran this long before dying is restarted after FIRST_DELAY again
-COLD_AFTER = 4.5  # seconds after the stop began: SIGQUIT to Celery workers still running
 KILL_AFTER = 7.5  # SIGKILL to every descendant still running
 STOP_DEADLINE = 10.0  # the promise: everything is gone by then
 POLL_SECONDS = 0.2
@@ -105,7 +104,6 @@ class Child:
     name: str
     command: list[str]
     env: dict[str, str]
-    cold_signal: int | None = None  # sent after COLD_AFTER seconds of stopping (Celery: SIGQUIT)
     process: subprocess.Popen | None = None
     started_at: float = 0.0
     delay: float = FIRST_DELAY
@@ -223,24 +221,18 @@ class Supervisor:
                 pass
 
     def stop(self) -> None:
-        """TERM every child, QUIT the Celery workers after COLD_AFTER, KILL what is left after KILL_AFTER."""
+        """TERM every child, KILL what is left after KILL_AFTER."""
         self.stopping = True
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         began = self.clock()
         for child in self.children:
             child.signal(signal.SIGTERM)
-        cold_sent = False
         while self.clock() - began < KILL_AFTER:
             self.reap_orphans()
             if not any(child.running() for child in self.children) and not descendants(os.getpid()):
                 self.say(f"stopped in {self.clock() - began:.1f} s")
                 return
-            if not cold_sent and self.clock() - began >= COLD_AFTER:
-                cold_sent = True
-                for child in self.children:
-                    if child.cold_signal is not None:
-                        child.signal(child.cold_signal)
             time.sleep(0.05)
         left = descendants(os.getpid())
         self.say(f"still running {KILL_AFTER:g} s after the stop began: killing {len(left)} process(es)")

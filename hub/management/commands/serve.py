@@ -8,7 +8,6 @@ whole process group stops them all within 10 seconds, and serve exits 0 (hub/sup
 from __future__ import annotations
 
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -42,14 +41,14 @@ class Command(BaseCommand):
                       "--loglevel", "INFO", "--concurrency", os.environ.get("HUB_WORKER_CONCURRENCY", "2")]
             if not options["no_beat"]:
                 worker += ["-B", "--schedule", settings.CELERY_BEAT_SCHEDULE_FILENAME]
-            children.append(Child("celery worker", worker, {**env, **celery_env}, cold_signal=signal.SIGQUIT))
+            children.append(Child("celery worker", worker, {**env, **celery_env}))
             if settings.HUB_BUILDS_ENABLED:
                 children.append(Child(
                     "build worker",
                     [str(BIN / "celery"), "-A", "builds.worker", "worker", "-Q", "builds",
                      "-n", "builds@%h", "--loglevel", "INFO",
                      "--concurrency", os.environ.get("HUB_BUILD_WORKER_CONCURRENCY", "2")],
-                    {**build_worker_environment(), **celery_env}, cold_signal=signal.SIGQUIT,
+                    {**build_worker_environment(), **celery_env},
                 ))
         self.stdout.write(f"Wharf at {settings.HUB_PUBLIC_URL} (data in {settings.DATA_DIR})")
         self.stdout.flush()
