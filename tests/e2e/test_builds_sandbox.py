@@ -12,8 +12,10 @@ builds by different users at once cannot read each other's workspace, token or s
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
+import tarfile
 import time
 import uuid
 from pathlib import Path
@@ -192,6 +194,23 @@ def hub_secrets(data_dir: Path) -> list[str]:
     return found
 
 
+def image_files(hub_process, repo: str, into: Path, names: tuple[str, ...]) -> dict[str, tuple[tuple[int, int], bytes]]:
+    """Pull `repo:latest` and return, for each of `names` (files at the image's root), its owner (uid, gid)
+    and content, as the last layer that has it holds them."""
+    clients = ContainerClients(into.parent / f"{into.name}-clients", [hub_process.host])
+    clients.skopeo_pull_dir(f"{hub_process.host}/{repo}:latest", into, creds=(repo.split("/")[0], PASSWORD))
+    manifest = json.loads((into / "manifest.json").read_text())
+    found: dict[str, tuple[tuple[int, int], bytes]] = {}
+    for layer in manifest["layers"]:
+        with tarfile.open(into / layer["digest"].split(":", 1)[1], mode="r:*") as archive:
+            for member in archive.getmembers():
+                name = member.name.removeprefix("./")
+                if name in names and member.isfile():
+                    found[name] = ((member.uid, member.gid), archive.extractfile(member).read())
+    assert set(found) == set(names), f"{repo}:latest lacks {set(names) - set(found)}"
+    return found
+
+
 def wait_final(hub: Hub, repo: str) -> dict:
     [build] = hub.wait_for_build(repo)
     return hub.api("GET", f"{repo}/builds/{build['id']}/").json()
@@ -277,10 +296,10 @@ while [ $(busybox date +%s) -lt $end ]; do
   for f in {work}/*/secrets/* {work}/*/cred/* /run/wharf-builds/mnt/*/secrets/* /run/wharf-builds/mnt/*/cred/* \
            /proc/[0-9]*/environ /proc/[0-9]*/cmdline; do
     busybox cat "$f" 2>/dev/null; echo
-  done | busybox grep -o -E "other-secret-[0-9a-f]+|whf_[A-Za-z0-9_]+" | busybox sort -u
+  done | busybox grep -o -E "other-secret-[0-9a-f]+|whf_[A-Za-z0-9_]+" | busybox sort -u | busybox tee -a /snooped
   busybox sleep 1
 done
-echo snooping-over
+echo snooping-over | busybox tee -a /snooped
 """
 
 
@@ -303,12 +322,20 @@ def test_two_builds_at_once_cannot_read_each_other(sandbox_hub, live_user, commi
     for _hub, _repo, source, _secret in builds:
         git(source, "commit", "-q", "-m", "snoop")
     finals = [wait_final(hub, repo) for hub, repo, _source, _secret in builds]
-    for final, (_hub, _repo, _source, secret) in zip(finals, builds, strict=True):
+    for final in finals:
         assert final["state"] == "success", final["log"]
-        assert "mine: ***" in final["log"] and "snooping-over" in final["log"]  # its own secret, masked
-        assert "owner 100:65534" in final["log"]
+        assert "mine: ***" in final["log"], final["log"]  # its own secret, masked
     first, second = finals
     assert builds[1][3] not in first["log"] and builds[0][3] not in second["log"]
+    # What the steps left in their images, checked there rather than in the log: the last RUN's only
+    # output line once went missing from a CI build's log (both builds succeeded), and a lost line must
+    # not hide a secret the snoop found.
+    files = [image_files(sandbox_hub, repo, tmp_path / f"pulled-{index}", ("snooped", "owned"))
+             for index, (_hub, repo, _source, _secret) in enumerate(builds)]
+    for own, (_hub, _repo, _source, other_secret) in zip(files, reversed(builds), strict=True):
+        snooped = own["snooped"][1].decode()
+        assert "snooping-over" in snooped and other_secret not in snooped and "whf_" not in snooped, snooped
+        assert own["owned"][0] == (100, 65534)  # a full id range: files can belong to any user
     assert "whf_" not in first["log"] and "whf_" not in second["log"]  # no registry token, not even its own
     # They did run at the same time.
     assert first["started"] < second["finished"] and second["started"] < first["finished"]
