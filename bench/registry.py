@@ -8,11 +8,17 @@ worker during a push of a larger image. Prints medians and Wharf/reference ratio
 it asserts nothing and only prints figures.
 
     .venv/bin/python bench/registry.py [--mib 512] [--big-mib 1024] [--runs 3]
+
+With --ab gthread,gevent it measures Wharf alone, one gunicorn worker class against another on the
+same data: the classes take turns (A, B, A, B, …, --runs rounds each), so a shared host's changing
+load falls on both; every round prints the load average beside its figures, then the medians.
+BENCH_HUB_X=v sets HUB_X=v in the hub's environment; BENCH_ENV_X=v sets X=v (DATABASE_URL, REDIS_URL).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -41,7 +47,7 @@ SKOPEO_CACHES = [Path("/var/lib/containers/cache/blob-info-cache-v1.boltdb"),
 
 
 class Hub(Loopback):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, start: bool = True) -> None:
         self.root, self.port = root, free_port()
         self.env = {**os.environ, "HUB_DATA_DIR": str(root / "data"), "PORT": str(self.port),
                     "HUB_PUBLIC_URL": f"http://127.0.0.1:{self.port}", "HUB_ACCESS_LOG": "",
@@ -49,16 +55,22 @@ class Hub(Loopback):
         for name in ("DATABASE_URL", "REDIS_URL"):
             self.env.pop(name, None)
         self.env.update({k[len("BENCH_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_HUB_")})
+        self.env.update({k[len("BENCH_ENV_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_ENV_")})
         manage = [str(PY), "manage.py"]
         subprocess.run([*manage, "migrate", "--noinput", "-v0"], cwd=REPO_ROOT, env=self.env, check=True)
         subprocess.run([*manage, "shell", "-c",
                         f"from accounts.models import User; User.objects.create_user('{USER}', "
                         f"'{USER}@example.com', '{PASSWORD}')"], cwd=REPO_ROOT, env=self.env, check=True,
                        stdout=subprocess.DEVNULL)
+        if start:
+            self.start()
+
+    def start(self, **env: str) -> None:
+        """gunicorn on this hub's data, with `env` over its environment (HUB_WEB_WORKER=gthread)."""
         self.process = subprocess.Popen([str(PY.parent / "gunicorn"), "--config", "gunicorn.conf.py"],
-                                        cwd=REPO_ROOT, env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=open(root / "gunicorn.log", "wb"))  # noqa: SIM115
-        wait_until_healthy(self.url, self.process, root / "gunicorn.log")
+                                        cwd=REPO_ROOT, env={**self.env, **env}, stdout=subprocess.DEVNULL,
+                                        stderr=open(self.root / "gunicorn.log", "ab"))  # noqa: SIM115
+        wait_until_healthy(self.url, self.process, self.root / "gunicorn.log")
 
     def token(self, scope: str) -> str:
         response = requests.get(f"{self.url}/token", params={"service": self.host, "scope": scope},
@@ -142,21 +154,41 @@ def curl_get(url: str, digest: str, repo: str, token: str | None) -> float:
     return timed(argv, dict(os.environ))
 
 
-def wrk_manifest(url: str, repo: str, token: str | None, seconds: int, work: Path) -> float:
+def wrk_script(token: str | None, work: Path) -> Path:
     script = work / f"wrk-{time.monotonic_ns()}.lua"
     lines = ['wrk.headers["Accept"] = "application/vnd.oci.image.manifest.v1+json"']
     if token:
         lines.append(f'wrk.headers["Authorization"] = "Bearer {token}"')
     script.write_text("\n".join(lines) + "\n")
-    # Warm up (connections, caches), then measure.
-    subprocess.run(["wrk", "-t2", "-c32", "-d2s", "-s", str(script), f"{url}/v2/{repo}/manifests/bench"],
-                   capture_output=True, text=True)
-    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "-s", str(script),
-                          f"{url}/v2/{repo}/manifests/bench"], capture_output=True, text=True).stdout
-    non_2xx = [line for line in out.splitlines() if "Non-2xx" in line]
+    return script
+
+
+def wrk(url: str, script: Path, seconds: int) -> tuple[float, int]:
+    """Requests per second and requests made, 32 connections on 2 threads; errors raise."""
+    out = subprocess.run(["wrk", "-t2", "-c32", f"-d{seconds}s", "-s", str(script), url],
+                         capture_output=True, text=True).stdout
+    non_2xx = [line for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
     if non_2xx:
         raise RuntimeError(f"wrk saw errors: {non_2xx}")
-    return float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+    rate = float(next(line.split()[1] for line in out.splitlines() if line.startswith("Requests/sec")))
+    made = int(next(line.split()[0] for line in out.splitlines() if " requests in " in line))
+    return rate, made
+
+
+def wrk_manifest(url: str, repo: str, token: str | None, seconds: int, work: Path) -> float:
+    script = wrk_script(token, work)
+    wrk(f"{url}/v2/{repo}/manifests/bench", script, 2)  # warm up (connections, caches), then measure
+    return wrk(f"{url}/v2/{repo}/manifests/bench", script, seconds)[0]
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time of these processes so far."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def peak_rss_during(hub: Hub, action) -> float:
@@ -179,13 +211,89 @@ def peak_rss_during(hub: Hub, action) -> float:
     return peak
 
 
+AB_ROWS = {  # key: (label, format)
+    "push": ("skopeo push (s)", "{:.2f}"),
+    "pull": ("skopeo pull (s)", "{:.2f}"),
+    "upload": ("blob upload, curl POST + PUT (MiB/s)", "{:.0f}"),
+    "get": ("blob GET, curl (MiB/s)", "{:.0f}"),
+    "manifest": ("manifest GET, wrk 32 connections (req/s)", "{:.0f}"),
+    "cpu": ("worker CPU per manifest GET (ms)", "{:.3f}"),
+}
+
+
+def ab_round(hub: Hub, worker: str, image, layer_path: Path, layer_digest: str, mib: float,
+             args: argparse.Namespace, home: Path, work: Path) -> dict[str, float]:
+    """One round of every measurement on a gunicorn of this worker class."""
+    hub.start(HUB_WEB_WORKER=worker)
+    try:
+        creds = f"{USER}:{PASSWORD}"
+        repo = f"{USER}/push-{worker}-{time.monotonic_ns()}"
+        figures = {"push": skopeo_push(hub.host, image.ref, repo, creds, home),
+                   "pull": skopeo_pull(hub.host, repo, creds, home, work / "pulled")}
+        raw_repo = f"{USER}/raw-{worker}-{time.monotonic_ns()}"
+        token = hub.token(f"repository:{raw_repo}:pull,push")
+        figures["upload"] = mib / curl_upload(hub.url, layer_path, layer_digest, raw_repo, token)
+        figures["get"] = mib / statistics.median(curl_get(hub.url, layer_digest, raw_repo, token)
+                                                 for _ in range(5))
+        url = f"{hub.url}/v2/{repo}/manifests/bench"
+        script = wrk_script(hub.token(f"repository:{repo}:pull"), work)
+        wrk(url, script, 2)  # warm up (connections, caches), then measure
+        cpu_before = cpu_seconds(hub.worker_pids())
+        figures["manifest"], made = wrk(url, script, args.wrk_seconds)
+        figures["cpu"] = (cpu_seconds(hub.worker_pids()) - cpu_before) * 1000 / made
+    finally:
+        hub.stop()
+    return figures
+
+
+def main_ab(args: argparse.Namespace) -> None:
+    workers = args.ab.split(",")
+    work = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
+    home = work / "home"
+    home.mkdir()
+    print(f"# Wharf, gunicorn workers {' against '.join(workers)} ({args.mib} MiB image, "
+          f"{args.runs} interleaved rounds each, median shown)")
+    image = build_large_image(work / "image", args.mib, tag="bench")
+    manifest = json.loads(image.blob_path(image.manifest_descriptor["digest"]).read_text())
+    layer_digest = manifest["layers"][0]["digest"]
+    layer_path = image.blob_path(layer_digest)
+    mib = layer_path.stat().st_size / 2**20
+    hub = Hub(work / "hub", start=False)
+    rounds: dict[str, list[dict[str, float]]] = {worker: [] for worker in workers}
+    loads: dict[str, list[float]] = {worker: [] for worker in workers}
+    try:
+        for run in range(args.runs):
+            for worker in workers:
+                load = os.getloadavg()[0]
+                figures = ab_round(hub, worker, image, layer_path, layer_digest, mib, args, home, work)
+                rounds[worker].append(figures)
+                loads[worker].append(load)
+                shown = " ".join(f"{key} {AB_ROWS[key][1].format(value)}" for key, value in figures.items())
+                print(f"  round {run + 1} {worker:8} load {load:.2f} → {os.getloadavg()[0]:.2f}: {shown}",
+                      flush=True)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    print(f"| measurement ({mib:.0f} MiB layer) | " + " | ".join(workers) + f" | {workers[-1]}/{workers[0]} |")
+    print("|---|" + "---|" * (len(workers) + 1))
+    for key, (label, fmt) in AB_ROWS.items():
+        medians = [statistics.median(r[key] for r in rounds[worker]) for worker in workers]
+        ratio = medians[-1] / medians[0] if medians[0] else float("nan")
+        print(f"| {label} | " + " | ".join(fmt.format(m) for m in medians) + f" | {ratio:.2f}× |")
+    print("| load average (1 min) at the rounds' start | "
+          + " | ".join(f"{min(loads[w]):.1f}–{max(loads[w]):.1f}" for w in workers) + " | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mib", type=int, default=512, help="image size for push/pull (MiB)")
     parser.add_argument("--big-mib", type=int, default=1024, help="image size for the RSS measurement (MiB)")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--wrk-seconds", type=int, default=10)
+    parser.add_argument("--ab", metavar="CLASS,CLASS", help="Wharf alone, worker classes in turn (gthread,gevent)")
     args = parser.parse_args()
+    if args.ab:
+        return main_ab(args)
 
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
     home = work / "home"
