@@ -33,10 +33,20 @@ from pathlib import Path
 from builds import constants
 from builds.context_check import ContextRefused, base_images, check_context
 from builds.executor import BuildJob, BuildOutcome, Reporter, Signer
-from builds.sandbox import PUBLIC, BuildSandbox, Limits, Mount, SandboxUnavailable, sandbox_problem
+from builds.sandbox import (
+    PUBLIC,
+    SLIRP_DNS,
+    BuildSandbox,
+    Limits,
+    Mount,
+    SandboxUnavailable,
+    public_network_missing,
+    sandbox_problem,
+)
 from builds.source_safety import (
     PinnedHost,
     SourceRefused,
+    check_pull_registry,
     check_remote_source,
     git_pin_options,
     parse_networks,
@@ -250,9 +260,13 @@ class LocalRunner:
         self.sandbox.chown_to_builder(ws / "storage")
         registries = [job.registry] + ([job.public_host] if job.public_host != job.registry else [])
         self.registries = registries
+        # Plain HTTP for the hub's internal registry only (HUB_INTERNAL_REGISTRY, by design); TLS verified elsewhere.
         (ws / "conf" / "registries.conf").write_text(
             'unqualified-search-registries = ["docker.io"]\nshort-name-mode = "permissive"\n\n'
-            + "".join(f'[[registry]]\nlocation = "{host}"\ninsecure = true\n\n' for host in registries))
+            f'[[registry]]\nlocation = "{job.registry}"\ninsecure = true\n')
+        # Steps on a public network (slirp4netns) resolve names through slirp's DNS: the host's resolver is
+        # on a loopback or private address, which that network refuses.
+        (ws / "conf" / "resolv.conf").write_text(f"nameserver {SLIRP_DNS}\n")
         nproc = self.limits.run_step_processes
         (ws / "conf" / "containers.conf").write_text(
             "[containers]\n"
@@ -423,24 +437,60 @@ class LocalRunner:
         self.reporter.log(f"building {job.dockerfile} in {job.context or '.'} as {job.repository}:{job.tag} "
                           f"({network if self.confine else 'unconfined'})")
         step = self._step_dir(ws, "bud")
-        self._run([*argv, str(context)], cwd=step, what="buildah bud", env=self._buildah_env(step),
-                  mounts=[Mount(ws / "storage", writable=True), Mount(step, writable=True), Mount(ws / "conf"),
-                          Mount(source), Mount(ws / "secrets")],
+        mounts = [Mount(ws / "storage", writable=True), Mount(step, writable=True), Mount(ws / "conf"),
+                  Mount(source), Mount(ws / "secrets")]
+        if self.limits.public_network:
+            mounts.append(self._resolv_conf(ws))
+        self._run([*argv, str(context)], cwd=step, what="buildah bud", env=self._buildah_env(step), mounts=mounts,
                   network=PUBLIC if self.limits.public_network else False)
 
     def _pull_base_images(self, ws: Path, dockerfile: str, arguments: dict[str, str]) -> None:
-        """Pull what the Dockerfile starts from, with the registry credential, before `bud` runs without it."""
+        """Pull what the Dockerfile starts from, before `bud` runs without network and without the credential.
+
+        Every registry is checked first (`check_pull_registry`): the hub's own images are pulled from the
+        hub with the build's registry credential; any other registry must resolve to public addresses, and
+        is pulled without the credential, TLS verified, in a network namespace of its own that reaches
+        public addresses only (as RUN steps' public network): no redirect, token realm or layer URL of a
+        hostile registry reaches this host, its loopback or a private network."""
         images = base_images(dockerfile, arguments)
         if not images:
             return
-        with self._credentials(ws) as auth_file:
-            step = self._step_dir(ws, "pull")
-            for image in images:
-                self.reporter.log(f"pulling {image}")
-                self._run([*self._buildah_global(ws), "pull", "--tls-verify=false", "--authfile", str(auth_file),
-                           "--quiet", "--", image], cwd=step, what=f"buildah pull {image}", env=self._buildah_env(step),
-                          mounts=[Mount(ws / "storage", writable=True), Mount(step, writable=True),
-                                  Mount(ws / "conf"), Mount(auth_file.parent)], network=True)
+        hub_images, public_images = [], []
+        for image in images:
+            try:
+                on_hub = check_pull_registry(image, hub_registries=self.registries)
+            except SourceRefused as refused:
+                raise BuildFailed(str(refused)) from None
+            (hub_images if on_hub else public_images).append(image)
+        if public_images and self.confine and (missing := public_network_missing()):
+            raise BuildFailed(f"pulling {public_images[0]} needs a public network for the pull "
+                              f"({', '.join(missing)} not found: apt-get install -y slirp4netns iptables)")
+        step = self._step_dir(ws, "pull")
+        common = [Mount(ws / "storage", writable=True), Mount(step, writable=True), Mount(ws / "conf")]
+        if hub_images:
+            with self._credentials(ws) as auth_file:
+                for image in hub_images:
+                    # Always from the internal registry (plain HTTP by design, so TLS is off there only),
+                    # never through the public host's name, then named as the Dockerfile names it.
+                    internal = f"{self.job.registry}/{image.partition('/')[2]}"
+                    self.reporter.log(f"pulling {image}" + (f" (as {internal})" if internal != image else ""))
+                    self._run([*self._buildah_global(ws), "pull", "--tls-verify=false", "--authfile",
+                               str(auth_file), "--quiet", "--", internal], cwd=step,
+                              what=f"buildah pull {internal}", env=self._buildah_env(step),
+                              mounts=[*common, Mount(auth_file.parent)], network=True)
+                    if internal != image:
+                        self._run([*self._buildah_global(ws), "tag", internal, image], cwd=step,
+                                  what=f"buildah tag {image}", env=self._buildah_env(step), mounts=common,
+                                  network=False)
+        for image in public_images:
+            self.reporter.log(f"pulling {image} (public addresses only)")
+            self._run([*self._buildah_global(ws), "pull", "--tls-verify=true", "--quiet", "--", image], cwd=step,
+                      what=f"buildah pull {image}", env=self._buildah_env(step),
+                      mounts=[*common, self._resolv_conf(ws)], network=PUBLIC)
+
+    @staticmethod
+    def _resolv_conf(ws: Path) -> Mount:
+        return Mount(ws / "conf" / "resolv.conf", target=Path("/etc/resolv.conf"))
 
     def _push(self, ws: Path) -> str:
         job = self.job
@@ -509,7 +559,7 @@ class LocalRunner:
             raise BuildStopped(constants.TIMED_OUT, f"build timed out after {self.job.timeout:g} seconds")
 
     def _run(self, argv: list[str], *, cwd: Path, what: str, env: dict[str, str], mounts: list[Mount],
-             network: bool, user_namespace: bool = True, capture: bool = False) -> str:
+             network: bool | str, user_namespace: bool = True, capture: bool = False) -> str:
         """Run `argv` in the build's sandbox, in its own process group, streaming its output to the log
         (or returning it)."""
         self._check_stop()

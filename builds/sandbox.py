@@ -56,6 +56,7 @@ MKFS_TIMEOUT = 60
 SANDBOX_TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside each sandbox
 PUBLIC = "public"
 SLIRP_DNS = "10.0.2.3"
+NETWORK_TOOLS = ("slirp4netns", "nsenter", "iptables")
 # Destinations a build's public network refuses (IPv4; slirp4netns gives it no IPv6): this host, private,
 # shared, link-local (cloud metadata), documentation, benchmarking, multicast and reserved ranges.
 REFUSED_NETWORKS = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
@@ -174,7 +175,7 @@ def sandbox_problem(*, slots: int = DEFAULT_SLOTS, provision_ids: bool = True, p
         return (f"{', '.join(missing)} not found: install bubblewrap, uidmap, util-linux, mount and e2fsprogs "
                 f"(Debian: apt-get install -y bubblewrap uidmap e2fsprogs)")
     if Limits.from_environment().public_network:
-        missing = [tool for tool in ("slirp4netns", "nsenter", "iptables") if shutil.which(tool) is None]
+        missing = public_network_missing()
         if missing:
             return (f"HUB_BUILD_RUN_NETWORK=public needs {', '.join(missing)} "
                     f"(Debian: apt-get install -y slirp4netns iptables)")
@@ -209,6 +210,11 @@ def sandbox_problem(*, slots: int = DEFAULT_SLOTS, provision_ids: bool = True, p
 
 
 # --- a public network for RUN steps -------------------------------------------------------------------------
+
+
+def public_network_missing() -> list[str]:
+    """The tools a public network (RUN steps', and every pull from a registry other than the hub) lacks."""
+    return [tool for tool in NETWORK_TOOLS if shutil.which(tool) is None]
 
 
 def _read_child_pid(info_fd: int) -> int:
@@ -278,8 +284,9 @@ def public_network(pid: int) -> tuple[subprocess.Popen, int]:
 
 @dataclass(frozen=True)
 class Mount:
-    path: Path  # the same path inside as outside
+    path: Path  # the same path inside as outside, unless `target` is given
     writable: bool = False
+    target: Path | None = None  # where it shows inside, when not at `path` (a file over one of ETC_FILES)
 
 
 class BuildSandbox:
@@ -497,7 +504,8 @@ class BuildSandbox:
         if seccomp_fd is not None:
             wrapped += ["--seccomp", str(seccomp_fd)]
         for mount in mounts:
-            wrapped += ["--bind" if mount.writable else "--ro-bind", str(self._source(mount.path)), str(mount.path)]
+            wrapped += ["--bind" if mount.writable else "--ro-bind", str(self._source(mount.path)),
+                        str(mount.target or mount.path)]
         wrapped += ["--remount-ro", "/", "--chdir", str(chdir or SANDBOX_TMP), "--", *argv]
         if user_namespace:
             base = self.uid_base

@@ -1,4 +1,5 @@
-"""Server-side request forgery checks for remote Git sources (no Django here).
+"""Server-side request forgery checks for remote Git sources and the registries a build pulls from
+(no Django here).
 
 Before `git fetch`, the source's host is resolved once (`webhooks.delivery.addresses`) and every
 candidate address goes through the webhooks app's check (`webhooks.delivery.address_refusal`:
@@ -7,6 +8,12 @@ an allowed network holds them). git is then pinned to the checked address (`http
 http(s), `HostName` for ssh), so a second DNS answer cannot send it elsewhere; redirects are off
 (`http.followRedirects=false`).
 Local paths are not handled here: `HUB_BUILD_LOCAL_ROOTS` governs them.
+
+Base images (`check_pull_registry`): an image on the hub itself (its internal registry or its public
+host) is pulled from the hub; any other registry must resolve to public addresses only, or the build
+is refused before anything connects. That check gives the clear refusal; what holds is the pull
+step's network, filtered to public addresses like RUN steps' (a second DNS answer, a redirect, a
+token realm or a layer URL pointing inside is refused there too).
 """
 
 from __future__ import annotations
@@ -20,10 +27,13 @@ from urllib.parse import urlsplit
 
 from webhooks.delivery import DeliveryFailed, Network, Target, address_refusal, addresses, parse_networks
 
-__all__ = ["PinnedHost", "SourceRefused", "check_remote_source", "parse_networks", "remote_host"]
+__all__ = ["PinnedHost", "SourceRefused", "check_pull_registry", "check_remote_source", "image_registry",
+           "parse_networks", "remote_host"]
 
 SCP_LIKE_RE = re.compile(r"^(?:(?P<user>[^@/\s]+)@)?(?P<host>\[[^\]]+\]|[^:/\s\[\]]+):(?!//)")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ssh": 22}
+DOCKER_HUB = "docker.io"
+DOCKER_HUB_ENDPOINT = "registry-1.docker.io"  # where containers/image pulls docker.io images from
 
 
 class SourceRefused(Exception):
@@ -105,3 +115,47 @@ def ssh_pin_options(pinned: PinnedHost) -> str:
         return ""
     alias = pinned.host if pinned.port == DEFAULT_PORTS["ssh"] else f"[{pinned.host}]:{pinned.port}"
     return shlex.join(["-o", f"HostName={pinned.address}", "-o", f"HostKeyAlias={alias}", "-o", "CheckHostIP=no"])
+
+
+# --- registries of base images --------------------------------------------------------------------------------
+
+
+def image_registry(reference: str) -> str:
+    """The registry (`host[:port]`, lowercase) an image reference is pulled from, as containers/image reads
+    it: the first component when it holds a '.' or ':', is `localhost` (or has capitals), else Docker Hub."""
+    first, slash, _rest = reference.split("@", 1)[0].partition("/")
+    if slash and (any(mark in first for mark in ".:[") or first == "localhost" or first != first.lower()):
+        return first.lower()
+    return DOCKER_HUB
+
+
+def _registry_host(registry: str) -> tuple[str, int]:
+    host, port = registry, 443
+    if registry.startswith("["):
+        host, _, rest = registry[1:].partition("]")
+        port = int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else port
+    elif registry.count(":") == 1:
+        host, _, raw = registry.partition(":")
+        port = int(raw) if raw.isdigit() else port
+    return (DOCKER_HUB_ENDPOINT if host == DOCKER_HUB else host.rstrip(".")), port
+
+
+def check_pull_registry(reference: str, *, hub_registries: Iterable[str]) -> bool:
+    """Whether the image is the hub's own (True: pulled from the hub); False for a registry whose every
+    address is public; SourceRefused, naming the registry, for any other (nothing has connected to it)."""
+    registry = image_registry(reference)
+    if registry in {hub.lower() for hub in hub_registries}:
+        return True
+    host, port = _registry_host(registry)
+    if not host:
+        raise SourceRefused(f"refused to pull {reference}: no registry host")
+    try:
+        candidates = _resolve(host, port)
+    except SourceRefused as error:
+        raise SourceRefused(f"refused to pull {reference} from {registry}: {error}") from None
+    for address in candidates:
+        reason = address_refusal(address, ())
+        if reason is not None:
+            raise SourceRefused(f"refused to pull {reference} from {registry}: {reason} "
+                                f"(base images come from this hub or from public registries)")
+    return False

@@ -11,6 +11,7 @@ from builds.executor import BuildJob
 from builds.runner import MAX_LINE_BYTES, LocalRunner, Unconfined
 
 FAKE_BUILDAH = """#!/bin/sh
+echo "$*" >> "{record}/calls"
 for arg in "$@"; do
   case "$prev" in --digestfile) digestfile=$arg ;; esac
   prev=$arg
@@ -219,3 +220,26 @@ def test_the_log_stops_at_its_line_limit(tmp_path, source):
     assert outcome.state == constants.SUCCESS, outcome
     assert reporter.lines.count("") <= 1000
     assert any("1,000 lines" in line for line in reporter.lines)
+
+
+def test_a_base_image_on_a_loopback_registry_is_refused_before_any_pull(tmp_path, source):
+    repo, _ = source
+    commit = commit_to(repo, {"Dockerfile": "FROM 127.0.0.1:5432/postgres/x\nRUN true\n"})
+    buildah, record = fake_buildah(tmp_path, sleep=0)
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
+        job(repo, commit), Reporter(), None)
+    assert outcome.state == constants.FAILED and "refused to pull 127.0.0.1:5432/postgres/x" in outcome.error
+    assert not (record / "calls").exists() or " pull " not in (record / "calls").read_text()
+
+
+def test_a_hub_image_named_by_the_public_host_is_pulled_from_the_internal_registry(tmp_path, source):
+    repo, _ = source
+    commit = commit_to(repo, {"Dockerfile": "FROM hub.example:443/alice/base:v1\nRUN true\n"})
+    buildah, record = fake_buildah(tmp_path, sleep=0)
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
+        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    calls = (record / "calls").read_text().splitlines()
+    pulls = [call for call in calls if " pull " in call]
+    assert len(pulls) == 1 and pulls[0].endswith("-- 127.0.0.1:1/alice/base:v1") and "--tls-verify=false" in pulls[0]
+    assert any(call.endswith(" tag 127.0.0.1:1/alice/base:v1 hub.example:443/alice/base:v1") for call in calls)

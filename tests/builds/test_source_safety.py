@@ -181,3 +181,54 @@ def test_git_does_not_follow_redirects(http_server):
     outcome, _ = run(remote_job(f"http://127.0.0.1:{origin.server_port}/app.git", allowed_networks=("127.0.0.0/8",)))
     assert outcome.state == constants.FAILED
     assert origin.requests and target.requests == []
+
+
+# --- registries of base images ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reference", "registry"), [
+    ("alpine", "docker.io"), ("library/alpine:3", "docker.io"), ("alice/app@sha256:" + "0" * 64, "docker.io"),
+    ("ghcr.io/o/app:1", "ghcr.io"), ("localhost/app", "localhost"), ("127.0.0.1:5000/app", "127.0.0.1:5000"),
+    ("[::1]:5000/app", "[::1]:5000"), ("Registry/app", "registry"), ("quay.io:443/o/app", "quay.io:443"),
+])
+def test_image_registry_reads_a_reference_as_containers_image_does(reference, registry):
+    assert source_safety.image_registry(reference) == registry
+
+
+@pytest.mark.parametrize("reference", [
+    "127.0.0.1:5432/x", "localhost/x", "localhost:6379/x", "10.0.0.7/team/app", "192.168.1.1:5000/app",
+    "169.254.169.254/latest/meta-data", "[::1]:8000/alice/app", "[fe80::1]/app", "0.0.0.0:8000/app",
+])
+def test_base_images_on_loopback_private_or_metadata_registries_are_refused(reference):
+    with pytest.raises(SourceRefused, match="refused to pull"):
+        source_safety.check_pull_registry(reference, hub_registries=["127.0.0.1:8000"])
+
+
+def test_a_name_resolving_to_a_private_address_is_refused(monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", (PUBLIC, 443)),
+        (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.5", 443))])
+    with pytest.raises(SourceRefused, match=r"registry\.example\.com"):
+        source_safety.check_pull_registry("registry.example.com/app", hub_registries=[])
+
+
+def test_the_hubs_own_registries_are_the_hubs(monkeypatch):
+    hubs = ["127.0.0.1:8000", "Hub.Example.com"]
+    assert source_safety.check_pull_registry("127.0.0.1:8000/alice/base:v1", hub_registries=hubs) is True
+    assert source_safety.check_pull_registry("hub.example.com/alice/base", hub_registries=hubs) is True
+    # The hub's port only: another port on the same loopback address is not the hub.
+    with pytest.raises(SourceRefused):
+        source_safety.check_pull_registry("127.0.0.1:8001/alice/base", hub_registries=hubs)
+
+
+def test_a_public_registry_is_allowed_and_docker_hub_is_checked_at_its_endpoint(monkeypatch):
+    asked = []
+
+    def resolve(host, port, *args, **kwargs):
+        asked.append((host, port))
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (PUBLIC, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolve)
+    assert source_safety.check_pull_registry("alpine:3.20", hub_registries=["127.0.0.1:8000"]) is False
+    assert source_safety.check_pull_registry("ghcr.io/o/app", hub_registries=[]) is False
+    assert asked == [("registry-1.docker.io", 443), ("ghcr.io", 443)]
