@@ -24,7 +24,7 @@ from django.db.models import Q
 from django.http import HttpRequest
 
 from accounts.models import User
-from hub.cache import count_down, count_up
+from lib.cache import count_down, count_up
 
 # Overridable from settings (REGISTRY_AUTH_*: the names the registry's throttle had first).
 FAILURE_WINDOW_SECONDS = 300

@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from builds import constants
 from builds.tags import RuleSpec
-from hub.fields import EncryptedJSONField, EncryptedTextField
+from lib.fields import EncryptedJSONField, EncryptedTextField
 
 
 def hash_token(token: str) -> str:
@@ -30,7 +30,7 @@ class BuildSource(models.Model):
     # The trigger URL's token, stored hashed; rotatable. Shown once, when it is made.
     token_hash = models.CharField(max_length=64)
     # HMAC secret for X-Hub-Signature-256 (GitHub, and the shipped hooks when set). Needed in clear to verify,
-    # so encrypted at rest (hub/crypto.py), like the deploy key's private half.
+    # so encrypted at rest (lib/crypto.py), like the deploy key's private half.
     webhook_secret = EncryptedTextField(max_length=200, blank=True)
     deploy_public_key = models.TextField(blank=True)
     deploy_private_key = EncryptedTextField(blank=True)

@@ -26,8 +26,8 @@ from builds.executor import BuildJob, BuildOutcome
 from builds.models import Build, BuildSource, hash_token
 from builds.services import COMMIT_RE, dispatch_queued_builds, local_source_path
 from builds.signing import image_signing_key, signature_artifact
+from oci.mediatypes import OCI_MANIFEST
 from registry.models import Manifest
-from registry.oci.mediatypes import OCI_MANIFEST
 from registry.services.manifests import manifest_put
 from registry.services.uploads import Body, monolithic_upload
 from repositories.permissions import PUSH, Actor, repository_actions

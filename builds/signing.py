@@ -23,8 +23,8 @@ from pathlib import Path
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from hub.keyfiles import load_or_create_p256_key
-from registry.oci.mediatypes import COSIGN_SIMPLE_SIGNING, OCI_CONFIG, OCI_MANIFEST
+from lib.keyfiles import load_or_create_p256_key
+from oci.mediatypes import COSIGN_SIMPLE_SIGNING, OCI_CONFIG, OCI_MANIFEST
 
 KEY_FILE = "image-signing.key"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"

@@ -1,8 +1,8 @@
 """Server-side request forgery checks for remote Git sources and the registries a build pulls from
 (no Django here).
 
-Before `git fetch`, the source's host is resolved once (`webhooks.delivery.addresses`) and every
-candidate address goes through the webhooks app's check (`webhooks.delivery.address_refusal`:
+Before `git fetch`, the source's host is resolved once (`lib.outbound.addresses`) and every
+candidate address goes through the outbound client's check (`lib.outbound.address_refusal`:
 loopback, private, link-local, multicast, reserved and other non-global addresses are refused unless
 an allowed network holds them). git is then pinned to the checked address (`http.curloptResolve` for
 http(s), `HostName` for ssh), so a second DNS answer cannot send it elsewhere; redirects are off
@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from webhooks.delivery import DeliveryFailed, Network, Target, address_refusal, addresses, parse_networks
+from lib.outbound import DeliveryFailed, Network, Target, address_refusal, addresses, parse_networks
 
 __all__ = ["PinnedHost", "SourceRefused", "check_pull_registry", "check_remote_source", "image_registry",
            "parse_networks", "remote_host"]
@@ -93,7 +93,7 @@ def check_remote_source(url: str, allowed: Iterable[Network] = ()) -> PinnedHost
 
 
 def _resolve(host: str, port: int) -> list:
-    """The webhooks app's resolution (an IP literal, or every address of the name's one DNS answer)."""
+    """The outbound client's resolution (an IP literal, or every address of the name's one DNS answer)."""
     try:
         return addresses(Target(scheme="", host=host, port=port, path="", host_header=host))
     except DeliveryFailed as error:

@@ -32,7 +32,7 @@ from rest_framework.throttling import ScopedRateThrottle
 
 from accounts.models import AccessToken, User
 from accounts.throttles import client_address
-from hub.cache import count_up
+from lib.cache import count_up
 from registry.auth import TooManyAttempts
 from registry.tokens import ALGORITHM, LEEWAY_SECONDS, MAX_TOKEN_LENGTH, get_signing_key
 from repositories.permissions import Actor

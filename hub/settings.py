@@ -96,7 +96,7 @@ def _generated_secret_key() -> str:
 
 
 SECRET_KEY = envsecret("SECRET_KEY") or _generated_secret_key()
-# Keys of the secrets stored encrypted (hub/crypto.py), current first; unset: KEYS_DIR/encryption.key.
+# Keys of the secrets stored encrypted (lib/crypto.py), current first; unset: KEYS_DIR/encryption.key.
 HUB_ENCRYPTION_KEY = envsecret("HUB_ENCRYPTION_KEY")
 DEBUG = envbool("DEBUG", False)
 
@@ -217,9 +217,9 @@ REDIS_URL = env("REDIS_URL")
 if REDIS_URL:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 else:
-    # Atomic incr (hub/cache.py). Culling starts past MAX_ENTRIES, expired rows first, then by key order:
+    # Atomic incr (lib/cache.py). Culling starts past MAX_ENTRIES, expired rows first, then by key order:
     # Django's 300 would let a burst of failures from many addresses cull an account's failure counter.
-    CACHES = {"default": {"BACKEND": "hub.cache.DatabaseCache", "LOCATION": "hub_cache",
+    CACHES = {"default": {"BACKEND": "lib.cache.DatabaseCache", "LOCATION": "hub_cache",
                           "OPTIONS": {"MAX_ENTRIES": 100_000}}}
 
 # --- Storage: bytes only through aliases ----------------------------------------------------

@@ -27,9 +27,9 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.throttles import client_address
+from oci import mediatypes
+from oci.names import is_attachment_tag
 from registry.models import Manifest, PendingPull, Tag
-from registry.oci import mediatypes
-from registry.oci.names import is_attachment_tag
 from repositories.models import PullStat, Repository
 
 logger = logging.getLogger(__name__)

@@ -45,7 +45,9 @@ from django.views.decorators.csrf import csrf_exempt
 from accounts.models import AccessToken, Namespace, User
 from accounts.revocation import revocation_epoch
 from accounts.services import user_has_mfa
-from hub.keyfiles import create_exclusively, load_or_create_p256_key
+from lib.keyfiles import create_exclusively, load_or_create_p256_key
+from oci.names import InvalidName, normalize_repository_name
+from oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
 from registry.auth import (
     AccessTokenRequired,
     Authenticated,
@@ -55,8 +57,6 @@ from registry.auth import (
     parse_basic_authorization,
 )
 from registry.errors import TooManyRequests
-from registry.oci.names import InvalidName, normalize_repository_name
-from registry.oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
 from repositories.models import Repository, validate_repository_name
 from repositories.permissions import DELETE, PULL, PUSH, Actor, may_create_repository, repository_actions
 

@@ -22,9 +22,9 @@ from rest_framework.viewsets import GenericViewSet
 
 from accounts.models import Namespace, User
 from hub.api import HubPagination, request_actor, service_errors_on
-from hub.sql import RowSQL, column, table
+from lib.sql import RowSQL, column, table
+from oci.names import ATTACHMENT_TAG_RE, COMPONENT_PATTERN, TAG_PATTERN
 from registry.models import RepositoryBlob, Tag
-from registry.oci.names import ATTACHMENT_TAG_RE, COMPONENT_PATTERN, TAG_PATTERN
 from registry.services.manifests import tag_delete
 from repositories import serializers as s
 from repositories.models import Collaborator, PullStat, Repository, Star
@@ -64,7 +64,7 @@ def _count_templates() -> dict[str, str]:
     """The per-row subqueries of annotate_for_api, `{id}` standing for the repository's id."""
     links, blob = RepositoryBlob, RepositoryBlob._meta.get_field("blob").related_model
     return {
-        "collaborators": (f"SELECT COUNT(*) FROM {table(Collaborator)} api_c"  # noqa: S608 - see hub.sql
+        "collaborators": (f"SELECT COUNT(*) FROM {table(Collaborator)} api_c"  # noqa: S608 - see lib.sql
                           f" WHERE api_c.{column(Collaborator, 'repository')} = {{id}}"),
         "storage": (f"SELECT COALESCE(SUM(api_b.{column(blob, 'size')}), 0) FROM {table(links)} api_l"  # noqa: S608
                     f" INNER JOIN {table(blob)} api_b ON api_b.{column(blob, 'id')} = api_l.{column(links, 'blob')}"
@@ -75,7 +75,7 @@ def _count_templates() -> dict[str, str]:
 
 
 def annotate_for_api(repositories: QuerySet[Repository], user) -> QuerySet[Repository]:
-    """The per-repository counts the JSON shows, as subqueries on each row (hub.sql.RowSQL: a page of
+    """The per-repository counts the JSON shows, as subqueries on each row (lib.sql.RowSQL: a page of
     100 is one statement, and building it costs no ORM subqueries)."""
     sql, pk = _count_templates(), {"id": F("pk")}
     repositories = repositories.select_related("namespace").annotate(

@@ -16,9 +16,9 @@ from django.utils import timezone
 
 from accounts.models import Namespace
 from accounts.services import user_organizations
+from oci.manifests import InvalidManifest, image_platform, parse_manifest
+from oci.names import ATTACHMENT_TAG_RE
 from registry.models import Manifest, Tag
-from registry.oci.manifests import InvalidManifest, image_platform, parse_manifest
-from registry.oci.names import ATTACHMENT_TAG_RE
 from registry.services.manifests import referrers
 from registry.storage import read_small_blob
 from repositories.models import Collaborator, PullStat, Repository, Star

@@ -7,7 +7,7 @@ import functools
 from django.db.models import BooleanField, F, QuerySet
 
 from accounts.models import Membership, Namespace, Team
-from hub.sql import RowSQL, column, table
+from lib.sql import RowSQL, column, table
 from repositories.models import Collaborator, Repository, TeamPermission
 from repositories.permissions import Actor
 
@@ -39,7 +39,7 @@ class VisibleTo(RowSQL):
         OR id IN (repositories their teams were granted)
         [OR namespace_id IN (the `library` namespace), for staff]
 
-    Hand-written (hub.sql.RowSQL) because the ORM took ~3.5 ms to build those four subqueries for
+    Hand-written (lib.sql.RowSQL) because the ORM took ~3.5 ms to build those four subqueries for
     every statement (a signed-in search makes four). The same rule, one repository at a time, is
     `repositories.permissions`; tests hold the two together.
     """

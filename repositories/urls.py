@@ -6,7 +6,7 @@ Every repository page exists twice: `/r/<namespace>/<name>/…` and, for officia
 
 from django.urls import path, register_converter
 
-from registry.oci.names import COMPONENT_PATTERN, TAG_PATTERN
+from oci.names import COMPONENT_PATTERN, TAG_PATTERN
 from repositories import views
 
 

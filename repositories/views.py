@@ -17,9 +17,9 @@ from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Namespace, Team
+from oci.names import LIBRARY, is_attachment_tag
 from registry.errors import ManifestUnknown
 from registry.models import Tag
-from registry.oci.names import LIBRARY, is_attachment_tag
 from registry.services.manifests import tag_delete as tag_delete_service
 from repositories import forms, pages, rows, services
 from repositories.charts import time_chart

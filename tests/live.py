@@ -16,7 +16,7 @@ from urllib.parse import urlsplit, urlunsplit
 import requests
 from django.conf import settings
 
-from hub import crypto
+from lib import crypto
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from hub.fields import EncryptedJSONField, EncryptedTextField
+from lib.fields import EncryptedJSONField, EncryptedTextField
 from webhooks import payloads
 
 
@@ -22,7 +22,7 @@ class Webhook(models.Model):
     name = models.CharField(max_length=100)
     url = models.CharField("URL", max_length=2000)
     active = models.BooleanField(default=True)
-    # Needed in clear to sign every delivery, so encrypted (hub/crypto.py); shown once, then only its hint.
+    # Needed in clear to sign every delivery, so encrypted (lib/crypto.py); shown once, then only its hint.
     secret = EncryptedTextField(max_length=255, blank=True)
     # Encrypted too: custom headers are where receivers' credentials go (`Authorization: Bearer …`).
     headers = EncryptedJSONField(default=dict, blank=True)

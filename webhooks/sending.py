@@ -20,7 +20,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from webhooks import delivery as http
+from lib import outbound as http
 from webhooks.models import Delivery, Webhook
 
 logger = logging.getLogger(__name__)

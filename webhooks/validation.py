@@ -6,8 +6,8 @@ import re
 
 from django.core.exceptions import ValidationError
 
+from lib.outbound import DeliveryRefused, parse_url
 from webhooks import payloads
-from webhooks.delivery import DeliveryRefused, parse_url
 
 MAX_HEADERS = 20
 MAX_HEADER_VALUE = 1000

@@ -1,4 +1,4 @@
-"""Encrypt at rest (hub/crypto.py): build sources' webhook secrets and deploy keys, build rules' secrets.
+"""Encrypt at rest (lib/crypto.py): build sources' webhook secrets and deploy keys, build rules' secrets.
 
 The columns become text; 0003 encrypts the rows. Two migrations, so that on PostgreSQL the rows are
 rewritten and the columns altered in different transactions (going back, in that order too).
@@ -6,7 +6,7 @@ rewritten and the columns altered in different transactions (going back, in that
 
 from django.db import migrations
 
-import hub.fields
+import lib.fields
 
 
 class Migration(migrations.Migration):
@@ -19,16 +19,16 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="buildrule",
             name="secrets",
-            field=hub.fields.EncryptedJSONField(blank=True, default=dict),
+            field=lib.fields.EncryptedJSONField(blank=True, default=dict),
         ),
         migrations.AlterField(
             model_name="buildsource",
             name="deploy_private_key",
-            field=hub.fields.EncryptedTextField(blank=True),
+            field=lib.fields.EncryptedTextField(blank=True),
         ),
         migrations.AlterField(
             model_name="buildsource",
             name="webhook_secret",
-            field=hub.fields.EncryptedTextField(blank=True, max_length=200),
+            field=lib.fields.EncryptedTextField(blank=True, max_length=200),
         ),
     ]

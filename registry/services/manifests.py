@@ -9,13 +9,13 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from oci import mediatypes
+from oci.digests import InvalidDigest, is_valid_digest, parse_digest
+from oci.manifests import MAX_SIZE, Descriptor, InvalidManifest, ParsedManifest, image_platform, parse_manifest
+from oci.names import is_attachment_tag, is_valid_tag
 from registry import storage
 from registry.errors import DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
 from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Tag
-from registry.oci import mediatypes
-from registry.oci.digests import InvalidDigest, is_valid_digest, parse_digest
-from registry.oci.manifests import MAX_SIZE, Descriptor, InvalidManifest, ParsedManifest, image_platform, parse_manifest
-from registry.oci.names import is_attachment_tag, is_valid_tag
 from registry.signals import image_pushed, tag_deleted
 from repositories.models import Repository
 

@@ -25,10 +25,10 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from lib.offload import in_order_off_the_loop, off_the_loop
+from oci.digests import InvalidDigest, parse_digest
 from registry import storage
 from registry.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from registry.models import Blob, BlobUpload, RepositoryBlob
-from registry.oci.digests import InvalidDigest, parse_digest
 from repositories.models import Repository
 
 # Offsets of at most 19 digits (int64): a longer one is malformed, not a 500 from int()'s 4,300-digit limit.

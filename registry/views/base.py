@@ -10,6 +10,7 @@ from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import Namespace
+from oci.names import InvalidName, display_name, normalize_repository_name
 from registry.access import RegistryAccess, authenticate_request, challenge
 from registry.errors import (
     API_VERSION_HEADER,
@@ -20,7 +21,6 @@ from registry.errors import (
     Unauthorized,
     Unsupported,
 )
-from registry.oci.names import InvalidName, display_name, normalize_repository_name
 from repositories.models import Repository
 from repositories.permissions import DELETE, PULL, PUSH
 from repositories.services import repository_get_or_create_for_push

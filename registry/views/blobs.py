@@ -8,11 +8,11 @@ from datetime import timedelta
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.utils import timezone
 
+from oci.digests import InvalidDigest, parse_digest
+from oci.names import InvalidName, normalize_repository_name
 from registry import storage
 from registry.errors import BlobUnknown, BlobUploadInvalid, DigestInvalid, RangeInvalid
 from registry.models import Blob, RepositoryBlob
-from registry.oci.digests import InvalidDigest, parse_digest
-from registry.oci.names import InvalidName, normalize_repository_name
 from registry.services import uploads
 from registry.views.base import RegistryView, empty
 from repositories.permissions import PULL, PUSH

@@ -7,11 +7,11 @@ from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from oci import mediatypes
+from oci.digests import is_valid_digest
 from registry.access import challenge
 from registry.errors import DigestInvalid, NameUnknown, PaginationNumberInvalid, Unauthorized
 from registry.models import Tag
-from registry.oci import mediatypes
-from registry.oci.digests import is_valid_digest
 from registry.services.manifests import referrers
 from registry.views.base import RegistryView
 

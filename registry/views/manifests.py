@@ -5,10 +5,10 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
+from oci import mediatypes
 from registry import pulls
 from registry.errors import ManifestInvalid, ManifestTooLarge, ManifestUnknown, NameUnknown, Unsupported
 from registry.models import Manifest
-from registry.oci import mediatypes
 from registry.services import manifests as manifest_service
 from registry.services.uploads import IncompleteBody, request_body
 from registry.views.base import RegistryView, empty

@@ -12,7 +12,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import mark_safe
 
-from registry.oci.names import COMPONENT_RE, TAG_RE
+from oci.names import COMPONENT_RE, TAG_RE
 
 register = template.Library()
 

@@ -13,7 +13,7 @@ from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from builds.models import BuildRule, BuildSource
-from hub import crypto
+from lib import crypto
 from tests.at_rest import migrate, raw, write_raw
 from tests.builds.conftest import api_client
 

@@ -1,4 +1,4 @@
-"""SSRF safety for remote Git sources: the host is resolved once and checked with the webhooks app's
+"""SSRF safety for remote Git sources: the host is resolved once and checked with the outbound client's
 network rule, git is pinned to the checked address, and redirects are never followed."""
 
 import http.server
@@ -55,7 +55,7 @@ def fake_dns(monkeypatch, answers: dict[str, list[str]]) -> list[str]:
         return [(socket.AF_INET6 if ":" in a else socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
                 for a in answers[host]]
 
-    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)  # the resolver is webhooks.delivery.addresses
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)  # the resolver is lib.outbound.addresses
     return asked
 
 
@@ -97,11 +97,11 @@ def test_pin_options():
     assert f"-o HostName={PUBLIC} -o HostKeyAlias=git.example.com" in source_safety.ssh_pin_options(ssh)
 
 
-def test_the_check_is_the_webhooks_one():
-    from webhooks import delivery
+def test_the_check_is_the_outbound_clients_one():
+    from lib import outbound
 
-    assert source_safety.address_refusal is delivery.address_refusal
-    assert delivery.address_refusal(ipaddress.ip_address("127.0.0.1"), []) == "127.0.0.1 is a loopback address"
+    assert source_safety.address_refusal is outbound.address_refusal
+    assert outbound.address_refusal(ipaddress.ip_address("127.0.0.1"), []) == "127.0.0.1 is a loopback address"
 
 
 # --- the runner, with git against recording HTTP servers on loopback ---------------------------------

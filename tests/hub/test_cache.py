@@ -22,7 +22,7 @@ def bump(env: dict[str, str], key: str, *, first: bool = False) -> int:
 
 def test_cache_defaults_to_the_database_cache(tmp_path):
     caches = settings_values(hub_env(tmp_path), "CACHES")["CACHES"]
-    assert caches["default"]["BACKEND"] == "hub.cache.DatabaseCache"
+    assert caches["default"]["BACKEND"] == "lib.cache.DatabaseCache"
 
 
 def test_the_database_cache_keeps_enough_entries_that_failure_counters_are_not_culled(tmp_path):

@@ -16,8 +16,8 @@ from django.utils import timezone
 
 from accounts.models import Namespace
 from hub.api import issue_api_token
+from oci.scopes import parse_scopes
 from registry.models import Blob, BlobUpload, RepositoryBlob
-from registry.oci.scopes import parse_scopes
 from registry.services.gc import cleanup_stale_uploads
 from registry.tasks import cleanup_stale_uploads_task
 from registry.tokens import issue_registry_token

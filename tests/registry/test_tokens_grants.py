@@ -8,7 +8,7 @@ from django.conf import settings
 
 from accounts.models import Membership, Namespace
 from accounts.services import access_token_create, user_delete
-from registry.oci.scopes import parse_scopes
+from oci.scopes import parse_scopes
 from registry.tokens import issue_registry_token
 from repositories.models import Collaborator, TeamPermission
 from repositories.permissions import Actor

@@ -12,8 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from oci.scopes import parse_scopes
 from registry import tokens
-from registry.oci.scopes import parse_scopes
 from repositories.permissions import Actor
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]

@@ -5,8 +5,8 @@ from allauth.mfa.totp.internal.auth import TOTP
 
 from accounts.revocation import credentials_revoked, revocation_epoch
 from accounts.services import access_token_create, access_token_revoke, user_deactivate
+from oci.scopes import parse_scopes
 from registry.auth import Authenticated
-from registry.oci.scopes import parse_scopes
 from registry.tokens import issue_registry_token, verify_registry_token
 from repositories.permissions import Actor
 

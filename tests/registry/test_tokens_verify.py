@@ -8,8 +8,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from django.conf import settings
 
 from accounts.models import Namespace
+from oci.scopes import parse_scopes
 from registry import tokens
-from registry.oci.scopes import parse_scopes
 from registry.tokens import authenticate_refresh_token, issue_refresh_token, issue_registry_token, verify_registry_token
 from repositories.permissions import Actor
 from tests.factories import RepositoryFactory, library_namespace

@@ -6,7 +6,7 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-from hub import crypto
+from lib import crypto
 from tests.at_rest import migrate, raw, write_raw
 from webhooks import services
 from webhooks.models import Delivery, Webhook

@@ -1,4 +1,4 @@
-"""Encrypt at rest (hub/crypto.py): webhooks' secrets and custom headers, and the headers kept per delivery.
+"""Encrypt at rest (lib/crypto.py): webhooks' secrets and custom headers, and the headers kept per delivery.
 
 The columns become text; 0003 encrypts the rows. Two migrations, so that on PostgreSQL the rows are
 rewritten and the columns altered in different transactions (going back, in that order too).
@@ -6,7 +6,7 @@ rewritten and the columns altered in different transactions (going back, in that
 
 from django.db import migrations
 
-import hub.fields
+import lib.fields
 
 
 class Migration(migrations.Migration):
@@ -19,16 +19,16 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name="delivery",
             name="request_headers",
-            field=hub.fields.EncryptedJSONField(default=dict),
+            field=lib.fields.EncryptedJSONField(default=dict),
         ),
         migrations.AlterField(
             model_name="webhook",
             name="headers",
-            field=hub.fields.EncryptedJSONField(blank=True, default=dict),
+            field=lib.fields.EncryptedJSONField(blank=True, default=dict),
         ),
         migrations.AlterField(
             model_name="webhook",
             name="secret",
-            field=hub.fields.EncryptedTextField(blank=True, max_length=255),
+            field=lib.fields.EncryptedTextField(blank=True, max_length=255),
         ),
     ]

@@ -1,4 +1,4 @@
-"""Encrypt the existing rows (hub/crypto.py): webhooks' secrets and custom headers, and the headers kept per delivery.
+"""Encrypt the existing rows (lib/crypto.py): webhooks' secrets and custom headers, and the headers kept per delivery.
 
 Legacy plaintext values become `enc:v1:<token>`; values already encrypted are left. Reversible: going
 back writes them in clear again, before 0002 gives the columns their old types back.
@@ -6,17 +6,17 @@ back writes them in clear again, before 0002 gives the columns their old types b
 
 from django.db import migrations
 
-import hub.fields
+import lib.fields
 
 FIELDS = {"Webhook": ["secret", "headers"], "Delivery": ["request_headers"]}
 
 
 def encrypt(apps, schema_editor):
-    hub.fields.encrypt_columns(apps, schema_editor, "webhooks", FIELDS)
+    lib.fields.encrypt_columns(apps, schema_editor, "webhooks", FIELDS)
 
 
 def decrypt(apps, schema_editor):
-    hub.fields.decrypt_columns(apps, schema_editor, "webhooks", FIELDS)
+    lib.fields.decrypt_columns(apps, schema_editor, "webhooks", FIELDS)
 
 
 class Migration(migrations.Migration):

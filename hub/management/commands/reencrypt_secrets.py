@@ -3,7 +3,7 @@
 from django.core.management.base import BaseCommand
 from django.db import connection, transaction
 
-from hub.fields import encrypted_fields, reencrypt_column
+from lib.fields import encrypted_fields, reencrypt_column
 
 
 class Command(BaseCommand):

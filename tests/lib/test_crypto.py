@@ -1,4 +1,4 @@
-"""hub/crypto.py: authenticated encryption of stored secrets, its key file, HUB_ENCRYPTION_KEY and rotation."""
+"""lib/crypto.py: authenticated encryption of stored secrets, its key file, HUB_ENCRYPTION_KEY and rotation."""
 
 import stat
 
@@ -6,7 +6,7 @@ import pytest
 from cryptography.fernet import Fernet
 from django.core.exceptions import ImproperlyConfigured
 
-from hub import crypto
+from lib import crypto
 from tests.hub.support import hub_env, settings_values
 
 pytestmark = pytest.mark.sqlite

@@ -1,4 +1,4 @@
-"""hub.cache.DatabaseCache: parallel writers cannot under-count a counter (the embedded cache, no Redis).
+"""lib.cache.DatabaseCache: parallel writers cannot under-count a counter (the embedded cache, no Redis).
 
 Runs on the suite's database: PostgreSQL in the main suite, and the SQLite file database with
 `-m sqlite`. The main suite's CACHES is Redis, so each test builds the database cache itself.
@@ -19,12 +19,12 @@ from django.core.management import call_command
 from django.db import connection, connections
 
 from accounts.throttles import failure_keys, login_attempt_begin
-from hub.cache import DatabaseCache
+from lib.cache import DatabaseCache
 
 pytestmark = [pytest.mark.sqlite, pytest.mark.django_db(transaction=True)]
 
 TABLE = "hub_cache"
-BACKEND = "hub.cache.DatabaseCache"
+BACKEND = "lib.cache.DatabaseCache"
 THREADS = 8
 TIMES = 25  # per thread
 IP = "192.0.2.77"

@@ -1,4 +1,5 @@
-"""The outbound HTTP client for webhooks, safe against server-side request forgery.
+"""The outbound HTTP client (webhook deliveries, build sources and base-image registries), safe against
+server-side request forgery.
 
 - only http and https, no credentials in the URL;
 - the host is resolved once, every address is checked (loopback, private, link-local, multicast,

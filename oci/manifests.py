@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from registry.oci import mediatypes
-from registry.oci.digests import InvalidDigest, parse_digest
+from oci import mediatypes
+from oci.digests import InvalidDigest, parse_digest
 
 MAX_SIZE = 2**63 - 1  # sizes are int64 in every client
 MAX_HISTORY = 1000

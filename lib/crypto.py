@@ -21,7 +21,7 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from hub.keyfiles import create_exclusively
+from lib.keyfiles import create_exclusively
 
 PREFIX = "enc:v1:"
 KEY_FILE = "encryption.key"

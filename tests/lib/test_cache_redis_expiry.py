@@ -1,4 +1,4 @@
-"""hub.cache counters on Redis never outlive their window, even when the window ends mid-count.
+"""lib.cache counters on Redis never outlive their window, even when the window ends mid-count.
 
 Django's RedisCache.incr is EXISTS then INCRBY: a key that expires between the two is re-created by
 INCRBY with no expiry. A failure counter made that way would refuse an account's password logins for
@@ -15,7 +15,7 @@ from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 
 from accounts.throttles import LoginAttempt
-from hub.cache import count_up
+from lib.cache import count_up
 
 cache = caches["default"]
 pytestmark = pytest.mark.skipif(not isinstance(cache, RedisCache), reason="the suite's cache is not Redis")

@@ -4,7 +4,7 @@ import hashlib
 
 import pytest
 
-from registry.oci.digests import Digest, InvalidDigest, content_path, is_valid_digest, parse_digest, sha256_digest
+from oci.digests import Digest, InvalidDigest, content_path, is_valid_digest, parse_digest, sha256_digest
 
 HEX64 = "a" * 64
 HEX128 = "0123456789abcdef" * 8

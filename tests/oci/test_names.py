@@ -2,7 +2,7 @@
 
 import pytest
 
-from registry.oci.names import (
+from oci.names import (
     InvalidName,
     display_name,
     is_attachment_tag,

@@ -1,4 +1,4 @@
-"""The SSRF-safe client (webhooks.delivery): refusals, allowed networks, no redirects, capped reads."""
+"""The SSRF-safe client (lib.outbound): refusals, allowed networks, no redirects, capped reads."""
 
 import ipaddress
 import socket
@@ -6,8 +6,8 @@ import time
 
 import pytest
 
+from lib import outbound as http
 from tests.webhooks.receiver import Answer
-from webhooks import delivery as http
 
 LOOPBACK = http.parse_networks(["127.0.0.0/8"])
 

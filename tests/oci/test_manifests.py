@@ -5,9 +5,9 @@ import json
 
 import pytest
 
-from registry.oci import mediatypes as mt
-from registry.oci.digests import sha256_digest
-from registry.oci.manifests import InvalidManifest, image_platform, parse_manifest
+from oci import mediatypes as mt
+from oci.digests import sha256_digest
+from oci.manifests import InvalidManifest, image_platform, parse_manifest
 
 CONFIG = "sha256:" + "c" * 64
 LAYER1 = "sha256:" + "1" * 64

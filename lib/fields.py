@@ -1,4 +1,4 @@
-"""Model fields that encrypt on save and decrypt on load (hub/crypto.py), so callers see plain values.
+"""Model fields that encrypt on save and decrypt on load (lib/crypto.py), so callers see plain values.
 
 Both are text columns holding `enc:v1:<token>`. An empty EncryptedTextField stays "" (so `blank` keeps its
 meaning and "has a secret?" needs no key); every other value, and every JSON value, is encrypted. Values
@@ -20,7 +20,7 @@ from django.db import models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.lookups import Exact, IsNull
 
-from hub import crypto
+from lib import crypto
 
 
 class _EmptyOnlyExact(Exact):

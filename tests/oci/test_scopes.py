@@ -2,7 +2,7 @@
 
 import pytest
 
-from registry.oci.scopes import InvalidScope, Scope, parse_scope, parse_scopes
+from oci.scopes import InvalidScope, Scope, parse_scope, parse_scopes
 
 
 @pytest.mark.parametrize(
