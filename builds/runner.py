@@ -294,8 +294,6 @@ class LocalRunner:
         mounts = [Mount(ws / "src", writable=True), Mount(ws / "fetch", writable=True)]
         if self.job.is_local:
             mounts.append(Mount(Path(self.job.source_url)))
-        if self.ssh_known_hosts and os.path.exists(self.ssh_known_hosts):
-            mounts.append(Mount(Path(self.ssh_known_hosts)))
         return mounts
 
     @contextlib.contextmanager
@@ -320,13 +318,20 @@ class LocalRunner:
                     ["-c", "protocol.allow=never", "-c", "protocol.https.allow=always",
                      "-c", "protocol.http.allow=always", "-c", "protocol.ssh.allow=always",
                      "-c", "http.followRedirects=false", *self.pin_options])
-        return self._run([self.git, *protocol, "-c", "safe.directory=*", "-C", str(ws / "src"), *args],
+        # A remote source is fetched as the build's own unprivileged uid (a user namespace on the build's id
+        # range); a local one (under HUB_BUILD_LOCAL_ROOTS, the operator's) as the worker's user, which may
+        # read it, with every capability dropped. No hook ever runs.
+        return self._run([self.git, *protocol, "-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null",
+                          "-C", str(ws / "src"), *args],
                          cwd=ws / "src", capture=True, what=f"git {args[0]}", env=self.git_env,
-                         mounts=self._fetch_mounts(ws), network=True, user_namespace=False)
+                         mounts=self._fetch_mounts(ws), network=True, user_namespace=not job.is_local)
 
     def _fetch(self, ws: Path) -> str:
         job = self.job
-        self._git(ws, "init", "-q")
+        if not job.is_local:
+            self.sandbox.chown_to_builder(ws / "src")
+            self.sandbox.chown_to_builder(ws / "fetch")
+        self._git(ws, "init", "-q", "--template=")
         self.pinned: PinnedHost | None = None
         if not job.is_local:
             self._pin_remote(ws)
@@ -368,7 +373,13 @@ class LocalRunner:
                 "-o", "StrictHostKeyChecking=accept-new", "-o", f'UserKnownHostsFile="{known_hosts}"',
                 "-o", "UpdateHostKeys=no", "-o", "IdentitiesOnly=yes"]
         if self.ssh_known_hosts:
-            argv += ["-o", f'GlobalKnownHostsFile="{self.ssh_known_hosts}"']
+            # A copy in the build's fetch folder: the fetch runs as the build's uid, which may not reach the
+            # operator's file (nor should it see its folder).
+            pinned_copy = ws / "fetch" / "pinned_known_hosts"
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copyfile(self.ssh_known_hosts, pinned_copy)
+                pinned_copy.chmod(0o644)
+            argv += ["-o", f'GlobalKnownHostsFile="{pinned_copy}"']
         argv += ["-i", str(key)] if key.exists() else ["-o", "PubkeyAuthentication=no"]
         return f"{shlex.join(argv)} {ssh_pin_options(pinned)}"
 

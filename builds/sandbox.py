@@ -18,10 +18,11 @@ What a build gets (`BuildSandbox`):
   and iptables (set from outside, before it runs) limits to public addresses; a seccomp filter
   (`builds.seccomp`); `--die-with-parent`, so killing the step's process group ends its sandbox.
 
-Only the fetch step runs as the worker's own user (git reads local sources the worker may read),
-with every capability dropped and the same mount confinement, but the host's network (to reach the
-source). Everything needs root (loop mounts, cgroups, id maps): `sandbox_problem()` says what is
-missing, and the worker refuses to build without it.
+The fetch of a remote source runs in the build's user namespace too, with the host's network (to
+reach the pinned address); only the fetch of a local source (under HUB_BUILD_LOCAL_ROOTS, which the
+worker may read and the build's uids may not) runs as the worker's own user, with every capability
+dropped and the same mount confinement. Everything needs root (loop mounts, cgroups, id maps):
+`sandbox_problem()` says what is missing, and the worker refuses to build without it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ import pytest
 from builds import constants
 from builds.executor import BuildJob
 from builds.runner import LocalRunner
+from builds.sandbox import RANGE_START
 from builds.services import build_source_link
 from tests.factories import RepositoryFactory
 from tests.live import free_port, wait_until
@@ -38,12 +39,16 @@ class RecordingReporter:
     def __init__(self):
         self.lines: list[str] = []
         self.states: list[str] = []
+        self.work: Path | None = None
+        self.fetched_by: set[int] = set()
 
     def log(self, line: str) -> None:
         self.lines.append(line)
 
     def state(self, state: str) -> None:
         self.states.append(state)
+        if state == constants.BUILDING and self.work is not None:  # the fetch is over; who wrote the checkout?
+            self.fetched_by = {path.stat().st_uid for path in self.work.glob("*/src/.git/*")}
 
     def cancelled(self) -> bool:
         return constants.BUILDING in self.states
@@ -154,6 +159,7 @@ def ssh_job(url: str, private_key: str, commit: str, **overrides) -> BuildJob:
 def run(job: BuildJob, tmp_path: Path, **runner_options) -> tuple:
     reporter = RecordingReporter()
     work = tmp_path / "work root"  # a space: the key and known_hosts paths must reach ssh quoted
+    reporter.work = work
     # buildah is never reached (the reporter stops the build after the fetch); `true` stands in for it.
     outcome = LocalRunner(work_root=work, buildah=shutil.which("true"), **runner_options).execute(
         job, reporter, lambda digest, commit: ("unused", "unused"))
@@ -170,6 +176,13 @@ def test_the_deploy_key_fetches_exactly_the_commit(sshd, deploy_key, tmp_path):
     assert f"checked out {older}" in reporter.lines
     assert "localhost resolves to 127.0.0.1: fetching from that address only" in reporter.lines
     assert f"Accepted publickey for {sshd.user}" in sshd.log()
+
+
+def test_a_remote_source_is_fetched_as_the_builds_own_uid_not_the_workers(sshd, deploy_key, tmp_path):
+    outcome, reporter = run(ssh_job(sshd.url(), deploy_key[1], sshd.commits[-1]), tmp_path)
+    assert outcome.commit == sshd.commits[-1], reporter.text()
+    # git ran in the build's user namespace: what it wrote belongs to the build's id range on the host.
+    assert reporter.fetched_by and all(uid >= RANGE_START for uid in reporter.fetched_by), reporter.fetched_by
 
 
 def test_the_head_of_the_branch_when_no_commit_is_given(sshd, deploy_key, tmp_path):
