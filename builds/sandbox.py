@@ -2,8 +2,9 @@
 a bubblewrap sandbox of its own; no Django here.
 
 What a build gets (`BuildSandbox`):
-- its own disk: a sparse ext4 file of `disk_bytes`, loop-mounted (nodev) as its workspace,
-  so filling it stops at the limit and nothing is written anywhere else;
+- its own disk: an ext4 file of `disk_bytes`, allocated up front (never sparse: a build cannot fill the
+  host's disk, and one that does not fit is refused before it starts), loop-mounted (nodev) as its
+  workspace, so filling it stops at the limit and nothing is written anywhere else;
 - its own id range: a slot (an flock'ed file) picks 65,536 host uids and gids out of the range
   reserved in /etc/subuid and /etc/subgid for the build worker's user (`provision()`); the buildah
   steps run as "root" of a user namespace mapped onto that range, so they own nothing on the host,
@@ -28,10 +29,12 @@ dropped and the same mount confinement. Everything needs root (loop mounts, cgro
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import os
+import platform
 import pwd
 import shlex
 import shutil
@@ -58,6 +61,7 @@ SANDBOX_TMP = "/tmp"  # noqa: S108 - a fresh tmpfs inside each sandbox
 PUBLIC = "public"
 SLIRP_DNS = "10.0.2.3"
 NETWORK_TOOLS = ("slirp4netns", "nsenter", "iptables")
+DISK_RESERVE_BYTES = 1 << 30  # left free by builds' disks on the disk that holds them
 # Destinations a build's public network refuses (IPv4; slirp4netns gives it no IPv6): this host, private,
 # shared, link-local (cloud metadata), documentation, benchmarking, multicast and reserved ranges.
 REFUSED_NETWORKS = ("0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
@@ -185,6 +189,9 @@ def sandbox_problem(*, slots: int = DEFAULT_SLOTS, provision_ids: bool = True, p
                 "its id range, then runs every build step unprivileged")
     if not Path("/dev/loop-control").exists():
         return "no loop devices (/dev/loop-control): each build's disk is a loop-mounted file"
+    if filter_program() is None:
+        return (f"the builds' seccomp filter is written for x86-64 and this machine is {platform.machine()}: "
+                f"builds would run unfiltered, so none run here")
     if _cgroup_version() == 0:
         return "no pids and memory cgroup controllers under /sys/fs/cgroup"
     try:
@@ -211,6 +218,25 @@ def sandbox_problem(*, slots: int = DEFAULT_SLOTS, provision_ids: bool = True, p
 
 
 # --- a public network for RUN steps -------------------------------------------------------------------------
+
+
+def disk_reserve_bytes() -> int:
+    """What builds leave free on the disk that holds their workspaces (HUB_BUILD_DISK_RESERVE_MB, 1 GiB)."""
+    raw = os.environ.get("HUB_BUILD_DISK_RESERVE_MB", "").strip()
+    return int(float(raw) * (1 << 20)) if raw else DISK_RESERVE_BYTES
+
+
+def check_free_space(folder: Path, disk_bytes: int) -> None:
+    """Refuse (SandboxUnavailable, naming the shortfall) a build whose disk would leave less than the
+    reserve free where its workspace goes: the host's own data keeps its room."""
+    stats = os.statvfs(folder)
+    free = stats.f_bavail * stats.f_frsize
+    needed = disk_bytes + disk_reserve_bytes()
+    if free < needed:
+        raise SandboxUnavailable(
+            f"not enough free disk for a build in {folder}: its {disk_bytes >> 20} MiB disk and the "
+            f"{disk_reserve_bytes() >> 20} MiB kept free need {needed >> 20} MiB, {free >> 20} MiB are free "
+            f"(lower HUB_BUILD_DISK_MB or free some space)")
 
 
 def public_network_missing() -> list[str]:
@@ -360,6 +386,31 @@ class BuildSandbox:
                 raise SandboxUnavailable(f"all {self.slots} build slots of this machine are busy")
             time.sleep(0.5)
 
+    @classmethod
+    def clean_stale_slots(cls, *, slot_dir: Path = SLOT_DIR, slots: int = DEFAULT_SLOTS) -> int:
+        """At the worker's start: what builds of a killed worker left (mounts, disk images, workspaces) in
+        every slot no running build holds. Returns how many slots had something to clean."""
+        cleaned = 0
+        for slot in range(slots):
+            path = slot_dir / f"slot-{slot}.lock"
+            if not path.exists():
+                continue
+            with open(path, "a+") as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue  # a build runs there
+                handle.seek(0)
+                previous = handle.read().strip()
+                if previous:
+                    sandbox = cls(Path(previous), limits=Limits(), slot_dir=slot_dir, slots=slots)
+                    sandbox.slot = slot
+                    sandbox._clean_after(previous)
+                    handle.seek(0)
+                    handle.truncate()
+                    cleaned += 1
+        return cleaned
+
     def _clean_after(self, previous: str) -> None:
         """What a holder of this slot that died (the worker killed) left: its mounts, disk and folder."""
         subprocess.run(["umount", "-l", str(self.alias)], capture_output=True, timeout=60)
@@ -375,14 +426,25 @@ class BuildSandbox:
 
     def _mount_disk(self) -> None:
         image = self.workspace.parent / f"{self.workspace.name}.disk"
+        check_free_space(image.parent, self.limits.disk_bytes)
         # A new file, never one planted there (the work dir may be /tmp, where the workspace's name shows).
         fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
         try:
-            os.ftruncate(fd, self.limits.disk_bytes)
-        finally:
+            # Allocated, not sparse: the build has its whole disk, and can never fill the host's instead.
+            os.posix_fallocate(fd, 0, self.limits.disk_bytes)
+        except OSError as error:
             os.close(fd)
+            fd = -1
+            image.unlink()
+            if error.errno == errno.ENOSPC:
+                raise SandboxUnavailable(f"no room for the build's {self.limits.disk_bytes >> 20} MiB disk in "
+                                         f"{image.parent}") from None
+            raise
+        finally:
+            if fd >= 0:
+                os.close(fd)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
-                        "-E", "root_owner=0:0,lazy_itable_init=1", str(image)],
+                        "-E", "root_owner=0:0,lazy_itable_init=1,nodiscard", str(image)],
                        check=True, capture_output=True, timeout=MKFS_TIMEOUT)
         # nodev; not nosuid: setuid programs of an image (sudo after USER) run in RUN steps, where they reach
         # only the user namespace's root, never the host's.

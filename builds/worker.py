@@ -30,7 +30,7 @@ from kombu import Queue
 from builds import constants
 from builds.executor import BuildOutcome
 from builds.runner import LocalRunner, confinement_problem
-from builds.sandbox import describe
+from builds.sandbox import BuildSandbox, describe
 from builds.worker_client import HubClient, HubGone, HubReporter
 from lib import fsbroker
 
@@ -81,6 +81,9 @@ def announce_sandbox(**_kwargs) -> None:
         logger.error("this build worker cannot sandbox builds and will refuse them: %s", problem)
     else:
         logger.info("builds run in a %s", describe())
+        cleaned = BuildSandbox.clean_stale_slots()
+        if cleaned:
+            logger.warning("cleaned what builds of a stopped worker left in %d build slots", cleaned)
 
 
 def run_build(build_id: int, token: str, *, hub: str | None = None, runner: LocalRunner | None = None) -> str:

@@ -13,17 +13,19 @@ from builds.runner import MAX_LINE_BYTES, LocalRunner, Unconfined
 FAKE_BUILDAH = """#!/bin/sh
 echo "$*" >> "{record}/calls"
 for arg in "$@"; do
-  case "$prev" in --digestfile) digestfile=$arg ;; esac
+  case "$prev" in --digestfile) digestfile=$arg ;; --root) ws=${arg%/storage/root} ;; esac
   prev=$arg
 done
 case " $* " in
   *" bud "*)
+    ls -A "$ws" > "{record}/workspace-during-bud"
     echo "STEP 1/2: FROM base"
     echo "args: $*" > "{record}/bud-args"
     sleep {sleep} & echo $! >> "{record}/pids"
     echo $$ >> "{record}/pids"
     wait ;;
   *" push "*)
+    ls -A "$ws" > "{record}/workspace-during-push"
     printf 'sha256:%064d' 1 > "$digestfile" ;;
 esac
 """
@@ -243,3 +245,13 @@ def test_a_hub_image_named_by_the_public_host_is_pulled_from_the_internal_regist
     pulls = [call for call in calls if " pull " in call]
     assert len(pulls) == 1 and pulls[0].endswith("-- 127.0.0.1:1/alice/base:v1") and "--tls-verify=false" in pulls[0]
     assert any(call.endswith(" tag 127.0.0.1:1/alice/base:v1 hub.example:443/alice/base:v1") for call in calls)
+
+
+def test_the_registry_credential_is_on_disk_during_the_push_only(tmp_path, source):
+    repo, commit = source
+    buildah, record = fake_buildah(tmp_path, sleep=0)
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
+        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    assert "cred" not in (record / "workspace-during-bud").read_text().split()
+    assert "cred" in (record / "workspace-during-push").read_text().split()

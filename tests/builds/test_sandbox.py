@@ -18,7 +18,7 @@ from builds import constants, runner
 from builds.context_check import ContextRefused, base_images, check_context, escaping_symlinks
 from builds.executor import BuildJob
 from builds.runner import LocalRunner
-from builds.sandbox import BuildSandbox, Limits, sandbox_problem
+from builds.sandbox import BuildSandbox, Limits, SandboxUnavailable, sandbox_problem
 from builds.seccomp import filter_program
 
 needs_sandbox = pytest.mark.skipif(shutil.which("bwrap") is None or shutil.which("buildah") is None,
@@ -291,3 +291,59 @@ def test_a_public_network_refuses_the_host_and_private_addresses(tmp_path, sourc
     log = "\n".join(reporter.lines)
     assert "inet 10.0.2.100/24" in log and "probed" in log, log  # the step had a network, and ran every probe
     assert "OPEN42" not in log and accepted == [], log
+
+
+@needs_sandbox
+def test_a_killed_workers_leftovers_are_cleaned_at_start_but_a_running_build_is_kept(tmp_path):
+    assert sandbox_problem() is None
+    slot_dir = tmp_path / "slots"
+    running = BuildSandbox(Path(tempfile.mkdtemp(prefix="wharf-build-6-", dir=tmp_path)), limits=Limits(
+        disk_bytes=64 << 20), slot_dir=slot_dir, slots=2)
+    running.open()
+    dead = BuildSandbox(Path(tempfile.mkdtemp(prefix="wharf-build-5-", dir=tmp_path)), limits=Limits(
+        disk_bytes=64 << 20), slot_dir=slot_dir, slots=2)
+    dead.open()
+    dead._slot_file.close()  # the worker died: its lock is gone, its mount and disk are not
+    try:
+        assert (running.slot, dead.slot) == (0, 1)
+        assert BuildSandbox.clean_stale_slots(slot_dir=slot_dir, slots=2) == 1
+        assert not dead.workspace.exists() and not (tmp_path / f"{dead.workspace.name}.disk").exists()
+        assert os.path.ismount(running.workspace) and (tmp_path / f"{running.workspace.name}.disk").exists()
+        assert BuildSandbox.clean_stale_slots(slot_dir=slot_dir, slots=2) == 0  # nothing left to clean
+    finally:
+        running.close()
+
+
+@needs_sandbox
+def test_the_workspace_disk_is_allocated_not_sparse(tmp_path):
+    assert sandbox_problem() is None
+    workspace = Path(tempfile.mkdtemp(prefix="wharf-build-7-", dir=tmp_path))
+    sandbox = BuildSandbox(workspace, limits=Limits(disk_bytes=64 << 20), slot_dir=tmp_path / "slots", slots=1)
+    sandbox.open()
+    try:
+        image = tmp_path / f"{workspace.name}.disk"
+        assert image.stat().st_blocks * 512 >= 64 << 20  # every block is the build's, mkfs did not punch holes
+    finally:
+        sandbox.close()
+
+
+def test_a_build_that_would_leave_the_host_short_of_disk_is_refused(tmp_path, monkeypatch):
+    free = os.statvfs(tmp_path).f_bavail * os.statvfs(tmp_path).f_frsize
+    monkeypatch.setenv("HUB_BUILD_DISK_RESERVE_MB", str((free >> 20) + 1))  # the reserve alone does not fit
+    sandbox = BuildSandbox(Path(tempfile.mkdtemp(prefix="wharf-build-8-", dir=tmp_path)),
+                           limits=Limits(disk_bytes=64 << 20), slot_dir=tmp_path / "slots", slots=1)
+    with pytest.raises(SandboxUnavailable, match=r"not enough free disk for a build in .*need .* MiB are free"):
+        sandbox._mount_disk()
+    assert not list(tmp_path.glob("*.disk"))
+
+
+def test_off_x86_64_the_worker_refuses_builds_rather_than_run_them_unfiltered(monkeypatch):
+    import platform
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    assert filter_program() is None
+    problem = sandbox_problem(provision_ids=False, probe=False)
+    if os.geteuid() == 0 and Path("/dev/loop-control").exists() and shutil.which("bwrap"):
+        assert problem is not None and "seccomp filter is written for x86-64" in problem and "aarch64" in problem
+    else:
+        assert problem is not None  # refused earlier, for what this machine lacks first
