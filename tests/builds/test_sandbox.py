@@ -347,3 +347,48 @@ def test_off_x86_64_the_worker_refuses_builds_rather_than_run_them_unfiltered(mo
         assert problem is not None and "seccomp filter is written for x86-64" in problem and "aarch64" in problem
     else:
         assert problem is not None  # refused earlier, for what this machine lacks first
+
+
+@needs_sandbox
+@pytest.mark.skipif(shutil.which("slirp4netns") is None or shutil.which("iptables") is None,
+                    reason="slirp4netns and iptables are needed")
+def test_a_public_registry_is_pulled_from_a_network_that_cannot_reach_the_host(tmp_path, source,
+                                                                             public_host_address):
+    """A registry that passes the name check (a public address) but is this host: the pull step's own
+    network namespace refuses it, so a DNS answer or a redirect to the host fails the same way."""
+    assert sandbox_problem() is None
+    listener = socket.socket()
+    listener.bind(("0.0.0.0", 0))
+    listener.listen(16)
+    port = listener.getsockname()[1]
+    accepted = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                connection, peer = listener.accept()
+                accepted.append(peer)
+                connection.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    repo, _ = source
+    image = f"{public_host_address}:{port}/eve/base:1"
+    (repo / "Dockerfile").write_text(f"FROM {image}\nRUN true\n")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@e"]
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "pull"], check=True)
+    commit = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+    job = BuildJob(build_id=97, source_url=str(repo), is_local=True, commit=commit, ref="refs/heads/main",
+                   message="m", dockerfile="Dockerfile", context=".", build_args={}, secrets={},
+                   registry="127.0.0.1:9", public_host="hub.example:443", repository="eve/app", tag="latest",
+                   username="eve", password="whf_pat_unused", timeout=120)
+    reporter = Reporter()
+    try:
+        outcome = LocalRunner(work_root=tmp_path / "work", limits=Limits(disk_bytes=200 << 20)).execute(
+            job, reporter, lambda digest, commit: ("unused", "unused"))
+    finally:
+        listener.close()
+    log = "\n".join(reporter.lines)
+    assert f"pulling {image} (public addresses only)" in log, log
+    assert outcome.state == constants.FAILED and f"buildah pull {image}" in outcome.error, log
+    assert accepted == [], log
