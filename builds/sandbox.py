@@ -424,25 +424,37 @@ class BuildSandbox:
         with contextlib.suppress(OSError):
             workspace.rmdir()
 
+    def _allocate_disk(self, image: Path) -> None:
+        """Create the build's disk image, every block of it allocated, if it leaves the reserve free.
+
+        Builds starting at once check and allocate one after the other (a lock of the machine's slots):
+        checked together, each would see the same free space, and together they would eat the reserve."""
+        self.slot_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
+        # 0600: no other user of the machine may open it, and hold it to stop every build from starting.
+        lock_fd = os.open(self.slot_dir / "disk.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        with open(lock_fd, "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            check_free_space(image.parent, self.limits.disk_bytes)
+            # A new file, never one planted there (the work dir may be /tmp, where the workspace's name shows).
+            fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            try:
+                # Allocated, not sparse: the build has its whole disk, and can never fill the host's instead.
+                os.posix_fallocate(fd, 0, self.limits.disk_bytes)
+            except OSError as error:
+                os.close(fd)
+                fd = -1
+                image.unlink()
+                if error.errno == errno.ENOSPC:
+                    raise SandboxUnavailable(f"no room for the build's {self.limits.disk_bytes >> 20} MiB disk in "
+                                             f"{image.parent}") from None
+                raise
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+
     def _mount_disk(self) -> None:
         image = self.workspace.parent / f"{self.workspace.name}.disk"
-        check_free_space(image.parent, self.limits.disk_bytes)
-        # A new file, never one planted there (the work dir may be /tmp, where the workspace's name shows).
-        fd = os.open(image, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
-        try:
-            # Allocated, not sparse: the build has its whole disk, and can never fill the host's instead.
-            os.posix_fallocate(fd, 0, self.limits.disk_bytes)
-        except OSError as error:
-            os.close(fd)
-            fd = -1
-            image.unlink()
-            if error.errno == errno.ENOSPC:
-                raise SandboxUnavailable(f"no room for the build's {self.limits.disk_bytes >> 20} MiB disk in "
-                                         f"{image.parent}") from None
-            raise
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        self._allocate_disk(image)
         subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-O", "^has_journal",
                         "-E", "root_owner=0:0,lazy_itable_init=1,nodiscard", str(image)],
                        check=True, capture_output=True, timeout=MKFS_TIMEOUT)

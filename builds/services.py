@@ -194,7 +194,7 @@ def _send_to_worker(build_id: int) -> None:
 WORKER_ENVIRONMENT_KEPT = ("PATH", "LANG", "LC_ALL", "TZ")
 # The build worker's own settings: ssh host keys, and each build's sandbox limits (builds/sandbox.py Limits).
 WORKER_ONLY_VARIABLES = ("HUB_BUILD_SSH_KNOWN_HOSTS", "HUB_BUILD_MEMORY_MB", "HUB_BUILD_PIDS", "HUB_BUILD_CPUS",
-                         "HUB_BUILD_DISK_MB", "HUB_BUILD_RUN_NETWORK")
+                         "HUB_BUILD_DISK_MB", "HUB_BUILD_DISK_RESERVE_MB", "HUB_BUILD_RUN_NETWORK")
 
 
 def build_worker_environment() -> dict[str, str]:

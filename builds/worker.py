@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import tempfile
 from pathlib import Path
 
 from celery import Celery, signals
@@ -29,6 +30,7 @@ from kombu import Queue
 
 from builds import constants
 from builds.executor import BuildOutcome
+from builds.leftovers import clean_work_root
 from builds.runner import LocalRunner, confinement_problem
 from builds.sandbox import BuildSandbox, describe
 from builds.worker_client import HubClient, HubGone, HubReporter
@@ -84,6 +86,10 @@ def announce_sandbox(**_kwargs) -> None:
         cleaned = BuildSandbox.clean_stale_slots()
         if cleaned:
             logger.warning("cleaned what builds of a stopped worker left in %d build slots", cleaned)
+        work_root = Path(os.environ.get("HUB_BUILD_WORK_DIR") or tempfile.gettempdir())
+        removed = clean_work_root(work_root)  # after a reboot, when no slot record is left to name them
+        if removed:
+            logger.warning("removed what earlier builds left in %s: %s", work_root, ", ".join(removed))
 
 
 def run_build(build_id: int, token: str, *, hub: str | None = None, runner: LocalRunner | None = None) -> str:

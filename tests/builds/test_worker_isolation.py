@@ -18,7 +18,7 @@ from tests.live import REPO_ROOT
 # The worker may use lib.outbound's address checks (pure Python); kombu imports a Django utility
 # when Django is installed, which is harmless as long as no settings are ever configured.
 PURE_MODULES = {"builds", "builds.constants", "builds.executor", "builds.runner", "builds.source_safety",
-                "builds.sandbox", "builds.seccomp", "builds.context_check",
+                "builds.sandbox", "builds.seccomp", "builds.context_check", "builds.leftovers",
                 "builds.worker", "builds.worker_client", "lib", "lib.outbound"}
 SITE_PACKAGES = ("hub", "accounts", "repositories", "registry", "webhooks", "builds", "rest_framework")
 SITE_VARIABLES = {"SECRET_KEY", "DATABASE_URL", "DJANGO_SETTINGS_MODULE", "HUB_DATA_DIR", "HUB_ENCRYPTION_KEY",
