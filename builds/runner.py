@@ -319,12 +319,14 @@ class LocalRunner:
                      "-c", "protocol.http.allow=always", "-c", "protocol.ssh.allow=always",
                      "-c", "http.followRedirects=false", *self.pin_options])
         # A remote source is fetched as the build's own unprivileged uid (a user namespace on the build's id
-        # range); a local one (under HUB_BUILD_LOCAL_ROOTS, the operator's) as the worker's user, which may
-        # read it, with every capability dropped. No hook ever runs.
+        # range), with the network it needs to reach the pinned address; a local one (under
+        # HUB_BUILD_LOCAL_ROOTS, the operator's) as the worker's user, which may read it, with every capability
+        # dropped and no network at all (a file:// fetch needs none, and the worker's uid on the host's network
+        # would reach its loopback and its abstract Unix sockets). No hook ever runs.
         return self._run([self.git, *protocol, "-c", "safe.directory=*", "-c", "core.hooksPath=/dev/null",
                           "-C", str(ws / "src"), *args],
                          cwd=ws / "src", capture=True, what=f"git {args[0]}", env=self.git_env,
-                         mounts=self._fetch_mounts(ws), network=True, user_namespace=not job.is_local)
+                         mounts=self._fetch_mounts(ws), network=not job.is_local, user_namespace=not job.is_local)
 
     def _fetch(self, ws: Path) -> str:
         job = self.job

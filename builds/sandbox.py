@@ -22,7 +22,7 @@ What a build gets (`BuildSandbox`):
 The fetch of a remote source runs in the build's user namespace too, with the host's network (to
 reach the pinned address); only the fetch of a local source (under HUB_BUILD_LOCAL_ROOTS, which the
 worker may read and the build's uids may not) runs as the worker's own user, with every capability
-dropped and the same mount confinement. Everything needs root (loop mounts, cgroups, id maps):
+dropped, no network and the same mount confinement. Everything needs root (loop mounts, cgroups, id maps):
 `sandbox_problem()` says what is missing, and the worker refuses to build without it.
 """
 

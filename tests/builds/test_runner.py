@@ -255,3 +255,23 @@ def test_the_registry_credential_is_on_disk_during_the_push_only(tmp_path, sourc
     assert outcome.state == constants.SUCCESS, outcome
     assert "cred" not in (record / "workspace-during-bud").read_text().split()
     assert "cred" in (record / "workspace-during-push").read_text().split()
+
+
+def test_a_local_source_is_fetched_with_no_network(tmp_path, source, monkeypatch):
+    """A local source's fetch runs as the worker's uid (capabilities dropped): it gets no network at all."""
+    repo, commit = source
+    buildah, _ = fake_buildah(tmp_path, sleep=0)
+    steps = []
+    command = Unconfined.command
+
+    def recording(self, argv, **options):
+        steps.append((Path(argv[0]).name, options))
+        return command(self, argv, **options)
+
+    monkeypatch.setattr(Unconfined, "command", recording)
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
+        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    fetches = [options for name, options in steps if name == "git"]
+    assert len(fetches) >= 3 and all(options["network"] is False and options["user_namespace"] is False
+                                     for options in fetches), steps
