@@ -368,7 +368,11 @@ class BuildSandbox:
         deadline = time.monotonic() + 60
         while True:
             for slot in range(self.slots):
-                handle = open(self.slot_dir / f"slot-{slot}.lock", "a+")  # noqa: SIM115 - held for the build
+                # 0600: no other user of the machine may open a slot's lock, and hold it to keep builds out.
+                fd = os.open(self.slot_dir / f"slot-{slot}.lock",
+                             os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+                os.fchmod(fd, 0o600)  # also a lock made before this rule
+                handle = open(fd, "a+")  # noqa: SIM115 - held for the build
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
@@ -432,6 +436,7 @@ class BuildSandbox:
         self.slot_dir.mkdir(mode=0o711, parents=True, exist_ok=True)
         # 0600: no other user of the machine may open it, and hold it to stop every build from starting.
         lock_fd = os.open(self.slot_dir / "disk.lock", os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        os.fchmod(lock_fd, 0o600)
         with open(lock_fd, "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             check_free_space(image.parent, self.limits.disk_bytes)

@@ -3,6 +3,7 @@ left in the work dir after a machine crash (no slot record names it any more) is
 
 import os
 import shutil
+import stat
 import subprocess
 import tempfile
 import threading
@@ -116,3 +117,21 @@ def test_the_disk_reserve_reaches_the_build_worker_that_serve_starts(monkeypatch
 
     monkeypatch.setenv("HUB_BUILD_DISK_RESERVE_MB", "4096")
     assert build_worker_environment()["HUB_BUILD_DISK_RESERVE_MB"] == "4096"
+
+
+@needs_root
+def test_the_slot_and_disk_locks_are_the_workers_alone(tmp_path):
+    slot_dir = tmp_path / "slots"
+    slot_dir.mkdir()
+    for name in ("slot-0.lock", "disk.lock"):  # made before locks were closed to other users
+        (slot_dir / name).write_text("")
+        (slot_dir / name).chmod(0o644)
+    sandbox = BuildSandbox(tmp_path / "wharf-build-9-x", limits=Limits(disk_bytes=1 << 20), slot_dir=slot_dir,
+                           slots=1)
+    sandbox._take_slot()
+    try:
+        sandbox._allocate_disk(tmp_path / "wharf-build-9-x.disk")
+        modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in slot_dir.iterdir()}
+        assert modes == {"slot-0.lock": 0o600, "disk.lock": 0o600}, modes
+    finally:
+        sandbox._slot_file.close()
