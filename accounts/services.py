@@ -9,11 +9,10 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from accounts.events import organization_deleting, user_deleting
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
 from accounts.names import validate_namespace_name
 from accounts.revocation import credentials_revoked
-from repositories.models import Repository
-from repositories.services import repository_delete, repository_delete_pending
 
 
 def namespace_check_available(*, name: str) -> None:
@@ -60,14 +59,7 @@ def organization_delete(*, organization: Organization) -> None:
     """
     with transaction.atomic():
         namespace = Namespace.objects.select_for_update().get(organization=organization)
-        # Locked, so a first manifest cannot make one visible between this check and the deletion.
-        if Repository.objects.select_for_update().filter(namespace=namespace, is_pending=False).exists():
-            raise ValidationError(
-                "Delete or transfer the organization's repositories first: an organization with "
-                "repositories cannot be deleted.",
-                code="has_repositories",
-            )
-        repository_delete_pending(namespace=namespace)
+        organization_deleting.send(sender=Organization, namespace=namespace)  # repositories refuses or cleans up
         namespace.deleted_at = timezone.now()
         namespace.organization = None
         namespace.save(update_fields=["deleted_at", "organization"])
@@ -212,9 +204,7 @@ def user_delete(*, user: User) -> None:
                     code="last_owner",
                 )
         namespace = Namespace.objects.select_for_update().get(user=user)
-        # Through the repository service: webhooks get repository_delete, unshared blobs go.
-        for repository in Repository.objects.filter(namespace=namespace).select_related("namespace"):
-            repository_delete(repository=repository, user=user)
+        user_deleting.send(sender=User, namespace=namespace, user=user)  # its repositories go
         namespace.deleted_at = timezone.now()
         namespace.user = None
         namespace.save(update_fields=["deleted_at", "user"])

@@ -29,8 +29,8 @@ from accounts.forms import (
     TeamSettingsForm,
 )
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
-from repositories.pages import profile_repositories
 from repositories.permissions import may_admin_organization
+from repositories.selectors import profile_repositories
 
 
 def _error_text(error: ValidationError) -> str:

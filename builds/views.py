@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_POST
 from builds import constants, logs, services
 from builds.models import Build, BuildRule, BuildSource
 from builds.signing import image_signing_key, public_key_pem
-from repositories import pages
+from repositories import selectors
 from repositories.permissions import ADMIN, PULL
 
 PAGE_SIZE = 25
@@ -29,8 +29,8 @@ def signing_key(request: HttpRequest) -> HttpResponse:
     return response
 
 
-def _access(request: HttpRequest, namespace: str, name: str, need: str = PULL) -> pages.RepositoryAccess:
-    return pages.repository_for_request(request, namespace, name, need=need)
+def _access(request: HttpRequest, namespace: str, name: str, need: str = PULL) -> selectors.RepositoryAccess:
+    return selectors.repository_for_request(request, namespace, name, need=need)
 
 
 def _builds_url(repository, suffix: str = "") -> str:
@@ -43,7 +43,7 @@ def _errors(error: ValidationError) -> str:
     return " ".join(error.messages)
 
 
-def _render(request: HttpRequest, access: pages.RepositoryAccess, template: str, context: dict) -> HttpResponse:
+def _render(request: HttpRequest, access: selectors.RepositoryAccess, template: str, context: dict) -> HttpResponse:
     repository = access.repository
     return render(request, template, {"repository": repository, "access": access, "tab": "builds",
                                       "pull_name": repository.display_name, "builds_url": _builds_url(repository),
@@ -143,7 +143,7 @@ def rule_save(request: HttpRequest, namespace: str, name: str, pk: int | None = 
     return redirect(_builds_url(access.repository))
 
 
-def _build(access: pages.RepositoryAccess, pk: int) -> Build:
+def _build(access: selectors.RepositoryAccess, pk: int) -> Build:
     build = Build.objects.filter(repository=access.repository, pk=pk).first()
     if build is None:
         raise Http404

@@ -6,7 +6,8 @@ from django.views.decorators.cache import never_cache
 
 from accounts.services import user_organizations
 from hub.health import run_checks
-from repositories import pages
+from registry import selectors as registry_selectors
+from repositories import selectors
 
 
 @never_cache
@@ -30,20 +31,20 @@ def home(request: HttpRequest) -> HttpResponse:
     """Signed out: what the site is, official images, most pulled. Signed in: the dashboard."""
     context: dict = {}
     if not request.user.is_authenticated:
-        sections = pages.explore_sections(limit=6)
+        sections = selectors.explore_sections(limit=6)
         context.update(official=sections["official"], most_pulled=sections["most_pulled"])
         return render(request, "hub/home.html", context)
-    namespaces = pages.user_namespaces(request.user)
+    namespaces = selectors.user_namespaces(request.user)
     filters = {key: request.GET.get(key, "") for key in ("namespace", "visibility", "sort")}
-    filters["sort"] = filters["sort"] if filters["sort"] in pages.DASHBOARD_SORTS else "pushed"
-    repositories = pages.dashboard_repositories(request.user, namespaces, **filters)
+    filters["sort"] = filters["sort"] if filters["sort"] in selectors.DASHBOARD_SORTS else "pushed"
+    repositories = selectors.dashboard_repositories(request.user, namespaces, **filters)
     page = Paginator(repositories, DASHBOARD_PAGE_SIZE).get_page(request.GET.get("page"))
     context.update(
         organizations=user_organizations(user=request.user),
         namespaces=namespaces, filters=filters, page=page, filtered=bool(filters["namespace"] or filters["visibility"]),
         query_string=urlencode({k: v for k, v in filters.items() if v}),
-        starred=pages.starred_repositories(request.user),
-        activity=pages.recent_activity(request.user, namespaces),
+        starred=selectors.starred_repositories(request.user),
+        activity=registry_selectors.recent_activity(request.user, namespaces),
     )
     return render(request, "hub/home.html", context)
 

@@ -4,3 +4,9 @@ from django.apps import AppConfig
 class RegistryConfig(AppConfig):
     name = "registry"
     verbose_name = "Registry"
+
+    def ready(self) -> None:
+        from registry import receivers
+        from repositories.signals import repositories_deleting
+
+        repositories_deleting.connect(receivers.on_repositories_deleting, dispatch_uid="registry.repositories_deleting")

@@ -1,4 +1,6 @@
-"""Events other apps listen to (webhooks, statistics). Sent inside the transaction that made them."""
+"""What the registry announces; higher apps listen (webhooks). Sent inside the transaction that made them.
+
+Repository deletion is announced by repositories (repositories/signals.py)."""
 
 from django.dispatch import Signal
 
@@ -6,6 +8,3 @@ from django.dispatch import Signal
 image_pushed = Signal()
 # repository, tag_name (str), digest (str), user (User | None)
 tag_deleted = Signal()
-# repository_snapshot (dict: namespace, name, is_private, ...), user (User | None).
-# Sent before the rows go, inside the deleting transaction.
-repository_deleted = Signal()

@@ -3,8 +3,7 @@
 from celery import shared_task
 
 from registry.pulls import flush_pull_counters
-from registry.services.gc import cleanup_stale_uploads, collect_garbage
-from repositories.services import repository_cleanup_pending
+from registry.services.gc import cleanup_stale_uploads, collect_garbage, repository_cleanup_pending
 
 
 @shared_task(name="registry.flush_pull_counters")

@@ -1,15 +1,27 @@
-"""The one visibility rule for lists: UI, Hub API, catalog and search all use it."""
+"""Reads of repositories: the one visibility rule for lists (UI, Hub API, catalog and search all use
+it), the repository a request may see, dashboards, discovery and statistics.
+
+Everything here is bounded by the page it serves (limits, paging, one repository's rows); nothing
+scans the whole database. Registry content (tags, images) is read through registry/selectors.py.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+from dataclasses import dataclass
 
-from django.db.models import BooleanField, F, QuerySet
+from django.db.models import BooleanField, Count, F, Q, QuerySet
+from django.db.models.functions import TruncDate
+from django.http import Http404
+from django.utils import timezone
 
 from accounts.models import Membership, Namespace, Team
+from accounts.services import user_organizations
 from lib.sql import RowSQL, column, table
-from repositories.models import Collaborator, Repository, TeamPermission
-from repositories.permissions import Actor
+from repositories.models import Collaborator, PullStat, Repository, Star, TeamPermission
+from repositories.permissions import ADMIN, DELETE, PULL, PUSH, Actor, repository_actions
+from repositories.rows import ROW_COLUMNS
 
 
 def repositories_visible_to(actor: Actor) -> QuerySet[Repository]:
@@ -75,3 +87,140 @@ def _visible_to_template(staff: bool) -> str:
         template += (f" OR {{namespace_id}} IN (SELECT wv_l.{column(Namespace, 'id')}"  # noqa: S608
                      f" FROM {table(Namespace)} wv_l WHERE wv_l.{column(Namespace, 'kind')} = %s)")
     return template
+
+
+# --- pages: the repository a request may see ------------------------------------------------------
+
+DASHBOARD_SORTS = {
+    "pushed": (),  # last pushed first, never-pushed last (see dashboard_repositories)
+    "name": ("namespace__name", "name"),
+    "pulls": ("-pull_count", "namespace__name", "name"),
+    "stars": ("-star_count", "namespace__name", "name"),
+}
+STAT_RANGES = (30, 90, 365)
+
+
+@dataclass
+class RepositoryAccess:
+    """A repository and what the current user may do with it (the tabs follow from this)."""
+
+    repository: Repository
+    actions: frozenset[str]
+    is_starred: bool = False
+
+    @property
+    def can_push(self) -> bool:
+        return PUSH in self.actions
+
+    @property
+    def can_delete(self) -> bool:
+        return DELETE in self.actions
+
+    @property
+    def is_admin(self) -> bool:
+        return ADMIN in self.actions
+
+
+def repository_for_request(request, namespace: str, name: str, *, need: str = PULL) -> RepositoryAccess:
+    """The repository, or 404 when it does not exist or the user may not `need` it (never 403)."""
+    repository = (
+        Repository.objects.select_related("namespace", "namespace__user", "namespace__organization")
+        .filter(namespace__name=namespace, name=name, namespace__deleted_at=None, is_pending=False)
+        .first()
+    )
+    if repository is None:
+        raise Http404("No such repository")
+    actions = repository_actions(Actor.for_user(request.user), repository)
+    if PULL not in actions or need not in actions:
+        raise Http404("No such repository")
+    starred = request.user.is_authenticated and Star.objects.filter(repository=repository, user=request.user).exists()
+    return RepositoryAccess(repository=repository, actions=actions, is_starred=starred)
+
+
+def starred_ids(user, repositories) -> set[int]:
+    """Which of these repositories `user` has starred (one query for a page of results)."""
+    if not getattr(user, "is_authenticated", False):
+        return set()
+    ids = [repository.pk for repository in repositories]
+    return set(Star.objects.filter(user=user, repository_id__in=ids).values_list("repository_id", flat=True))
+
+
+# --- dashboard ------------------------------------------------------------------------------------
+
+
+def user_namespaces(user) -> list[Namespace]:
+    """The user's own namespace and those of their organizations."""
+    organizations = user_organizations(user=user)
+    return list(Namespace.objects.filter(Q(user=user) | Q(organization__in=organizations)).order_by("name"))
+
+
+def dashboard_repositories(user, namespaces: list[Namespace], *, namespace: str = "", visibility: str = "",
+                           sort: str = "pushed") -> QuerySet[Repository]:
+    repositories = repositories_visible_to(Actor.for_user(user)).filter(namespace__in=namespaces)
+    if namespace:
+        repositories = repositories.filter(namespace__name=namespace)
+    if visibility in ("public", "private"):
+        repositories = repositories.filter(is_private=visibility == "private")
+    if sort in DASHBOARD_SORTS and sort != "pushed":
+        return repositories.order_by(*DASHBOARD_SORTS[sort])
+    return repositories.order_by(F("last_pushed_at").desc(nulls_last=True), "namespace__name", "name")
+
+
+def starred_repositories(user, limit: int = 10) -> list[Repository]:
+    visible = repositories_visible_to(Actor.for_user(user)).values("pk")
+    stars = (Star.objects.filter(user=user, repository__in=visible)
+             .select_related("repository__namespace").order_by("-created_at")[:limit])
+    return [star.repository for star in stars]
+
+
+# --- discovery ------------------------------------------------------------------------------------
+
+
+def public_repositories() -> QuerySet[Repository]:
+    return Repository.objects.select_related("namespace").filter(is_private=False, is_pending=False,
+                                                                 namespace__deleted_at=None)
+
+
+def explore_sections(limit: int = 12) -> dict[str, list[Repository]]:
+    public = public_repositories().only(*ROW_COLUMNS)  # what rows show: never the READMEs
+    by_name = ("namespace__name", "name")
+    return {
+        "official": list(public.filter(namespace__kind=Namespace.Kind.LIBRARY).order_by("-pull_count", "name")[:limit]),
+        "most_pulled": list(public.filter(pull_count__gt=0).order_by("-pull_count", *by_name)[:limit]),
+        "most_starred": list(public.filter(star_count__gt=0).order_by("-star_count", *by_name)[:limit]),
+        "recent": list(public.filter(last_pushed_at__isnull=False).order_by("-last_pushed_at")[:limit]),
+    }
+
+
+# --- statistics -----------------------------------------------------------------------------------
+
+
+def daily_pulls(repository: Repository, days: int, today: dt.date | None = None) -> list[tuple[dt.date, int]]:
+    today = today or timezone.now().date()
+    start = today - dt.timedelta(days=days - 1)
+    counts = dict(PullStat.objects.filter(repository=repository, tag="", day__gte=start, day__lte=today)
+                  .values_list("day", "count"))
+    return [(start + dt.timedelta(days=i), counts.get(start + dt.timedelta(days=i), 0)) for i in range(days)]
+
+
+def stars_over_time(repository: Repository, days: int, today: dt.date | None = None) -> list[tuple[dt.date, int]]:
+    """The running number of stars at the end of each day."""
+    today = today or timezone.now().date()
+    start = today - dt.timedelta(days=days - 1)
+    start_at = timezone.make_aware(dt.datetime.combine(start, dt.time.min), dt.UTC)
+    before = Star.objects.filter(repository=repository, created_at__lt=start_at).count()
+    per_day = dict(Star.objects.filter(repository=repository, created_at__gte=start_at)
+                   .annotate(day=TruncDate("created_at", tzinfo=dt.UTC)).values("day")
+                   .annotate(n=Count("pk")).values_list("day", "n"))
+    running, points = before, []
+    for i in range(days):
+        day = start + dt.timedelta(days=i)
+        running += per_day.get(day, 0)
+        points.append((day, running))
+    return points
+
+
+def profile_repositories(namespace: Namespace, user, limit: int = 50) -> list[Repository]:
+    """A profile's repositories: the public ones, plus the private ones `user` may see."""
+    visible = repositories_visible_to(Actor.for_user(user)).filter(namespace=namespace)
+    return list(visible.order_by("-pull_count", "name")[:limit])

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Namespace, User
-from registry import storage
-from registry.models import Blob, BlobUpload, RepositoryBlob
-from registry.services.gc import sweep_blob
-from registry.signals import repository_deleted
 from repositories.models import Collaborator, Repository, Star, TeamPermission, validate_repository_name
+from repositories.signals import repositories_deleting, repository_deleted
 
 
 def namespace_default_private(namespace: Namespace) -> bool:
@@ -106,22 +101,23 @@ def repository_snapshot(repository: Repository) -> dict:
     }
 
 
+def _announce_deleting(repositories: list[Repository]) -> list:
+    """Tell the apps above (registry) these rows are about to go; what they want done once they are gone."""
+    responses = repositories_deleting.send(sender=Repository, repositories=repositories)
+    return [after for _, after in responses if callable(after)]
+
+
 def repository_delete(*, repository: Repository, user=None) -> None:
     """Delete a repository: its tags, manifests and the blobs no other repository uses.
 
     Pulls of it then fail with NAME_UNKNOWN (or the same 401 a stranger gets).
     """
     with transaction.atomic():
-        blob_ids = list(Blob.objects.filter(repository_links__repository=repository).values_list("pk", flat=True))
+        after_deletion = _announce_deleting([repository])
         repository_deleted.send(sender=Repository, repository_snapshot=repository_snapshot(repository), user=user)
         repository.delete()
-    _sweep_unlinked_blobs(blob_ids)
-
-
-def _sweep_unlinked_blobs(blob_ids: list[int]) -> None:
-    cutoff = timezone.now()
-    for blob_id in blob_ids:
-        sweep_blob(blob_id, cutoff, require_unlinked=True)
+    for after in after_deletion:
+        after()
 
 
 def repository_delete_pending(*, namespace: Namespace) -> int:
@@ -131,42 +127,11 @@ def repository_delete_pending(*, namespace: Namespace) -> int:
     repositories = list(Repository.objects.select_for_update().filter(namespace=namespace, is_pending=True))
     if not repositories:
         return 0
-    blob_ids = list(Blob.objects.filter(repository_links__repository__in=repositories).values_list("pk", flat=True))
-    for upload_id in BlobUpload.objects.filter(repository__in=repositories).values_list("pk", flat=True):
-        storage.discard_staged(upload_id)  # a PATCH still writing finds its upload gone and writes nothing
+    after_deletion = _announce_deleting(repositories)
     Repository.objects.filter(pk__in=[repository.pk for repository in repositories]).delete()
-    _sweep_unlinked_blobs(blob_ids)
+    for after in after_deletion:
+        after()
     return len(repositories)
-
-
-def repository_cleanup_pending(*, older_than: timedelta | None = None) -> int:
-    """Delete the repositories pushes created and abandoned before their first manifest; how many.
-
-    Abandoned: pending, created more than `older_than` ago (default: the stale-upload age), with no
-    manifest, no upload left (the stale-upload sweep runs first) and no blob linked or touched in
-    that time. Each is re-checked under a row lock. Nobody ever saw one, so nothing is
-    announced (no repository_deleted webhook); blobs only it linked go with it.
-    """
-    if older_than is None:
-        older_than = timedelta(hours=settings.REGISTRY_STALE_UPLOAD_HOURS)
-    cutoff = timezone.now() - older_than
-    deleted = 0
-    for repository_id in list(Repository.objects.filter(is_pending=True, created_at__lt=cutoff)
-                              .values_list("pk", flat=True)):
-        with transaction.atomic():
-            repository = (Repository.objects.select_for_update()
-                          .filter(pk=repository_id, is_pending=True, created_at__lt=cutoff).first())
-            if repository is None or repository.manifests.exists() or repository.uploads.exists():
-                continue
-            if RepositoryBlob.objects.filter(repository=repository).filter(
-                    Q(created_at__gte=cutoff) | Q(blob__last_touched_at__gte=cutoff)).exists():
-                continue  # a push linked or checked one of its blobs lately: it may be about to finish
-            blob_ids = list(Blob.objects.filter(repository_links__repository=repository)
-                            .values_list("pk", flat=True))
-            repository.delete()
-        _sweep_unlinked_blobs(blob_ids)
-        deleted += 1
-    return deleted
 
 
 def star_add(*, repository: Repository, user) -> bool:

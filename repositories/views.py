@@ -1,5 +1,6 @@
 """Repository pages: create, overview, tags, statistics, collaborators, permissions, settings, stars,
-search and explore. Views parse and render; repositories.pages reads, repositories.services writes."""
+search and explore. Views parse and render; repositories.selectors and registry.selectors read,
+repositories.services writes."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Namespace, Team
 from oci.names import LIBRARY, is_attachment_tag
+from registry import selectors as registry_selectors
 from registry.errors import ManifestUnknown
 from registry.models import Tag
 from registry.services.manifests import tag_delete as tag_delete_service
-from repositories import forms, pages, rows, services
+from repositories import forms, rows, selectors, services
 from repositories.charts import time_chart
 from repositories.markdown import render_markdown
 from repositories.permissions import ADMIN, DELETE, PULL, Actor, may_create_repository
@@ -43,7 +45,7 @@ def repository_page(need: str = PULL):
             url_name = request.resolver_match.url_name if request.resolver_match else ""
             if namespace == LIBRARY and not url_name.startswith("official_") and request.method == "GET":
                 return redirect(reverse(f"repositories:official_{url_name}", kwargs={"name": name, **kwargs}))
-            access = pages.repository_for_request(request, namespace, name, need=need)
+            access = selectors.repository_for_request(request, namespace, name, need=need)
             return view(request, access, **kwargs)
 
         return wrapper
@@ -51,7 +53,7 @@ def repository_page(need: str = PULL):
     return decorator
 
 
-def _render_repository(request: HttpRequest, access: pages.RepositoryAccess, tab: str, template: str,
+def _render_repository(request: HttpRequest, access: selectors.RepositoryAccess, tab: str, template: str,
                        context: dict | None = None, status: int = 200) -> HttpResponse:
     repository = access.repository
     base = {"repository": repository, "access": access, "tab": tab,
@@ -73,7 +75,7 @@ def _safe_next(request: HttpRequest, default: str) -> str:
 @require_http_methods(["GET", "POST"])
 def repository_create(request: HttpRequest) -> HttpResponse:
     actor = Actor.for_user(request.user)
-    namespaces = [n for n in pages.user_namespaces(request.user) if may_create_repository(actor, n)]
+    namespaces = [n for n in selectors.user_namespaces(request.user) if may_create_repository(actor, n)]
     if request.user.is_staff:
         namespaces += list(Namespace.objects.filter(kind=Namespace.Kind.LIBRARY))
     initial = {"namespace": request.GET.get("namespace", request.user.username)}
@@ -97,9 +99,9 @@ def repository_create(request: HttpRequest) -> HttpResponse:
 
 
 @repository_page()
-def repository_overview(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_overview(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     repository = access.repository
-    recent_tags = list(pages.repository_tags(repository)[:5])
+    recent_tags = list(registry_selectors.repository_tags(repository)[:5])
     return _render_repository(request, access, "overview", "repositories/overview.html", {
         "readme": render_markdown(repository.full_description),
         "recent_tags": recent_tags,
@@ -107,18 +109,18 @@ def repository_overview(request: HttpRequest, access: pages.RepositoryAccess) ->
 
 
 @repository_page()
-def repository_tags(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_tags(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     query = request.GET.get("q", "").strip()[:128]
     sort = request.GET.get("sort", "newest")
-    tags = pages.repository_tags(access.repository, query=query, sort=sort)
+    tags = registry_selectors.repository_tags(access.repository, query=query, sort=sort)
     page = Paginator(tags, TAGS_PAGE_SIZE).get_page(request.GET.get("page"))
     return _render_repository(request, access, "tags", "repositories/tags.html", {
-        "page": page, "query": query, "sort": sort if sort in pages.TAG_SORTS else "newest",
+        "page": page, "query": query, "sort": sort if sort in registry_selectors.TAG_SORTS else "newest",
         "query_string": urlencode({"q": query, "sort": sort}),
     })
 
 
-def _tag_or_404(access: pages.RepositoryAccess, tag: str) -> Tag:
+def _tag_or_404(access: selectors.RepositoryAccess, tag: str) -> Tag:
     if is_attachment_tag(tag):
         raise Http404("No such tag")
     return get_object_or_404(Tag.objects.select_related("manifest", "pushed_by"), repository=access.repository,
@@ -126,16 +128,16 @@ def _tag_or_404(access: pages.RepositoryAccess, tag: str) -> Tag:
 
 
 @repository_page()
-def tag_detail(request: HttpRequest, access: pages.RepositoryAccess, tag: str) -> HttpResponse:
+def tag_detail(request: HttpRequest, access: selectors.RepositoryAccess, tag: str) -> HttpResponse:
     tag_obj = _tag_or_404(access, tag)
     return _render_repository(request, access, "tags", "repositories/tag_detail.html", {
-        "tag": tag_obj, **pages.tag_details(access.repository, tag_obj),
+        "tag": tag_obj, **registry_selectors.tag_details(access.repository, tag_obj),
     })
 
 
 @require_http_methods(["GET", "POST"])
 @repository_page(need=DELETE)
-def tag_delete(request: HttpRequest, access: pages.RepositoryAccess, tag: str) -> HttpResponse:
+def tag_delete(request: HttpRequest, access: selectors.RepositoryAccess, tag: str) -> HttpResponse:
     tag_obj = _tag_or_404(access, tag)
     if request.method == "POST":
         try:
@@ -149,17 +151,17 @@ def tag_delete(request: HttpRequest, access: pages.RepositoryAccess, tag: str) -
 
 
 @repository_page()
-def repository_stats(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_stats(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     try:
         days = int(request.GET.get("days", 30))
     except ValueError:
         days = 30
-    if days not in pages.STAT_RANGES:
+    if days not in selectors.STAT_RANGES:
         days = 30
-    pulls = pages.daily_pulls(access.repository, days)
-    stars = pages.stars_over_time(access.repository, days)
+    pulls = selectors.daily_pulls(access.repository, days)
+    stars = selectors.stars_over_time(access.repository, days)
     return _render_repository(request, access, "stats", "repositories/stats.html", {
-        "days": days, "ranges": pages.STAT_RANGES,
+        "days": days, "ranges": selectors.STAT_RANGES,
         "pulls": pulls, "pulls_in_range": sum(count for _, count in pulls),
         "pulls_chart": time_chart(pulls, title=f"Pulls per day, last {days} days", y_label="Pulls",
                                   chart_id="pulls-chart"),
@@ -171,7 +173,7 @@ def repository_stats(request: HttpRequest, access: pages.RepositoryAccess) -> Ht
 
 @require_POST
 @repository_page()
-def repository_star(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_star(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     repository = access.repository
     if not request.user.is_authenticated:
         return redirect(f"{reverse('account_login')}?next={repo_url(repository)}")
@@ -195,7 +197,7 @@ def repository_star(request: HttpRequest, access: pages.RepositoryAccess) -> Htt
 
 @require_http_methods(["GET", "POST"])
 @repository_page(need=ADMIN)
-def repository_collaborators(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_collaborators(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     repository = access.repository
     if repository.is_organization_repository:
         return redirect(repo_url(repository, "permissions"))
@@ -217,7 +219,7 @@ def repository_collaborators(request: HttpRequest, access: pages.RepositoryAcces
 
 @require_POST
 @repository_page(need=ADMIN)
-def collaborator_remove(request: HttpRequest, access: pages.RepositoryAccess, username: str) -> HttpResponse:
+def collaborator_remove(request: HttpRequest, access: selectors.RepositoryAccess, username: str) -> HttpResponse:
     try:
         services.collaborator_remove(repository=access.repository, username=username)
     except ValidationError as error:
@@ -229,7 +231,7 @@ def collaborator_remove(request: HttpRequest, access: pages.RepositoryAccess, us
 
 @require_http_methods(["GET", "POST"])
 @repository_page(need=ADMIN)
-def repository_permissions(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_permissions(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     repository = access.repository
     organization = repository.namespace.organization
     if organization is None:
@@ -253,7 +255,7 @@ def repository_permissions(request: HttpRequest, access: pages.RepositoryAccess)
 
 @require_POST
 @repository_page(need=ADMIN)
-def permission_remove(request: HttpRequest, access: pages.RepositoryAccess, team: str) -> HttpResponse:
+def permission_remove(request: HttpRequest, access: selectors.RepositoryAccess, team: str) -> HttpResponse:
     repository = access.repository
     team_obj = get_object_or_404(Team, organization_id=repository.namespace.organization_id, name=team)
     try:
@@ -281,7 +283,7 @@ def _settings_page(request, access, *, settings_form=None, visibility_form=None,
 
 @require_http_methods(["GET", "POST"])
 @repository_page(need=ADMIN)
-def repository_settings(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_settings(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     if request.method == "GET":
         return _settings_page(request, access)
     form = forms.RepositorySettingsForm(request.POST)
@@ -294,7 +296,7 @@ def repository_settings(request: HttpRequest, access: pages.RepositoryAccess) ->
 
 @require_POST
 @repository_page(need=ADMIN)
-def repository_visibility(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_visibility(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     form = forms.VisibilityForm(request.POST)
     if not form.is_valid():
         return _settings_page(request, access, visibility_form=form, status=400)
@@ -306,7 +308,7 @@ def repository_visibility(request: HttpRequest, access: pages.RepositoryAccess) 
 
 @require_POST
 @repository_page(need=ADMIN)
-def repository_delete(request: HttpRequest, access: pages.RepositoryAccess) -> HttpResponse:
+def repository_delete(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
     repository = access.repository
     form = forms.RepositoryDeleteForm(request.POST, expected=repository.display_name)
     if not form.is_valid():
@@ -335,11 +337,11 @@ def search(request: HttpRequest) -> HttpResponse:
     return render(request, "repositories/search.html", {
         "query": query, "sort": sort, "official": official, "page": page,
         "query_string": urlencode({"q": query, "sort": sort, **({"official": "1"} if official else {})}),
-        "starred": pages.starred_ids(request.user, page.object_list),
+        "starred": selectors.starred_ids(request.user, page.object_list),
         "sorts": [("best", "Best match"), ("stars", "Most stars"), ("pulls", "Most pulls"),
                   ("updated", "Recently updated")],
     })
 
 
 def explore(request: HttpRequest) -> HttpResponse:
-    return render(request, "repositories/explore.html", {"sections": pages.explore_sections()})
+    return render(request, "repositories/explore.html", {"sections": selectors.explore_sections()})

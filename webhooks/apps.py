@@ -6,7 +6,8 @@ class WebhooksConfig(AppConfig):
     verbose_name = "Webhooks"
 
     def ready(self) -> None:
-        from registry.signals import image_pushed, repository_deleted, tag_deleted
+        from registry.signals import image_pushed, tag_deleted
+        from repositories.signals import repository_deleted
         from webhooks import receivers
 
         image_pushed.connect(receivers.on_image_pushed, dispatch_uid="webhooks.image_pushed")

@@ -14,10 +14,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from registry import storage
-from registry.models import Blob, BlobUpload, Manifest, ManifestBlob, ManifestChild, Tag
+from registry.models import Blob, BlobUpload, Manifest, ManifestBlob, ManifestChild, RepositoryBlob, Tag
+from repositories.models import Repository
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,13 @@ def sweep_blob(blob_id: int, cutoff, *, require_unlinked: bool = False) -> int:
         return size
 
 
+def sweep_unlinked_blobs(blob_ids: list[int]) -> None:
+    """Sweep the blobs of `blob_ids` no repository links any more (after deleting repositories)."""
+    cutoff = timezone.now()
+    for blob_id in blob_ids:
+        sweep_blob(blob_id, cutoff, require_unlinked=True)
+
+
 def collect_garbage(*, grace: timedelta | None = None, dry_run: bool = False) -> GcReport:
     grace = grace if grace is not None else timedelta(hours=settings.REGISTRY_GC_GRACE_HOURS)
     cutoff = timezone.now() - grace
@@ -127,3 +136,33 @@ def cleanup_stale_uploads(*, older_than: timedelta | None = None) -> int:
         upload.delete()
         count += 1
     return count
+
+
+def repository_cleanup_pending(*, older_than: timedelta | None = None) -> int:
+    """Delete the repositories pushes created and abandoned before their first manifest; how many.
+
+    Abandoned: pending, created more than `older_than` ago (default: the stale-upload age), with no
+    manifest, no upload left (the stale-upload sweep runs first) and no blob linked or touched in
+    that time. Each is re-checked under a row lock. Nobody ever saw one, so nothing is
+    announced (no repository_deleted webhook); blobs only it linked go with it.
+    """
+    if older_than is None:
+        older_than = timedelta(hours=settings.REGISTRY_STALE_UPLOAD_HOURS)
+    cutoff = timezone.now() - older_than
+    deleted = 0
+    for repository_id in list(Repository.objects.filter(is_pending=True, created_at__lt=cutoff)
+                              .values_list("pk", flat=True)):
+        with transaction.atomic():
+            repository = (Repository.objects.select_for_update()
+                          .filter(pk=repository_id, is_pending=True, created_at__lt=cutoff).first())
+            if repository is None or repository.manifests.exists() or repository.uploads.exists():
+                continue
+            if RepositoryBlob.objects.filter(repository=repository).filter(
+                    Q(created_at__gte=cutoff) | Q(blob__last_touched_at__gte=cutoff)).exists():
+                continue  # a push linked or checked one of its blobs lately: it may be about to finish
+            blob_ids = list(Blob.objects.filter(repository_links__repository=repository)
+                            .values_list("pk", flat=True))
+            repository.delete()
+        sweep_unlinked_blobs(blob_ids)
+        deleted += 1
+    return deleted

@@ -18,12 +18,12 @@ from accounts.models import Namespace
 from hub.api import issue_api_token
 from oci.scopes import parse_scopes
 from registry.models import Blob, BlobUpload, RepositoryBlob
-from registry.services.gc import cleanup_stale_uploads
+from registry.services.gc import cleanup_stale_uploads, repository_cleanup_pending
 from registry.tasks import cleanup_stale_uploads_task
 from registry.tokens import issue_registry_token
 from repositories.models import Collaborator, Repository
 from repositories.permissions import Actor
-from repositories.services import repository_cleanup_pending, repository_create, repository_get_or_create_for_push
+from repositories.services import repository_create, repository_get_or_create_for_push
 from tests.registry.helpers import (
     basic,
     bearer,
