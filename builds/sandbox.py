@@ -236,7 +236,8 @@ def check_free_space(folder: Path, disk_bytes: int) -> None:
         raise SandboxUnavailable(
             f"not enough free disk for a build in {folder}: its {disk_bytes >> 20} MiB disk and the "
             f"{disk_reserve_bytes() >> 20} MiB kept free need {needed >> 20} MiB, {free >> 20} MiB are free "
-            f"(lower HUB_BUILD_DISK_MB or free some space)")
+            f"(lower HUB_BUILD_DISK_MB, free some space, or set HUB_BUILD_WORK_DIR to a folder on a larger disk; "
+            f"not a tmpfs, where the build's disk would be memory)")
 
 
 def public_network_missing() -> list[str]:

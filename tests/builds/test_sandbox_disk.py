@@ -59,6 +59,7 @@ def test_builds_starting_at_once_cannot_eat_the_reserve_together(tmp_path, small
         thread.join()
     results.sort()
     assert results[0] == "allocated" and results[1].startswith("not enough free disk for a build"), results
+    assert "MiB are free (lower HUB_BUILD_DISK_MB" in results[1] and "HUB_BUILD_WORK_DIR" in results[1]
     stats = os.statvfs(small_disk)
     assert stats.f_bavail * stats.f_frsize >= 100 << 20  # the reserve is still free
     assert len(list(small_disk.glob("*.disk"))) == 1
