@@ -51,6 +51,7 @@ test: dev-deps system-deps
 
 lint: dev-deps
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports  # one-way layers (pyproject.toml, docs/layers.md)
 
 format: dev-deps
 	$(VENV)/bin/ruff format .

@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 
 .venv/bin/ruff check .
+.venv/bin/lint-imports  # one-way layers: pyproject.toml [tool.importlinter], docs/layers.md
 
 run_suites() {
   local status=0
