@@ -1,9 +1,24 @@
-"""Personas (alice owns, bob collaborates, charlie is a stranger) and shared fixtures."""
+"""Personas, their relationships, and shared fixtures.
+
+Who is who (names are unique per test, so tests can share the live server's database):
+
+- alice owns: her namespace (`alice_namespace`), alice/app (`alice_repo`, public) and alice/secret
+  (`alice_private`, private), and an organization (`organization`; with teams and a repository: `org`).
+- bob collaborates on alice/app and alice/secret (a collaborator pulls and pushes: write).
+- charlie is a stranger: no grant anywhere.
+- staff is a site staff user (`is_staff`), with no grant of his own.
+
+The users come bare: a test gets a relationship by asking for its fixture, never by building it again.
+`private_cache` is the fresh in-memory cache the folders whose tests count logins opt into.
+"""
+
+import uuid
 
 import pytest
 
-from accounts.models import Namespace
-from tests.factories import UserFactory
+from accounts.models import Namespace, Organization
+from repositories.models import Collaborator, Repository, TeamPermission
+from tests.factories import RepositoryFactory, UserFactory, make_organization, team
 
 PASSWORD = "correct-horse-battery"
 
@@ -28,28 +43,92 @@ def _forget_capped_search_counts():
 
 
 @pytest.fixture
+def private_cache(settings):
+    """A fresh in-memory cache for one test: rate limits, login throttles and used TOTP codes never leak
+    between tests (Redis included). Not autouse here: the cache and live-server tests need the real one;
+    a folder opts in with an autouse fixture of its own that asks for this one."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}
+    }
+
+
+@pytest.fixture
 def alice(db):
+    """The owner: of alice/app, alice/secret and the organization (each only when asked for)."""
     return UserFactory()
 
 
 @pytest.fixture
 def bob(db):
+    """The collaborator: on alice/app and alice/secret (when asked for)."""
     return UserFactory()
 
 
 @pytest.fixture
 def charlie(db):
+    """The stranger: no grant anywhere."""
     return UserFactory()
 
 
 @pytest.fixture
 def staff(db):
+    """A site staff user."""
     return UserFactory(is_staff=True)
 
 
 @pytest.fixture
-def alice_namespace(alice):
+def alice_namespace(alice) -> Namespace:
     return Namespace.objects.get(user=alice)
+
+
+@pytest.fixture
+def alice_repo(alice_namespace, bob) -> Repository:
+    """alice/app: public, "alice's app"; bob collaborates on it."""
+    repository = RepositoryFactory(namespace=alice_namespace, name="app", description="alice's app")
+    Collaborator.objects.create(repository=repository, user=bob)
+    return repository
+
+
+@pytest.fixture
+def alice_private(alice_namespace, bob) -> Repository:
+    """alice/secret: private; bob collaborates on it."""
+    repository = RepositoryFactory(namespace=alice_namespace, name="secret", is_private=True)
+    Collaborator.objects.create(repository=repository, user=bob)
+    return repository
+
+
+@pytest.fixture
+def organization(alice) -> Organization:
+    """alice's organization: alice alone in its owners team, no other team, no repository."""
+    return make_organization(alice)
+
+
+class Org:
+    """alice's organization with its private repository `service` and one member per team permission level:
+    `members["read"]` is in the team readers (read on service), writers has write, admins has admin."""
+
+    TEAM_NAMES = {"read": "readers", "write": "writers", "admin": "admins"}
+
+    def __init__(self, organization: Organization):
+        self.organization = organization
+        self.name = organization.name
+        self.namespace = Namespace.objects.get(organization=organization)
+        self.repository = RepositoryFactory(namespace=self.namespace, name="service", is_private=True)
+        self.members = {}
+        self.teams = {}
+        for level, team_name in self.TEAM_NAMES.items():
+            member = UserFactory()
+            group = team(organization, name=team_name)
+            group.members.add(member)
+            TeamPermission.objects.create(repository=self.repository, team=group, permission=level)
+            self.members[level] = member
+            self.teams[level] = group
+
+
+@pytest.fixture
+def org(organization) -> Org:
+    """alice's organization with teams: see `Org`."""
+    return Org(organization)
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,5 @@
 """Helpers for the account page tests."""
 
-import uuid
-
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -10,11 +8,8 @@ from tests.conftest import PASSWORD
 
 
 @pytest.fixture(autouse=True)
-def private_cache(settings):
-    """A fresh in-memory cache per test: rate limits and used TOTP codes never leak between tests."""
-    settings.CACHES = {
-        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": uuid.uuid4().hex}
-    }
+def _private_cache(private_cache):
+    """Every account test on a fresh in-memory cache: rate limits and used TOTP codes never leak."""
 
 
 def sign_in(client: Client, user, password: str = PASSWORD):

@@ -6,16 +6,10 @@ from django.urls import reverse
 from accounts.models import Namespace, Organization, Team
 from accounts.services import team_add_member
 from repositories.models import Repository
-from tests.factories import make_organization
 
 
 def messages_of(response) -> list[str]:
     return [str(message) for message in response.context["messages"]]
-
-
-@pytest.fixture
-def org(alice):
-    return make_organization(alice)
 
 
 @pytest.mark.django_db
@@ -63,10 +57,10 @@ def test_create_organization_requires_login(client):
 
 
 @pytest.mark.django_db
-def test_org_list_shows_my_organizations(client, alice, org):
+def test_org_list_shows_my_organizations(client, alice, organization):
     client.force_login(alice)
     response = client.get(reverse("accounts:org_list"))
-    assert f'href="/orgs/{org.name}"' in response.content.decode()
+    assert f'href="/orgs/{organization.name}"' in response.content.decode()
 
 
 @pytest.mark.django_db
@@ -77,92 +71,96 @@ def test_org_list_empty_state(client, charlie):
 
 
 @pytest.mark.django_db
-def test_org_page_lists_teams_and_members(client, alice, org):
+def test_org_page_lists_teams_and_members(client, alice, organization):
     client.force_login(alice)
-    html = client.get(reverse("accounts:org_detail", kwargs={"name": org.name})).content.decode()
+    html = client.get(reverse("accounts:org_detail", kwargs={"name": organization.name})).content.decode()
     assert "owners" in html
     assert alice.username in html
 
 
 @pytest.mark.django_db
-def test_org_page_hidden_from_non_members(client, charlie, org):
+def test_org_page_hidden_from_non_members(client, charlie, organization):
     client.force_login(charlie)
-    assert client.get(reverse("accounts:org_detail", kwargs={"name": org.name})).status_code == 404
+    assert client.get(reverse("accounts:org_detail", kwargs={"name": organization.name})).status_code == 404
 
 
 @pytest.mark.django_db
-def test_org_settings_only_for_owners(client, bob, org):
-    team = Team.objects.create(organization=org, name="devs")
+def test_org_settings_only_for_owners(client, bob, organization):
+    team = Team.objects.create(organization=organization, name="devs")
     team_add_member(team=team, username=bob.username)
     client.force_login(bob)
-    assert client.get(reverse("accounts:org_settings", kwargs={"name": org.name})).status_code == 404
+    assert client.get(reverse("accounts:org_settings", kwargs={"name": organization.name})).status_code == 404
 
 
 @pytest.mark.django_db
-def test_org_settings_save(client, alice, org):
+def test_org_settings_save(client, alice, organization):
     client.force_login(alice)
     response = client.post(
-        reverse("accounts:org_settings", kwargs={"name": org.name}),
+        reverse("accounts:org_settings", kwargs={"name": organization.name}),
         {"full_name": "Acme Inc", "website": "https://acme.example", "company": "", "location": "", "email": ""},
     )
     assert response.status_code == 302
-    org.refresh_from_db()
-    assert org.full_name == "Acme Inc"
+    organization.refresh_from_db()
+    assert organization.full_name == "Acme Inc"
 
 
 @pytest.mark.django_db
-def test_member_leaves_organization(client, alice, bob, org):
-    team = Team.objects.create(organization=org, name="devs")
+def test_member_leaves_organization(client, alice, bob, organization):
+    team = Team.objects.create(organization=organization, name="devs")
     team_add_member(team=team, username=bob.username)
     client.force_login(bob)
-    response = client.post(reverse("accounts:org_leave", kwargs={"name": org.name}), follow=True)
-    assert messages_of(response) == [f"You have left the organization “{org.name}”."]
-    assert not org.is_member(bob)
+    response = client.post(reverse("accounts:org_leave", kwargs={"name": organization.name}), follow=True)
+    assert messages_of(response) == [f"You have left the organization “{organization.name}”."]
+    assert not organization.is_member(bob)
 
 
 @pytest.mark.django_db
-def test_last_owner_cannot_leave(client, alice, org):
+def test_last_owner_cannot_leave(client, alice, organization):
     client.force_login(alice)
-    response = client.post(reverse("accounts:org_leave", kwargs={"name": org.name}), follow=True)
+    response = client.post(reverse("accounts:org_leave", kwargs={"name": organization.name}), follow=True)
     assert messages_of(response) == ["You are the last owner: add another owner or delete the organization."]
-    assert org.is_owner(alice)
+    assert organization.is_owner(alice)
 
 
 @pytest.mark.django_db
-def test_delete_refused_while_repositories_remain(client, alice, org):
-    Repository.objects.create(namespace=Namespace.objects.get(organization=org), name="app")
+def test_delete_refused_while_repositories_remain(client, alice, organization):
+    Repository.objects.create(namespace=Namespace.objects.get(organization=organization), name="app")
     client.force_login(alice)
-    response = client.post(reverse("accounts:org_delete", kwargs={"name": org.name}), {"confirm": org.name})
+    response = client.post(reverse("accounts:org_delete", kwargs={"name": organization.name}),
+                           {"confirm": organization.name})
     assert response.status_code == 400
     assert response.context["delete_form"].non_field_errors() == [
         "Delete or transfer the organization's repositories first: an organization with "
         "repositories cannot be deleted."
     ]
-    assert Organization.objects.filter(pk=org.pk).exists()
+    assert Organization.objects.filter(pk=organization.pk).exists()
 
 
 @pytest.mark.django_db
-def test_delete_refused_without_typed_name(client, alice, org):
+def test_delete_refused_without_typed_name(client, alice, organization):
     client.force_login(alice)
-    response = client.post(reverse("accounts:org_delete", kwargs={"name": org.name}), {"confirm": "wrong"})
-    assert response.context["delete_form"].errors["confirm"] == [f"That does not match. Type “{org.name}” exactly."]
-    assert Organization.objects.filter(pk=org.pk).exists()
+    response = client.post(reverse("accounts:org_delete", kwargs={"name": organization.name}), {"confirm": "wrong"})
+    assert response.context["delete_form"].errors["confirm"] == [
+        f"That does not match. Type “{organization.name}” exactly."]
+    assert Organization.objects.filter(pk=organization.pk).exists()
 
 
 @pytest.mark.django_db
-def test_delete_without_repositories_tombstones_name(client, alice, org):
+def test_delete_without_repositories_tombstones_name(client, alice, organization):
     client.force_login(alice)
-    response = client.post(reverse("accounts:org_delete", kwargs={"name": org.name}), {"confirm": org.name})
+    response = client.post(reverse("accounts:org_delete", kwargs={"name": organization.name}),
+                           {"confirm": organization.name})
     assert response["Location"] == reverse("accounts:org_list")
-    assert not Organization.objects.filter(name=org.name).exists()
-    assert Namespace.objects.get(name=org.name).is_tombstone
+    assert not Organization.objects.filter(name=organization.name).exists()
+    assert Namespace.objects.get(name=organization.name).is_tombstone
 
 
 @pytest.mark.django_db
-def test_delete_by_non_owner_refused(client, bob, org):
-    team = Team.objects.create(organization=org, name="devs")
+def test_delete_by_non_owner_refused(client, bob, organization):
+    team = Team.objects.create(organization=organization, name="devs")
     team_add_member(team=team, username=bob.username)
     client.force_login(bob)
-    response = client.post(reverse("accounts:org_delete", kwargs={"name": org.name}), {"confirm": org.name})
+    response = client.post(reverse("accounts:org_delete", kwargs={"name": organization.name}),
+                           {"confirm": organization.name})
     assert response.status_code == 404
-    assert Organization.objects.filter(pk=org.pk).exists()
+    assert Organization.objects.filter(pk=organization.pk).exists()

@@ -134,9 +134,8 @@ def test_too_long_company_is_a_field_error(api, charlie):
 
 
 @pytest.fixture
-def empty_org(alice, charlie):
+def empty_org(organization, charlie):
     """alice's organization without repositories; charlie is a member of one of its teams."""
-    organization = make_organization(alice)
     team(organization, name="devs").members.add(charlie)
     return organization
 

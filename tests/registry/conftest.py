@@ -1,4 +1,5 @@
-"""Fixtures most registry protocol tests share: alice's repository and a pull+push token for it."""
+"""Fixtures most registry protocol tests share: alice's repository and a pull+push token for it; a
+staging folder of the test's own."""
 
 import pytest
 
@@ -18,3 +19,9 @@ def token(client, alice, name):
 @pytest.fixture
 def auth(token):
     return bearer(token)
+
+
+@pytest.fixture
+def private_staging(settings, tmp_path):
+    """A staging folder of this test's own, so "nothing is left behind" can be checked."""
+    settings.UPLOAD_STAGING_DIR = tmp_path

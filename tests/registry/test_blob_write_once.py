@@ -15,12 +15,7 @@ from registry.services import uploads
 from repositories.models import Repository
 from tests.registry.helpers import digest_of
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
-
-@pytest.fixture(autouse=True)
-def private_staging(settings, tmp_path):
-    """A staging folder of this test's own, so "nothing is left behind" can be checked."""
-    settings.UPLOAD_STAGING_DIR = tmp_path
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite, pytest.mark.usefixtures("private_staging")]
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from tests.registry.helpers import (
     start_upload,
 )
 
-pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite, pytest.mark.usefixtures("private_staging")]
 
 DATA = b"0123456789abcdef" * 64  # 1 KiB
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -30,12 +30,6 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 @pytest.fixture
 def auth(client, alice, name):
     return pull_push(client, alice, name)
-
-
-@pytest.fixture(autouse=True)
-def private_staging(settings, tmp_path):
-    """A staging folder of this test's own, so "nothing is left behind" can be checked."""
-    settings.UPLOAD_STAGING_DIR = tmp_path
 
 
 def _blob_readable(client, name, auth, data):

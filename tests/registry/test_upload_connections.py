@@ -10,12 +10,7 @@ from registry.services import uploads
 from repositories.models import Repository
 from tests.registry.helpers import digest_of
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite]
-
-
-@pytest.fixture(autouse=True)
-def private_staging(settings, tmp_path):
-    settings.UPLOAD_STAGING_DIR = tmp_path
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.sqlite, pytest.mark.usefixtures("private_staging")]
 
 
 @pytest.fixture

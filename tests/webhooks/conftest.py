@@ -1,7 +1,6 @@
 import pytest
 
 from repositories.models import Repository
-from tests.factories import RepositoryFactory
 from tests.webhooks.receiver import Receiver
 from webhooks import services
 
@@ -23,9 +22,9 @@ def loopback_allowed(settings):
 
 
 @pytest.fixture
-def repo(alice_namespace) -> Repository:
-    return RepositoryFactory(namespace=alice_namespace, name="app", description="An app",
-                             full_description="# App")
+def repo(alice_repo) -> Repository:
+    """alice/app, the hooks' repository: tests/conftest.py `alice_repo` (public; bob collaborates)."""
+    return alice_repo
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 from accounts.models import Membership, Namespace
 from hub.api import issue_api_token
 from repositories.models import TeamPermission
-from tests.factories import RepositoryFactory, make_organization, team
+from tests.factories import RepositoryFactory, team
 from webhooks import sending, services
 from webhooks.models import Delivery, Webhook
 
@@ -20,8 +20,7 @@ OURS = ("X-Hub-Event", "X-Hub-Delivery", "X-Hub-Hook-Id", "X-Hub-Signature-256",
 
 
 @pytest.fixture
-def org_repo(alice, bob):
-    organization = make_organization(alice)
+def org_repo(organization, bob):
     repository = RepositoryFactory(namespace=Namespace.objects.get(organization=organization), name="app")
     admins = team(organization, name="admins")
     Membership.objects.create(team=admins, user=bob)

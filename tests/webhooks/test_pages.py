@@ -2,7 +2,6 @@
 
 import pytest
 
-from repositories.models import Collaborator
 from webhooks import sending, services
 from webhooks.models import Delivery, Webhook
 
@@ -32,7 +31,6 @@ def test_empty_list_says_what_to_do(client, alice, repo):
 
 @pytest.mark.parametrize("who", ["bob", "charlie", "anonymous"])
 def test_others_get_404(client, repo, hook, bob, charlie, who):
-    Collaborator.objects.create(repository=repo, user=bob)
     if who != "anonymous":
         client.force_login({"bob": bob, "charlie": charlie}[who])
     for path in (base(repo), f"{base(repo)}/new", f"{base(repo)}/{hook.pk}"):
