@@ -7,6 +7,7 @@ from webhooks import services
 
 @pytest.fixture
 def receiver():
+    """A recording HTTP server on loopback (the hooks' target)."""
     server = Receiver()
     yield server
     server.close()

@@ -101,13 +101,6 @@ def make_hook(owner, committed):
     return make
 
 
-@pytest.fixture
-def receiver():
-    server = Receiver()
-    yield server
-    server.close()
-
-
 def repo_name(repo) -> str:
     return f"{repo.namespace.name}/{repo.name}"
 
