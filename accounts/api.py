@@ -14,6 +14,7 @@ from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from accounts import serializers as s
+from accounts.credentials import AccessTokenRequired, TooManyAttempts, authenticate_credentials, client_address
 from accounts.models import AccessToken, Namespace, Organization, Team, User
 from accounts.services import (
     access_token_create,
@@ -28,7 +29,6 @@ from accounts.services import (
     user_access_tokens,
 )
 from hub.api import AtomicScopedRateThrottle, issue_api_token, request_access_token, service_errors_on
-from registry.auth import AccessTokenRequired, TooManyAttempts, authenticate_credentials, client_address
 from repositories.permissions import may_admin_organization
 
 NOT_FOUND = "Object not found."

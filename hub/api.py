@@ -21,7 +21,6 @@ from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
-from django.utils.crypto import salted_hmac
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
@@ -30,10 +29,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 
+from accounts.credentials import ClaimsRefused, TooManyAttempts, password_fingerprint, user_for_claims
 from accounts.models import AccessToken, User
 from accounts.throttles import client_address
 from lib.cache import count_up
-from registry.auth import TooManyAttempts
 from registry.tokens import ALGORITHM, LEEWAY_SECONDS, MAX_TOKEN_LENGTH, get_signing_key
 from repositories.permissions import Actor
 
@@ -44,8 +43,7 @@ def api_audience() -> str:
     return f"{settings.HUB_PUBLIC_URL}/v2/api"
 
 
-def _password_fingerprint(user: User) -> str:
-    return salted_hmac("wharf.hub-api.jwt", user.password, algorithm="sha256").hexdigest()[:32]
+FINGERPRINT_PURPOSE = "wharf.hub-api.jwt"
 
 
 def issue_api_token(*, user: User, token: AccessToken | None = None) -> str:
@@ -58,7 +56,7 @@ def issue_api_token(*, user: User, token: AccessToken | None = None) -> str:
     if token is not None:
         claims["pat"] = token.pk
     else:
-        claims["pwd"] = _password_fingerprint(user)
+        claims["pwd"] = password_fingerprint(user, FINGERPRINT_PURPOSE)
         claims["ep"] = user.credentials_epoch
     key = get_signing_key()
     return jwt.encode(claims, key.private_key, algorithm=ALGORITHM, headers={"typ": "JWT", "kid": key.kid})
@@ -123,21 +121,13 @@ class JWTAuthentication(BaseAuthentication):
 
     @staticmethod
     def _user_for(claims: dict[str, Any]) -> tuple[User, ApiCredentials]:
-        uid = claims.get("uid")
-        if not isinstance(uid, int) or isinstance(uid, bool):
-            raise exceptions.AuthenticationFailed("Invalid or expired token.")
-        user = User.objects.filter(pk=uid, is_active=True).first()
-        if user is None or user.username != claims.get("sub"):
-            raise exceptions.AuthenticationFailed("Invalid or expired token.")
-        access_token = None
-        if "pat" in claims:
-            access_token = AccessToken.objects.filter(pk=claims["pat"], user=user).first()
-            if access_token is None or not access_token.is_active():
-                raise exceptions.AuthenticationFailed("The access token behind this JWT was revoked or expired.")
-        # No `ep`: issued before epochs existed, when every account's was 0.
-        elif claims.get("pwd") != _password_fingerprint(user) or claims.get("ep", 0) != user.credentials_epoch:
-            raise exceptions.AuthenticationFailed("Invalid or expired token.")
-        return user, ApiCredentials(access_token=access_token, claims=claims)
+        try:
+            authenticated = user_for_claims(claims, fingerprint_purpose=FINGERPRINT_PURPOSE)
+        except ClaimsRefused as refused:
+            message = ("The access token behind this JWT was revoked or expired." if refused.access_token_gone
+                       else "Invalid or expired token.")
+            raise exceptions.AuthenticationFailed(message) from None
+        return authenticated.user, ApiCredentials(access_token=authenticated.token, claims=claims)
 
     def authenticate_header(self, request: Request) -> str:
         # Present, so DRF answers 401 (not 403) to a request without credentials.

@@ -72,7 +72,7 @@ class RegistryAccess:
 
 def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> RegistryAccess:
     """Identify the caller or raise Unauthorized with the challenge that tells the client what to do."""
-    from registry.auth import (
+    from accounts.credentials import (
         AccessTokenRequired,
         TooManyAttempts,
         authenticate_credentials,

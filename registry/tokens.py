@@ -38,24 +38,25 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
-from django.utils.crypto import constant_time_compare, salted_hmac
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_exempt
 
-from accounts.models import AccessToken, Namespace, User
-from accounts.revocation import revocation_epoch
-from accounts.services import user_has_mfa
-from lib.keyfiles import create_exclusively, load_or_create_p256_key
-from oci.names import InvalidName, normalize_repository_name
-from oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
-from registry.auth import (
+from accounts.credentials import (
     AccessTokenRequired,
     Authenticated,
+    ClaimsRefused,
     TooManyAttempts,
     authenticate_credentials,
     client_address,
     parse_basic_authorization,
+    password_fingerprint,
+    user_for_claims,
 )
+from accounts.models import AccessToken, Namespace, User
+from accounts.revocation import revocation_epoch
+from lib.keyfiles import create_exclusively, load_or_create_p256_key
+from oci.names import InvalidName, normalize_repository_name
+from oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
 from registry.errors import TooManyRequests
 from repositories.models import Repository, validate_repository_name
 from repositories.permissions import DELETE, PULL, PUSH, Actor, may_create_repository, repository_actions
@@ -395,9 +396,7 @@ def _refresh_audience() -> str:
     return f"{settings.REGISTRY_SERVICE}#refresh"
 
 
-def _password_fingerprint(user: User) -> str:
-    # Changes with the password, so a new password ends the sessions the old one started.
-    return salted_hmac("wharf.registry.refresh-token", user.password, algorithm="sha256").hexdigest()[:32]
+REFRESH_FINGERPRINT_PURPOSE = "wharf.registry.refresh-token"
 
 
 def issue_refresh_token(*, user: User, token: AccessToken | None = None) -> str:
@@ -409,7 +408,7 @@ def issue_refresh_token(*, user: User, token: AccessToken | None = None) -> str:
         "jti": secrets.token_urlsafe(16), **_credential_claims(user, token),
     }
     if token is None:
-        claims["pwd"] = _password_fingerprint(user)
+        claims["pwd"] = password_fingerprint(user, REFRESH_FINGERPRINT_PURPOSE)
     return _sign(claims)
 
 
@@ -418,33 +417,17 @@ def authenticate_refresh_token(refresh_token: str) -> Authenticated | None:
     payload = _decode(refresh_token, audience=_refresh_audience())
     if payload is None:
         return None
-    uid, pat, subject = payload.get("uid"), payload.get("pat"), payload.get("sub")
-    if not isinstance(uid, int) or isinstance(uid, bool) or not isinstance(subject, str):
+    try:
+        authenticated = user_for_claims(payload, fingerprint_purpose=REFRESH_FINGERPRINT_PURPOSE)
+    except ClaimsRefused as refused:
+        logger.info("refresh token refused for %r: %s", str(payload.get("sub"))[:100], refused)
         return None
-    user = User.objects.filter(pk=uid, username=subject, is_active=True).first()
-    if user is None:
-        return None
-    if pat is not None:
-        if not isinstance(pat, int) or isinstance(pat, bool):
-            return None
-        access_token = AccessToken.objects.filter(pk=pat, user=user).first()
-        if access_token is None or not access_token.is_active():
-            logger.info("refresh token refused for %s: access token %s is revoked or expired", subject, pat)
-            return None
+    access_token = authenticated.token
+    if access_token is not None:
         now = timezone.now()
         if access_token.last_used_at is None or (now - access_token.last_used_at).total_seconds() > 60:
             AccessToken.objects.filter(pk=access_token.pk).update(last_used_at=now)
-        return Authenticated(user=user, token=access_token)
-    if user_has_mfa(user):
-        logger.info("refresh token refused for %s: two-factor authentication requires an access token", subject)
-        return None
-    fingerprint = payload.get("pwd")
-    if not isinstance(fingerprint, str) or not constant_time_compare(fingerprint, _password_fingerprint(user)):
-        return None
-    if payload.get("ep", 0) != user.credentials_epoch:  # no `ep`: issued before epochs existed (all 0)
-        logger.info("refresh token refused for %s: issued before the password changed or 2FA was turned on", subject)
-        return None
-    return Authenticated(user=user, token=None)
+    return authenticated
 
 
 # --- The /token endpoint --------------------------------------------------------------------------

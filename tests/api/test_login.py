@@ -48,14 +48,14 @@ def test_missing_fields_are_field_errors(api, db):
 
 
 def test_user_with_two_factor_must_use_a_token(api, alice, monkeypatch):
-    monkeypatch.setattr("registry.auth.user_has_mfa", lambda user: True)
+    monkeypatch.setattr("accounts.credentials.user_has_mfa", lambda user: True)
     response = api.post("/v2/users/login", {"username": alice.username, "password": PASSWORD}, format="json")
     assert response.status_code == 401
     assert "personal access token" in response.json()["detail"]
 
 
 def test_user_with_two_factor_may_use_a_token(api, alice, monkeypatch):
-    monkeypatch.setattr("registry.auth.user_has_mfa", lambda user: True)
+    monkeypatch.setattr("accounts.credentials.user_has_mfa", lambda user: True)
     response = api.post("/v2/users/login", {"username": alice.username, "password": make_token(alice)},
                         format="json")
     assert response.status_code == 200

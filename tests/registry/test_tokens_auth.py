@@ -8,16 +8,16 @@ from allauth.mfa.models import Authenticator
 from django.core.cache import cache
 from django.utils import timezone
 
-from accounts.models import User
-from accounts.services import access_token_create, access_token_revoke
-from accounts.throttles import failure_keys
-from registry.auth import (
+from accounts.credentials import (
     AccessTokenRequired,
     Authenticated,
     TooManyAttempts,
     authenticate_credentials,
     parse_basic_authorization,
 )
+from accounts.models import User
+from accounts.services import access_token_create, access_token_revoke
+from accounts.throttles import failure_keys
 from tests.conftest import PASSWORD
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]

@@ -3,10 +3,10 @@
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP
 
+from accounts.credentials import Authenticated
 from accounts.revocation import credentials_revoked, revocation_epoch
 from accounts.services import access_token_create, access_token_revoke, user_deactivate
 from oci.scopes import parse_scopes
-from registry.auth import Authenticated
 from registry.tokens import issue_registry_token, verify_registry_token
 from repositories.permissions import Actor
 

@@ -1,8 +1,11 @@
-"""Who is calling the registry: Basic credentials (a password or a personal access token).
+"""Credential checking for every door: Basic credentials (a password or a personal access token) and
+the claims of the hub's own signed tokens (Hub API JWTs, registry refresh tokens).
 
-Used by the token service (`/token`), Basic credentials on `/v2/` and the Hub API login. Failed
-passwords count against the account and the address (accounts.throttles, shared through the Django
-cache by every door, worker process and node).
+`authenticate_credentials` serves the token service (`/token`), Basic credentials on `/v2/` and the
+Hub API login. Failed passwords count against the account and the address (accounts.throttles,
+shared through the Django cache by every door, worker process and node). `user_for_claims` is the
+one "claims → user" check: the account, and the access token or the password and credentials epoch
+the token came from, must all still stand.
 """
 
 from __future__ import annotations
@@ -10,9 +13,12 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts.models import AccessToken, User
 from accounts.services import access_token_authenticate, user_has_mfa
@@ -23,8 +29,8 @@ from accounts.throttles import (
     login_attempt_begin,
 )
 
-__all__ = ["AccessTokenRequired", "Authenticated", "TooManyAttempts", "authenticate_credentials",
-           "client_address", "parse_basic_authorization"]
+__all__ = ["AccessTokenRequired", "Authenticated", "ClaimsRefused", "TooManyAttempts", "authenticate_credentials",
+           "client_address", "parse_basic_authorization", "password_fingerprint", "user_for_claims"]
 
 logger = logging.getLogger(__name__)
 
@@ -113,3 +119,53 @@ def parse_basic_authorization(header: str | bytes | None) -> tuple[str, str] | N
         return None
     return username, password
 
+
+# --- The claims of the hub's own signed tokens ----------------------------------------------------
+
+
+class ClaimsRefused(Exception):
+    """A token's claims no longer name standing credentials; the message says why (for the logs)."""
+
+    def __init__(self, reason: str, *, access_token_gone: bool = False) -> None:
+        super().__init__(reason)
+        self.access_token_gone = access_token_gone  # the personal access token behind it was revoked or expired
+
+
+def password_fingerprint(user: User, purpose: str) -> str:
+    """Changes with the password, so a new password ends what the old one started; one salt per kind of token."""
+    return salted_hmac(purpose, user.password, algorithm="sha256").hexdigest()[:32]
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def user_for_claims(claims: Mapping[str, Any], *, fingerprint_purpose: str) -> Authenticated:
+    """The account behind a verified token's claims, if the user, the login and any access token still stand.
+
+    Claims: `uid` and `sub` (the account), then `pat` (the personal access token it came from) or
+    `pwd` (password_fingerprint with `fingerprint_purpose`) and `ep` (the credentials epoch; none means
+    issued before epochs existed, when every account's was 0). A password's token stops when two-factor
+    authentication is on. Raises ClaimsRefused.
+    """
+    uid, subject = claims.get("uid"), claims.get("sub")
+    if not _is_int(uid) or not isinstance(subject, str):
+        raise ClaimsRefused("malformed claims")
+    user = User.objects.filter(pk=uid, username=subject, is_active=True).first()
+    if user is None:
+        raise ClaimsRefused("unknown or inactive account")
+    if "pat" in claims:
+        pat = claims["pat"]
+        access_token = AccessToken.objects.filter(pk=pat, user=user).first() if _is_int(pat) else None
+        if access_token is None or not access_token.is_active():
+            raise ClaimsRefused(f"access token {pat} is revoked or expired", access_token_gone=True)
+        return Authenticated(user=user, token=access_token)
+    if user_has_mfa(user):
+        raise ClaimsRefused("two-factor authentication requires an access token")
+    fingerprint = claims.get("pwd")
+    if not isinstance(fingerprint, str) or not constant_time_compare(
+            fingerprint, password_fingerprint(user, fingerprint_purpose)):
+        raise ClaimsRefused("the password changed")
+    if claims.get("ep", 0) != user.credentials_epoch:
+        raise ClaimsRefused("issued before the password changed or 2FA was turned on")
+    return Authenticated(user=user, token=None)
