@@ -20,7 +20,7 @@ urlpatterns = [
     # The Hub JSON API shares /v2/ with the registry: registry shapes are matched first (above),
     # API path words are reserved namespace names, and anything else under /v2/ gets the registry's 404.
     path("", include("builds.urls")),
-    path("", include("repositories.api_urls")),
+    path("", include("hub.api_urls")),
     path("admin/", admin.site.urls),
     *registry_urls.fallback_urlpatterns,
 ]
