@@ -8,7 +8,6 @@ reports the end (`build_worker_finish` → `build_finish`); builds nobody finish
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import secrets
 from datetime import timedelta
@@ -26,6 +25,7 @@ from builds.executor import BuildJob, BuildOutcome
 from builds.models import Build, BuildSource, hash_token
 from builds.services import COMMIT_RE, dispatch_queued_builds, local_source_path
 from builds.signing import image_signing_key, signature_artifact
+from oci.digests import sha256_digest
 from oci.mediatypes import OCI_MANIFEST
 from registry.models import Manifest
 from registry.services.manifests import manifest_put
@@ -185,7 +185,7 @@ def build_sign(build: Build, *, digest: str, commit: str) -> tuple[str, str]:
         docker_reference=f"{settings.HUB_PUBLIC_HOST}/{build.repository.full_name}", digest=digest,
         optional={"source": source.url, "commit": commit, "build": str(build.pk)})
     for blob in artifact.blobs:
-        blob_digest = "sha256:" + hashlib.sha256(blob).hexdigest()
+        blob_digest = sha256_digest(blob)
         monolithic_upload(repository=build.repository, user=owner, digest=blob_digest,
                           body=Body(len(blob), iter([blob])))
     manifest = manifest_put(repository=build.repository, reference=artifact.tag, body=artifact.manifest,

@@ -11,7 +11,8 @@ references resolved by Django.
 from __future__ import annotations
 
 from django.db import connection
-from django.db.models import Expression, F, Field
+from django.db.models import Expression, F, Field, Model
+from django.db.models.expressions import Col
 
 
 class RowSQL(Expression):
@@ -46,3 +47,17 @@ def table(model) -> str:
 
 def column(model, field: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(field).column)
+
+
+def model_from_row(model: type[Model], row: tuple | list) -> Model:
+    """An instance of `model` from a hand-written SELECT of all its concrete fields' columns, in their
+    order (`model._meta.concrete_fields`), each value converted as the ORM converts it (JSON, binary,
+    SQLite's dates), so that no field silently holds its default."""
+    fields = model._meta.concrete_fields
+    values = []
+    for field, value in zip(fields, row, strict=True):
+        expression = Col(model._meta.db_table, field)
+        for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(connection):
+            value = converter(value, expression, connection)
+        values.append(value)
+    return model.from_db(connection.alias, [field.attname for field in fields], values)

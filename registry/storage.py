@@ -22,6 +22,8 @@ from django.core.files import File
 from django.core.files.storage import FileSystemStorage, storages
 from django.utils.functional import LazyObject
 
+from oci.digests import content_path
+
 
 class _BlobStorage(LazyObject):
     def _setup(self) -> None:
@@ -31,18 +33,12 @@ class _BlobStorage(LazyObject):
 blob_storage = _BlobStorage()
 
 
-def blob_name(digest: str) -> str:
-    """Content-addressed name: `sha256/ab/abcdef…`."""
-    algorithm, _, hexdigest = digest.partition(":")
-    return f"{algorithm}/{hexdigest[:2]}/{hexdigest}"
-
-
 def is_local() -> bool:
     return isinstance(blob_storage, FileSystemStorage)
 
 
 def local_blob_path(digest: str) -> Path:
-    return Path(blob_storage.path(blob_name(digest)))
+    return Path(blob_storage.path(content_path(digest)))
 
 
 def staging_path(upload_id: object) -> Path:
@@ -96,7 +92,7 @@ def publish_staged(upload_id: object, digest: str, handle: BinaryIO) -> bool:
     staged = staging_path(upload_id)
     storage = blob_storage
     if not isinstance(storage, FileSystemStorage):
-        name = blob_name(digest)
+        name = content_path(digest)
         created = not storage.exists(name)
         if created:
             handle.seek(0)
@@ -152,21 +148,21 @@ def quarantine_blob(digest: str) -> Path | None:
 
 
 def blob_exists(digest: str) -> bool:
-    return blob_storage.exists(blob_name(digest))
+    return blob_storage.exists(content_path(digest))
 
 
 def open_blob(digest: str) -> BinaryIO:
-    return blob_storage.open(blob_name(digest), "rb")
+    return blob_storage.open(content_path(digest), "rb")
 
 
 def blob_url(digest: str) -> str:
     """A presigned URL (S3) the client can be redirected to."""
-    return blob_storage.url(blob_name(digest))
+    return blob_storage.url(content_path(digest))
 
 
 def delete_blob(digest: str) -> None:
     storage = blob_storage
-    name = blob_name(digest)
+    name = content_path(digest)
     if storage.exists(name):
         storage.delete(name)
 

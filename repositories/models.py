@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import re
-
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.utils import timezone
 
-REPOSITORY_NAME_RE = re.compile(r"^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$")
+from oci.names import COMPONENT_RE
 
 
 def validate_repository_name(value: str) -> None:
     if not 2 <= len(value) <= 255:
         raise ValidationError("Repository names are 2–255 characters long.", code="length")
-    if not REPOSITORY_NAME_RE.match(value):
+    if not COMPONENT_RE.fullmatch(value):  # the OCI name grammar, one component (oci/names.py)
         raise ValidationError(
             "Use lowercase letters, digits and single separators (., _, __ or -), "
             "starting and ending with a letter or digit.",

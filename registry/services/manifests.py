@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-import json
 
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts.models import Namespace
+from lib.sql import column, model_from_row, table
 from oci import mediatypes
-from oci.digests import InvalidDigest, is_valid_digest, parse_digest
+from oci.digests import InvalidDigest, is_valid_digest, parse_digest, sha256_digest
 from oci.manifests import MAX_SIZE, Descriptor, InvalidManifest, ParsedManifest, image_platform, parse_manifest
 from oci.names import is_attachment_tag, is_valid_tag
 from registry import storage
@@ -54,35 +55,39 @@ def manifest_lookup(*, repository: Repository, reference: str) -> Manifest:
     return manifest
 
 
-_FETCH_COLUMNS = "m.id, m.repository_id, m.digest, m.media_type, m.content, m.subject_digest, m.platforms"
-_FETCH_FROM = (
-    "FROM registry_manifest m JOIN repositories_repository r ON r.id = m.repository_id "
-    "JOIN accounts_namespace n ON n.id = r.namespace_id"
-)
-_FETCH_BY_DIGEST = f"SELECT {_FETCH_COLUMNS} {_FETCH_FROM} WHERE n.name = %s AND r.name = %s AND m.digest = %s"
-_FETCH_BY_TAG = (
-    f"SELECT {_FETCH_COLUMNS} {_FETCH_FROM} JOIN registry_tag t ON t.manifest_id = m.id "
-    "WHERE n.name = %s AND r.name = %s AND t.name = %s AND t.repository_id = r.id"
-)
+def _fetch_statement(*, by_tag: bool) -> str:
+    """Every column of the manifest row, joined down from the namespace and repository names; identifiers
+    from the models' metadata (lib.sql)."""
+    columns = ", ".join(f"m.{column(Manifest, field.name)}" for field in Manifest._meta.concrete_fields)
+    sql = (f"SELECT {columns} FROM {table(Manifest)} m"  # noqa: S608 - identifiers from model metadata
+           f" JOIN {table(Repository)} r ON r.{column(Repository, 'id')} = m.{column(Manifest, 'repository')}"
+           f" JOIN {table(Namespace)} n ON n.{column(Namespace, 'id')} = r.{column(Repository, 'namespace')}")
+    if by_tag:
+        sql += (f" JOIN {table(Tag)} t ON t.{column(Tag, 'manifest')} = m.{column(Manifest, 'id')}"
+                f" WHERE n.{column(Namespace, 'name')} = %s AND r.{column(Repository, 'name')} = %s"
+                f" AND t.{column(Tag, 'name')} = %s AND t.{column(Tag, 'repository')} = r.{column(Repository, 'id')}")
+    else:
+        sql += (f" WHERE n.{column(Namespace, 'name')} = %s AND r.{column(Repository, 'name')} = %s"
+                f" AND m.{column(Manifest, 'digest')} = %s")
+    return sql
 
 
 def manifest_fetch(*, namespace: str, name: str, reference: str) -> Manifest | None:
     """The manifest `namespace/name:reference` names, in one query, or None.
 
     The manifest GET path is the hottest of the registry: one hand-written join instead of the
-    ORM's query building (which costs more than the query itself here).
+    ORM's query building (which costs more than the query itself here). The row is whole (every
+    field, converted as the ORM would), so the Manifest it makes holds no silent defaults.
     """
-    sql = _FETCH_BY_DIGEST if is_digest_reference(reference) else _FETCH_BY_TAG
+    by_tag = not is_digest_reference(reference)
     with connection.cursor() as cursor:
-        cursor.execute(sql, [namespace, name, reference])
+        cursor.execute(_fetch_statement(by_tag=by_tag), [namespace, name, reference])
         row = cursor.fetchone()
     if row is None:
         return None
-    manifest_id, repository_id, digest, media_type, content, subject_digest, platforms = row
-    if isinstance(platforms, str | bytes):
-        platforms = json.loads(platforms)
-    return Manifest(id=manifest_id, repository_id=repository_id, digest=digest, media_type=media_type,
-                    content=bytes(content), subject_digest=subject_digest, platforms=platforms or [])
+    manifest = model_from_row(Manifest, row)
+    manifest.content = bytes(manifest.content)  # PostgreSQL gives a memoryview; callers hash and serve bytes
+    return manifest
 
 
 def _platforms_of_image(parsed: ParsedManifest, digest: str) -> list[dict]:
@@ -168,7 +173,7 @@ def manifest_put(*, repository: Repository, reference: str, body: bytes, content
         if not is_valid_tag(reference):
             raise TagInvalid(detail={"tag": reference[:200]})
         tag_name = reference
-    digest = "sha256:" + hashlib.sha256(body).hexdigest()
+    digest = sha256_digest(body)
     try:
         parsed = parse_manifest(body, content_type)
     except InvalidManifest as exc:
