@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from lib import outbound as http
+from lib.sql import column, table
 from webhooks.models import Delivery, Webhook
 
 logger = logging.getLogger(__name__)
@@ -290,19 +291,18 @@ def _update_deliveries(rows: list[tuple]) -> None:
     than `bulk_update` (its CASE WHEN per field costs more than the updates it replaces).
     """
     meta = Delivery._meta
-    quote = connection.ops.quote_name
     statements: dict[tuple[str, ...], list] = {}
     for pk, fields in rows:
         statements.setdefault(tuple(fields), []).append((pk, fields))
     with connection.cursor() as cursor:
         for names, group in statements.items():
             columns = [meta.get_field(name) for name in names]
-            sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 - quoted names from the model, values as parameters
-                quote(meta.db_table), ", ".join(f"{quote(column.column)} = %s" for column in columns),
-                quote(meta.pk.column),
+            sql = "UPDATE {} SET {} WHERE {} = %s".format(  # noqa: S608 - names from the model (lib.sql), values as parameters
+                table(Delivery), ", ".join(f"{column(Delivery, name)} = %s" for name in names),
+                column(Delivery, meta.pk.name),
             )
             cursor.executemany(sql, [
-                [column.get_db_prep_save(fields[column.name], connection) for column in columns]
+                [field.get_db_prep_save(fields[field.name], connection) for field in columns]
                 + [meta.pk.get_db_prep_value(pk, connection)]
                 for pk, fields in group
             ])
