@@ -24,7 +24,7 @@ from django.utils import timezone
 from builds import constants, logs, sandbox
 from builds.constants import HARD_MARGIN_SECONDS, SOFT_MARGIN_SECONDS
 from builds.models import Build, BuildRule, BuildSource, hash_token
-from builds.tags import GitRef, RuleError, matching_rules, parse_ref, should_skip, validate_rule
+from builds.tags import GitRef, RuleError, default_rule, matching_rules, parse_ref, should_skip, validate_rule
 from repositories.models import Repository
 
 logger = logging.getLogger(__name__)
@@ -102,8 +102,9 @@ def build_source_link(*, repository: Repository, url: str, default_branch: str =
             source.deploy_private_key, source.deploy_public_key = _deploy_key(repository)
         source.save()
         if not repository.build_rules.exists():
-            BuildRule.objects.create(repository=repository, source_type=constants.BRANCH, source=default_branch,
-                                     docker_tag="latest")
+            rule = default_rule(default_branch)  # Docker Hub's default, one definition (builds/tags.py)
+            BuildRule.objects.create(repository=repository, source_type=rule.source_type, source=rule.source,
+                                     docker_tag=rule.docker_tag)
         local = local_source_path(url)
         shown = url if local is None else f"file://{local}"
         Repository.objects.filter(pk=repository.pk).update(is_automated=True, source_url=shown[:200])
