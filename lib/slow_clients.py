@@ -29,7 +29,9 @@ No Django imports at module level: gunicorn's arbiter loads this module before t
 from __future__ import annotations
 
 import contextlib
+import io
 import ipaddress
+import os
 import socket
 import time
 import weakref
@@ -112,6 +114,35 @@ class PacedSocket(gsocket.socket):
             if self.phase == IDLE:  # the next request begins: its headers' clock starts
                 self.phase, self.headers_deadline = HEADERS, time.monotonic() + self.limits.header_timeout
             return data
+
+    def sendfile(self, file, offset: int = 0, count: int | None = None) -> int:
+        """os.sendfile() from the file straight into the socket, waiting on the socket's write watcher
+        when its buffer is full. gevent's own sendfile() is a loop of 8 KiB reads and sends through
+        Python (blob GETs ran at ~0.7× gthread's speed with it)."""
+        self._check_sendfile_params(file, offset, count)
+        try:
+            in_fd = file.fileno()
+            end = os.fstat(in_fd).st_size
+        except (AttributeError, OSError, io.UnsupportedOperation):
+            return super().sendfile(file, offset, count)
+        if count is not None:
+            end = min(end, offset + count)
+        position = offset
+        try:
+            while position < end:
+                try:
+                    sent = os.sendfile(self.fileno(), in_fd, position, end - position)
+                except BlockingIOError:
+                    self._wait(self._write_event)  # as gevent's send() waits (the socket's timeout)
+                    continue
+                if not sent:  # the file is shorter than it was
+                    break
+                position += sent
+                gevent.sleep(0)  # a client reading fast never keeps the worker's other greenlets waiting
+        finally:
+            if position > offset:
+                file.seek(position)
+        return position - offset
 
     def _wait_for_bytes(self) -> bool:
         """Wait within the phase's limit; False: close quietly. A body that runs out of time raises
