@@ -97,8 +97,13 @@ class PacedSocket(gsocket.socket):
     def expect_body(self) -> None:
         self.phase = BODY
 
-    def expect_request(self) -> None:
-        self.phase = IDLE
+    def expect_request(self, *, begun: bool = False) -> None:
+        """Between requests; `begun`: the next request's first bytes came with the last one's (pipelined),
+        so its headers' clock starts now, not after a keep-alive wait."""
+        if begun:
+            self.phase, self.headers_deadline = HEADERS, time.monotonic() + self.limits.header_timeout
+        else:
+            self.phase = IDLE
 
     def between_requests(self) -> bool:
         return self.phase in (IDLE, HEADERS)
@@ -229,7 +234,7 @@ class SlowClientWorker(GeventWorker):
                 raise StopIteration()
             return super().handle_request(listener_name, req, sock, addr)
         finally:
-            sock.expect_request()
+            sock.expect_request(begun=bool(req.unreader.buf.getvalue()))
 
     def _buffer_small_body(self, req, sock: PacedSocket) -> bool:
         """Read a small body with a Content-Length whole before the application runs, so a client that

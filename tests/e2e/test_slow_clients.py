@@ -287,6 +287,18 @@ def test_headers_must_arrive_within_the_header_timeout(capped_hub):
     assert time.monotonic() - started >= HEADER_TIMEOUT - 0.5
 
 
+def test_a_pipelined_request_s_headers_get_the_header_timeout_not_the_keepalive(capped_hub):
+    sock = connect(capped_hub.host)
+    try:  # a whole request and the start of the next in one send, then nothing more
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n")
+        started = time.monotonic()
+        wait_until(lambda: closed_by_server(sock), timeout=HEADER_TIMEOUT + 10, interval=0.1,
+                   message="the pipelined request's unfinished headers to be cut (not after keepalive, 75 s)")
+    finally:
+        sock.close()
+    assert time.monotonic() - started >= HEADER_TIMEOUT - 0.5
+
+
 def test_the_site_stops_within_ten_seconds_with_slow_clients_connected(django_db_setup, artifacts_dir):
     hub = start_hub(artifacts_dir, with_worker=False, HUB_BEHIND_PROXY="true")
     try:
