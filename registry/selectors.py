@@ -57,11 +57,15 @@ def recent_activity(user, namespaces: list[Namespace], limit: int = 15) -> list[
 # --- tags -----------------------------------------------------------------------------------------
 
 
+def listed_tags() -> QuerySet[Tag]:
+    """The tags people are shown, on pages and in the Hub API (attachment tags such as `sha256-….sig`
+    never are), with their manifests and pushers."""
+    return Tag.objects.exclude(name__regex=rf"^{ATTACHMENT_TAG_RE.pattern}$").select_related("manifest", "pushed_by")
+
+
 def repository_tags(repository: Repository, *, query: str = "", sort: str = "newest") -> QuerySet[Tag]:
-    """The repository's tags (attachment tags such as `sha256-….sig` are never listed), with their
-    manifests' digests, platforms and sizes but not their bytes."""
-    tags = (Tag.objects.filter(repository=repository).exclude(name__regex=rf"^{ATTACHMENT_TAG_RE.pattern}$")
-            .select_related("manifest", "pushed_by").defer("manifest__content"))
+    """The repository's listed tags with their manifests' digests, platforms and sizes but not their bytes."""
+    tags = listed_tags().filter(repository=repository).defer("manifest__content")
     if query:
         tags = tags.filter(name__icontains=query)
     return tags.order_by(*TAG_SORTS.get(sort, TAG_SORTS["newest"]))

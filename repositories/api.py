@@ -23,7 +23,8 @@ from rest_framework.viewsets import GenericViewSet
 from accounts.models import Namespace, User
 from hub.api import HubPagination, request_actor, service_errors_on
 from lib.sql import RowSQL, column, table
-from oci.names import ATTACHMENT_TAG_RE, COMPONENT_PATTERN, TAG_PATTERN
+from oci.names import COMPONENT_PATTERN, TAG_PATTERN
+from registry import selectors as registry_selectors
 from registry.models import RepositoryBlob, Tag
 from registry.services.manifests import tag_delete
 from repositories import serializers as s
@@ -42,7 +43,6 @@ from repositories.services import repository_create, repository_delete, reposito
 
 NAMESPACE_PATTERN = r"[a-z0-9]+"
 REPOSITORY_PATTERN = COMPONENT_PATTERN
-ATTACHMENT_TAG_REGEX = f"^{ATTACHMENT_TAG_RE.pattern}$"
 NOT_FOUND = "Object not found."
 
 ORDER_BY = {
@@ -285,8 +285,7 @@ class TagViewSet(RepositoryScopedMixin, GenericViewSet):
     needed = {"list": PULL, "retrieve": PULL, "destroy": DELETE}
 
     def get_queryset(self) -> QuerySet[Tag]:
-        return (Tag.objects.select_related("manifest", "pushed_by")
-                .exclude(name__regex=ATTACHMENT_TAG_REGEX))
+        return registry_selectors.listed_tags()
 
     def _tags(self) -> QuerySet[Tag]:
         return self.get_queryset().filter(repository=self.get_repository())

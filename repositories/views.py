@@ -123,8 +123,7 @@ def repository_tags(request: HttpRequest, access: selectors.RepositoryAccess) ->
 def _tag_or_404(access: selectors.RepositoryAccess, tag: str) -> Tag:
     if is_attachment_tag(tag):
         raise Http404("No such tag")
-    return get_object_or_404(Tag.objects.select_related("manifest", "pushed_by"), repository=access.repository,
-                             name=tag)
+    return get_object_or_404(registry_selectors.listed_tags(), repository=access.repository, name=tag)
 
 
 @repository_page()
