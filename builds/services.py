@@ -1,5 +1,5 @@
 """Build operations: linking a source, rules, triggering, cancelling and retrying, dispatching to the
-build workers. Running a build (the worker's side: claim, reports, signing, the end) is builds/running.py."""
+build workers. Running a build (the worker's side: claim, reports, signing, the end) is builds/lifecycle.py."""
 
 from __future__ import annotations
 

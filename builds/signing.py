@@ -7,7 +7,7 @@ image manifest with config `{}` and ONE layer of media type
 payload bytes. The key is the site's image-signing key (not the registry token key): `KEYS_DIR/
 image-signing.key`, made on first use; its public half is served at `/signing-key.pub`.
 
-The hub signs and stores the signature itself (`builds.running.build_sign`), when the build worker
+The hub signs and stores the signature itself (`builds.lifecycle.build_sign`), when the build worker
 asks it to: the key never leaves the hub.
 """
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from builds import running, services
+from builds import lifecycle, services
 
 
 @shared_task(name="builds.tasks.dispatch_queued_builds_task", ignore_result=True)
@@ -18,4 +18,4 @@ def dispatch_queued_builds_task() -> int:
 
 @shared_task(name="builds.tasks.sweep_stale_builds_task", ignore_result=True)
 def sweep_stale_builds_task() -> int:
-    return running.builds_sweep_stale()
+    return lifecycle.builds_sweep_stale()

@@ -21,7 +21,7 @@ from django.http import HttpRequest, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
-from builds import constants, running
+from builds import constants, lifecycle
 from builds.executor import BuildOutcome
 from builds.models import Build
 from builds.worker_client import job_to_dict
@@ -54,8 +54,8 @@ def _string(data: dict, key: str, limit: int = 4000) -> str:
 
 def _claim(build: Build, data: dict) -> JsonResponse:
     try:
-        job = running.build_start_for_worker(build)
-    except running.BuildGone as gone:
+        job = lifecycle.build_start_for_worker(build)
+    except lifecycle.BuildGone as gone:
         return _error(410, str(gone))
     if job is None:
         return _error(409, "No free build slot for this namespace: the build stays queued.")
@@ -69,11 +69,11 @@ def _events(build: Build, data: dict) -> JsonResponse:
     state = data.get("state") or None
     if state is not None and state not in constants.RUNNING:
         raise ValidationError({"state": f"One of {', '.join(sorted(constants.RUNNING))}."})
-    return JsonResponse({"cancel": running.build_worker_report(build, lines=lines, state=state)})
+    return JsonResponse({"cancel": lifecycle.build_worker_report(build, lines=lines, state=state)})
 
 
 def _sign(build: Build, data: dict) -> JsonResponse:
-    tag, digest = running.build_sign(build, digest=_string(data, "digest", 135), commit=_string(data, "commit", 64))
+    tag, digest = lifecycle.build_sign(build, digest=_string(data, "digest", 135), commit=_string(data, "commit", 64))
     return JsonResponse({"tag": tag, "digest": digest})
 
 
@@ -81,7 +81,7 @@ def _finish(build: Build, data: dict) -> JsonResponse:
     outcome = BuildOutcome(state=_string(data, "state", 20), digest=_string(data, "digest", 135),
                            commit=_string(data, "commit", 64), signature_tag=_string(data, "signature_tag", 140),
                            error=_string(data, "error"))
-    build = running.build_worker_finish(build, outcome)
+    build = lifecycle.build_worker_finish(build, outcome)
     return JsonResponse({"state": build.state})
 
 
@@ -95,7 +95,7 @@ def worker_call(request: HttpRequest, build_id: int, action: str) -> JsonRespons
     if handler is None:
         return _error(404, "Unknown action.")
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    build = running.build_for_worker(build_id, token.strip()) if scheme.lower() == "bearer" and token else None
+    build = lifecycle.build_for_worker(build_id, token.strip()) if scheme.lower() == "bearer" and token else None
     if build is None:
         return _error(401, "This build token is not valid (the build ended, or it was sent again).")
     try:

@@ -9,8 +9,8 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from builds import constants
+from builds.lifecycle import build_claim
 from builds.models import Build
-from builds.running import build_claim
 from builds.services import builds_trigger
 from builds.signing import signature_artifact, signature_tag
 

@@ -8,8 +8,8 @@ from django.conf import settings as django_settings
 from django.utils import timezone
 
 from builds import constants, logs
+from builds.lifecycle import builds_sweep_stale
 from builds.models import Build
-from builds.running import builds_sweep_stale
 from builds.tasks import sweep_stale_builds_task
 
 pytestmark = pytest.mark.django_db
@@ -30,7 +30,7 @@ def limits(build_settings):
 
 def test_a_build_running_past_timeout_and_margin_is_timed_out(limits, linked, repository, caplog):
     stale = make(repository, constants.BUILDING, started_ago=151)
-    with caplog.at_level(logging.WARNING, logger="builds.running"):
+    with caplog.at_level(logging.WARNING, logger="builds.lifecycle"):
         assert builds_sweep_stale() == 1
     stale.refresh_from_db()
     assert stale.state == constants.TIMED_OUT and stale.finished is not None

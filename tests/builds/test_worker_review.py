@@ -12,11 +12,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from accounts.models import AccessToken
-from builds import constants, running, services
+from builds import constants, lifecycle, services
 from builds.executor import BuildOutcome
+from builds.lifecycle import builds_sweep_stale
 from builds.models import Build
 from builds.runner import LocalRunner
-from builds.running import builds_sweep_stale
 from builds.services import build_worker_token
 from registry.models import Manifest
 from tests.builds.test_runner import alive, fake_buildah, job
@@ -72,10 +72,10 @@ def test_the_dispatcher_sends_no_message_for_a_build_claimed_meanwhile(claimed, 
 
 
 def test_a_claim_with_a_token_retired_while_it_was_being_checked_does_not_start_the_build(client, build, token):
-    seen = running.build_for_worker(build.pk, token)  # the old message's worker passed the token check
+    seen = lifecycle.build_for_worker(build.pk, token)  # the old message's worker passed the token check
     fresh = build_worker_token(build.pk)  # then the dispatcher sent the build again
-    with pytest.raises(running.BuildGone):
-        running.build_start_for_worker(seen)
+    with pytest.raises(lifecycle.BuildGone):
+        lifecycle.build_start_for_worker(seen)
     assert Build.objects.get(pk=build.pk).state == constants.QUEUED
     assert call(client, build.pk, "claim", fresh).status_code == 200  # the new message runs it
 
@@ -86,11 +86,11 @@ def test_a_claim_with_a_token_retired_while_it_was_being_checked_does_not_start_
 def test_a_finish_after_the_stale_sweep_changes_nothing(client, claimed, build, token, alice, settings):
     Webhook.objects.create(repository=build.repository, name="ci", url="http://127.0.0.1:9/",
                            events=["build_failure", "build_success"], created_by=alice)
-    seen = running.build_for_worker(build.pk, token)  # the worker's finish passed the token check
+    seen = lifecycle.build_for_worker(build.pk, token)  # the worker's finish passed the token check
     later = timezone.now() + timedelta(seconds=settings.HUB_BUILD_TIMEOUT_SECONDS
                                        + settings.HUB_BUILD_STALE_MARGIN_SECONDS + 1)
     assert builds_sweep_stale(now=later) == 1
-    running.build_worker_finish(seen, BuildOutcome(constants.FAILED, error="RUN exited 1"))
+    lifecycle.build_worker_finish(seen, BuildOutcome(constants.FAILED, error="RUN exited 1"))
     build.refresh_from_db()
     assert build.state == constants.TIMED_OUT
     assert Delivery.objects.filter(event__in=["build_failure", "build_success"]).count() == 1
@@ -99,9 +99,9 @@ def test_a_finish_after_the_stale_sweep_changes_nothing(client, claimed, build, 
 def test_a_second_finish_fires_no_second_webhook(claimed, build, token, alice):
     Webhook.objects.create(repository=build.repository, name="ci", url="http://127.0.0.1:9/",
                            events=["build_failure"], created_by=alice)
-    first, second = running.build_for_worker(build.pk, token), running.build_for_worker(build.pk, token)
-    running.build_worker_finish(first, BuildOutcome(constants.FAILED, error="one"))
-    running.build_worker_finish(second, BuildOutcome(constants.FAILED, error="two"))
+    first, second = lifecycle.build_for_worker(build.pk, token), lifecycle.build_for_worker(build.pk, token)
+    lifecycle.build_worker_finish(first, BuildOutcome(constants.FAILED, error="one"))
+    lifecycle.build_worker_finish(second, BuildOutcome(constants.FAILED, error="two"))
     build.refresh_from_db()
     assert build.error == "one" and Delivery.objects.filter(event="build_failure").count() == 1
 
@@ -133,11 +133,11 @@ def test_success_for_the_signed_digest_is_recorded(client, claimed, build, token
 
 
 def test_a_late_state_report_does_not_reopen_a_finished_build(claimed, build, token, settings):
-    seen = running.build_for_worker(build.pk, token)  # an events call passed the token check
+    seen = lifecycle.build_for_worker(build.pk, token)  # an events call passed the token check
     later = timezone.now() + timedelta(seconds=settings.HUB_BUILD_TIMEOUT_SECONDS
                                        + settings.HUB_BUILD_STALE_MARGIN_SECONDS + 1)
     builds_sweep_stale(now=later)
-    running.build_worker_report(seen, lines=[], state=constants.PUSHING)
+    lifecycle.build_worker_report(seen, lines=[], state=constants.PUSHING)
     assert Build.objects.get(pk=build.pk).state == constants.TIMED_OUT
 
 

@@ -1,4 +1,4 @@
-"""Running a build: the hub's side of what a build worker does (its HTTP calls are builds/worker_api.py).
+"""A build's life on the hub: the hub's side of what a build worker does (its HTTP calls are builds/worker_api.py).
 
 The worker claims a queued build (`build_start_for_worker`: a slot, a push token, the job), reports
 log lines and states (`build_worker_report`), asks the hub to sign what it pushed (`build_sign`) and
