@@ -14,9 +14,9 @@ from django.db.models import Q, QuerySet
 from accounts.models import Namespace
 from oci.manifests import InvalidManifest, image_platform, parse_manifest
 from oci.names import ATTACHMENT_TAG_RE
+from registry.blobstore import blob_store
 from registry.models import Manifest, Tag
 from registry.services.manifests import referrers
-from registry.storage import read_small_blob
 from repositories.models import Collaborator, Repository, Star
 from repositories.permissions import Actor
 from repositories.selectors import repositories_visible_to
@@ -90,7 +90,7 @@ def _image_details(manifest: Manifest, platform: dict) -> PlatformImage:
     if parsed.config is not None:
         image.config_digest = parsed.config.digest
         try:
-            config = read_small_blob(parsed.config.digest, CONFIG_LIMIT)
+            config = blob_store.read_small(parsed.config.digest, CONFIG_LIMIT)
         except (FileNotFoundError, OSError):
             config = None
         if config:

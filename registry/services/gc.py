@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from registry import storage
+from registry.blobstore import blob_store
 from registry.models import Blob, BlobUpload, Manifest, ManifestBlob, ManifestChild, RepositoryBlob, Tag
 from repositories.models import Repository
 
@@ -73,7 +73,7 @@ def sweep_blob(blob_id: int, cutoff, *, require_unlinked: bool = False) -> int:
             return 0
         if require_unlinked and blob.repository_links.exists():
             return 0
-        storage.delete_blob(blob.digest)
+        blob_store.delete(blob.digest)
         size = blob.size
         blob.delete()
         return size
@@ -126,13 +126,13 @@ def _parents_first(manifest_ids: list[int]) -> list[int]:
 
 
 def cleanup_stale_uploads(*, older_than: timedelta | None = None) -> int:
-    """Delete uploads nobody has written to for a while, with their staged bytes."""
+    """Delete uploads nobody has written to for a while, with their bytes."""
     if older_than is None:  # timedelta(0) is falsy but means "all of them"
         older_than = timedelta(hours=settings.REGISTRY_STALE_UPLOAD_HOURS)
     cutoff = timezone.now() - older_than
     count = 0
     for upload in BlobUpload.objects.filter(updated_at__lt=cutoff):
-        storage.discard_staged(upload.id)
+        blob_store.discard_upload(upload.id)
         upload.delete()
         count += 1
     return count

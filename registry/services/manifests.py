@@ -14,7 +14,7 @@ from oci import mediatypes
 from oci.digests import InvalidDigest, is_valid_digest, parse_digest, sha256_digest
 from oci.manifests import MAX_SIZE, Descriptor, InvalidManifest, ParsedManifest, image_platform, parse_manifest
 from oci.names import is_attachment_tag, is_valid_tag
-from registry import storage
+from registry.blobstore import blob_store
 from registry.errors import DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
 from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Tag
 from registry.signals import image_pushed, tag_deleted
@@ -95,7 +95,7 @@ def _platforms_of_image(parsed: ParsedManifest, digest: str) -> list[dict]:
     platform = {"os": "", "architecture": "", "variant": ""}
     if config is not None and config.media_type in mediatypes.IMAGE_CONFIG_TYPES and config.size <= MAX_CONFIG_BYTES:
         try:
-            data = storage.read_small_blob(config.digest, MAX_CONFIG_BYTES)
+            data = blob_store.read_small(config.digest, MAX_CONFIG_BYTES)
         except (FileNotFoundError, OSError):
             data = None
         if data is not None:

@@ -1,8 +1,9 @@
-"""Blob uploads: stream bytes to the staging folder, verify the digest, then publish the blob.
+"""Blob uploads: stream bytes to the blob store's upload, verify the digest, then publish the blob.
 
-Upload state lives in the database (BlobUpload) and the staging folder, never in a process, so
-any worker of the node can take the next request. Bytes are read in fixed-size chunks and hashed
-as they arrive; an upload written by several requests is verified by re-reading it at finalize.
+Upload state lives in the database (BlobUpload) and the blob store, never in a process, so any
+worker can take the next request. Bytes are read in fixed-size chunks and hashed as they arrive;
+an upload written by several requests is verified by re-reading it at finalize. Bytes are
+published outside database transactions; the blob's row is recorded afterwards.
 """
 
 from __future__ import annotations
@@ -10,14 +11,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import queue
 import re
 import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
@@ -26,7 +25,7 @@ from django.utils import timezone
 
 from lib.offload import in_order_off_the_loop, off_the_loop
 from oci.digests import InvalidDigest, parse_digest
-from registry import storage
+from registry.blobstore import UploadBusy, UploadGone, UploadWriter, blob_store
 from registry.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from registry.models import Blob, BlobUpload, RepositoryBlob
 from repositories.models import Repository
@@ -149,7 +148,7 @@ def parse_content_range(value: str) -> tuple[int, int]:
 
 def upload_start(*, repository: Repository, user) -> BlobUpload:
     upload = BlobUpload.objects.create(repository=repository, created_by=user if user is not None else None)
-    storage.create_staged(upload.id)
+    blob_store.start_upload(upload.id)
     return upload
 
 
@@ -161,34 +160,34 @@ def upload_get(*, repository: Repository, upload_id: str) -> BlobUpload:
 
 
 @contextlib.contextmanager
-def _locked(upload: BlobUpload) -> Iterator[BinaryIO]:
-    """The upload's staged file under its lock, with `upload` re-read from the database under it.
+def _locked(upload: BlobUpload) -> Iterator[UploadWriter]:
+    """The upload in the blob store, held exclusively, with `upload` re-read from the database.
 
     Every change to an upload's bytes and to its recorded size and digest happens inside this
-    block, so the state in the database always describes the bytes in the file.
+    block, so the state in the database always describes the bytes in the store.
     """
     try:
-        with storage.locked_staged(upload.id) as handle:
+        with blob_store.open_upload(upload.id) as writer:
             try:
                 upload.refresh_from_db(fields=["size", "single_pass_digest"])
             except BlobUpload.DoesNotExist:
-                raise FileNotFoundError from None
-            yield handle
-    except storage.StagedBusy:
+                raise UploadGone from None
+            yield writer
+    except UploadBusy:
         raise BlobUploadInvalid("another request is writing to this upload") from None
-    except FileNotFoundError:  # finished, cancelled or swept by another request
+    except UploadGone:  # finished, cancelled or swept by another request
         BlobUpload.objects.filter(pk=upload.pk).delete()
         raise BlobUploadUnknown(detail={"uuid": str(upload.id)}) from None
 
 
 def upload_append(*, upload: BlobUpload, body: Body, content_range: str | None = None) -> BlobUpload:
     """Write `body` at the end of the upload; the range, when given, must start exactly there."""
-    with _locked(upload) as handle:
-        _append_locked(upload, handle, body, content_range)
+    with _locked(upload) as writer:
+        _append_locked(upload, writer, body, content_range)
     return upload
 
 
-def _append_locked(upload: BlobUpload, handle: BinaryIO, body: Body, content_range: str | None) -> None:
+def _append_locked(upload: BlobUpload, writer: UploadWriter, body: Body, content_range: str | None) -> None:
     start = upload.size
     if content_range:
         range_start, range_end = parse_content_range(content_range)
@@ -199,21 +198,10 @@ def _append_locked(upload: BlobUpload, handle: BinaryIO, body: Body, content_ran
             )
         if body.length is not None and body.length != range_end - range_start + 1:
             raise RangeInvalid("Content-Range does not match Content-Length", headers=_range_headers(upload))
-    handle.truncate(start)  # drop what an interrupted request may have left
-    handle.seek(start)
     release_database_connection(body.length)
     hasher = BackgroundHasher() if start == 0 else None
-    written = 0
     try:
-        for chunk in body.chunks:
-            if hasher is not None:
-                hasher.update(chunk)
-            handle.write(chunk)
-            written += len(chunk)
-        handle.flush()
-    except BaseException:
-        handle.truncate(start)
-        raise
+        written = writer.append(start, body.chunks if hasher is None else _hashed(body.chunks, hasher))
     finally:
         if hasher is not None:
             hasher.close()  # whatever happened (an empty body too): no thread outlives the request
@@ -224,9 +212,15 @@ def _append_locked(upload: BlobUpload, handle: BinaryIO, body: Body, content_ran
         size=start + written, single_pass_digest=digest, updated_at=timezone.now()
     )
     if not updated:  # cancelled (or swept as stale) meanwhile
-        handle.truncate(start)
+        writer.truncate(start)
         raise BlobUploadUnknown(detail={"uuid": str(upload.id)})
     upload.size, upload.single_pass_digest = start + written, digest
+
+
+def _hashed(chunks: Iterator[bytes], hasher: BackgroundHasher) -> Iterator[bytes]:
+    for chunk in chunks:
+        hasher.update(chunk)
+        yield chunk
 
 
 def release_database_connection(size: int | None) -> None:
@@ -248,28 +242,28 @@ def _range_headers(upload: BlobUpload) -> dict[str, str]:
     return {"Range": f"0-{max(upload.size - 1, 0)}", "Docker-Upload-UUID": str(upload.id)}
 
 
-def _file_digest(handle: BinaryIO, algorithm: str) -> str:
-    """Re-read and hash a whole file (on a thread of its own under gevent: it may take seconds)."""
-    return off_the_loop(_read_and_hash, handle, algorithm)
+def _stream_digest(stream, algorithm: str) -> str:
+    """Re-read and hash a whole stream (on a thread of its own under gevent: it may take seconds)."""
+    return off_the_loop(_read_and_hash, stream, algorithm)
 
 
-def _read_and_hash(handle: BinaryIO, algorithm: str) -> str:
+def _read_and_hash(stream, algorithm: str) -> str:
     hasher = HASHERS[algorithm]()
-    handle.seek(0)
-    while chunk := handle.read(settings.REGISTRY_UPLOAD_CHUNK_BYTES):
+    while chunk := stream.read(settings.REGISTRY_UPLOAD_CHUNK_BYTES):
         hasher.update(chunk)
     return f"{algorithm}:{hasher.hexdigest()}"
 
 
-def _staged_digest(upload: BlobUpload, handle: BinaryIO, algorithm: str) -> str:
-    """The digest of the bytes in the staged file (read under the upload's lock).
+def _upload_digest(upload: BlobUpload, writer: UploadWriter, algorithm: str) -> str:
+    """The digest of the upload's bytes in the store (read while holding the upload).
 
-    The single-pass digest was computed from exactly the bytes written, under this lock, so it
-    describes the file as long as the file still holds `size` bytes; anything else is re-read.
+    The single-pass digest was computed from exactly the bytes written, while holding the upload,
+    so it describes them as long as the store still holds `size` bytes; anything else is re-read.
     """
-    if algorithm == "sha256" and upload.single_pass_digest and os.fstat(handle.fileno()).st_size == upload.size:
+    if algorithm == "sha256" and upload.single_pass_digest and writer.size == upload.size:
         return upload.single_pass_digest
-    return _file_digest(handle, algorithm)
+    with writer.reader() as reader:
+        return _stream_digest(reader, algorithm)
 
 
 def upload_finish(*, upload: BlobUpload, digest: str, body: Body, content_range: str | None = None) -> Blob:
@@ -284,28 +278,55 @@ def upload_finish(*, upload: BlobUpload, digest: str, body: Body, content_range:
         raise DigestInvalid(f"invalid digest: {exc}", detail={"digest": digest[:200]}) from None
     if expected.algorithm not in HASHERS:
         raise DigestInvalid("unsupported digest algorithm", detail={"digest": digest[:200]})
-    with _locked(upload) as handle:
+    with _locked(upload) as writer:
         if not body.empty:
-            _append_locked(upload, handle, body, content_range)
-        actual = _staged_digest(upload, handle, expected.algorithm)
+            _append_locked(upload, writer, body, content_range)
+        actual = _upload_digest(upload, writer, expected.algorithm)
         if actual != str(expected):
-            storage.discard_staged(upload.id)
+            writer.abort()
             upload.delete()
             raise DigestInvalid(detail={"expected": str(expected), "computed": actual})
-        return _publish(upload, str(expected), handle)
+        return _publish(upload, str(expected), writer)
 
 
-def _publish(upload: BlobUpload, digest: str, handle: BinaryIO) -> Blob:
-    """Record the blob and store its bytes once: an existing blob's bytes are never rewritten."""
+def _publish(upload: BlobUpload, digest: str, writer: UploadWriter) -> Blob:
+    """Store the bytes once (an existing blob's bytes are never rewritten), then record the blob.
+
+    The bytes are committed to the store outside any database transaction; garbage collection
+    cannot take them meanwhile: it deletes only a blob whose row was last touched before its grace
+    period, re-checked under the row's lock, and this touches the row before publishing. A blob
+    whose row is being swept right now makes the touch wait until the sweep has deleted the row
+    and its bytes; the publish then stores them again. The sweep after a repository's deletion
+    has no grace period: a row this creates is created only if the bytes are still there.
+    """
     now = timezone.now()
-    if storage.blob_exists(digest) and not Blob.objects.filter(digest=digest).exists():
-        # Before the transaction: re-hashing a stray file may take seconds, and on SQLite the
-        # transaction holds the whole database's write lock. A file that verifies stays whatever
-        # happens meanwhile; nothing but a verified publish puts one there.
+    touched = Blob.objects.filter(digest=digest).update(last_touched_at=now)
+    if not touched and blob_store.exists(digest):
+        # Re-hashing a stray blob may take seconds: not in a transaction (on SQLite one holds the
+        # whole database's write lock). A blob that verifies stays whatever happens meanwhile;
+        # nothing but a verified publish puts one there.
         _set_aside_unverified(digest)
+    writer.complete(digest)
+    try:
+        return _record(upload, digest, now)
+    except BytesSwept:
+        upload.delete()
+        raise BlobUploadInvalid("the blob was deleted while it was being stored: push it again",
+                                detail={"digest": digest}) from None
+
+
+class BytesSwept(Exception):
+    """The blob's row and bytes were swept between the publish and its record."""
+
+
+def _record(upload: BlobUpload, digest: str, now) -> Blob:
     with transaction.atomic():
         blob = Blob.objects.select_for_update().filter(digest=digest).first()
         if blob is None:
+            # A row existing now, under its lock, means no sweep took the bytes (it deletes both in
+            # one transaction); no row means one may have, since the publish: check before creating it.
+            if not blob_store.exists(digest):
+                raise BytesSwept()
             try:
                 with transaction.atomic():  # a savepoint: the same blob may be finishing in another request
                     blob = Blob.objects.create(digest=digest, size=upload.size, created_at=now, last_touched_at=now)
@@ -315,28 +336,25 @@ def _publish(upload: BlobUpload, digest: str, handle: BinaryIO) -> Blob:
             if blob.size != upload.size:
                 raise SizeInvalid(detail={"digest": digest})
             Blob.objects.filter(pk=blob.pk).update(last_touched_at=now)
-        # Inside the transaction that holds the blob row: garbage collection locks the same row
-        # before it deletes a file, so it can never remove the bytes we are publishing.
-        storage.publish_staged(upload.id, digest, handle)
         RepositoryBlob.objects.get_or_create(repository_id=upload.repository_id, blob=blob)
         upload.delete()
     return blob
 
 
 def _set_aside_unverified(digest: str) -> None:
-    """A blob file with no row (a publish whose transaction failed) is kept only if it verifies."""
+    """A stored blob with no row (a publish whose transaction failed) is kept only if it verifies."""
     try:
-        with storage.open_blob(digest) as existing:
-            actual = _file_digest(existing, parse_digest(digest).algorithm)
+        with blob_store.open(digest) as existing:
+            actual = _stream_digest(existing, parse_digest(digest).algorithm)
     except FileNotFoundError:
         return
     if actual != digest:
-        aside = storage.quarantine_blob(digest)
+        aside = blob_store.set_aside(digest)
         logger.warning("blob %s: stored bytes hash to %s; moved aside to %s", digest, actual, aside)
 
 
 def upload_cancel(*, upload: BlobUpload) -> None:
-    storage.discard_staged(upload.id)
+    blob_store.discard_upload(upload.id)
     upload.delete()
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from oci.digests import InvalidDigest, parse_digest
 from oci.names import InvalidName, normalize_repository_name
-from registry import storage
+from registry.blobstore import blob_store
 from registry.errors import BlobUnknown, BlobUploadInvalid, DigestInvalid, RangeInvalid
 from registry.models import Blob, RepositoryBlob
 from registry.services import uploads
@@ -100,11 +100,12 @@ class BlobView(RegistryView):
 
     def get(self, request: HttpRequest, digest: str) -> HttpResponse:
         blob = _linked_blob(self.repository, _digest_or_error(digest))
-        if not storage.is_local():
-            return HttpResponseRedirect(storage.blob_url(blob.digest), status=307)
+        url = blob_store.url(blob.digest)
+        if url is not None:  # the store serves it (a presigned S3 URL)
+            return HttpResponseRedirect(url, status=307)
         range_header = request.META.get("HTTP_RANGE")
         try:
-            handle = storage.open_blob(blob.digest)
+            handle = blob_store.open(blob.digest)
         except FileNotFoundError:
             raise BlobUnknown("blob content is missing", detail={"digest": blob.digest}) from None
         if range_header:

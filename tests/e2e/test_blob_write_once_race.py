@@ -19,7 +19,7 @@ import pytest
 
 pytest.register_assert_rewrite("tests.e2e.clients", "tests.e2e.images")
 
-from registry import storage  # noqa: E402
+from registry.blobstore import blob_store  # noqa: E402
 from tests.e2e.clients import RegistryApi  # noqa: E402
 
 pytest_plugins = ["tests.e2e.clients", "tests.e2e.images"]
@@ -79,7 +79,7 @@ def test_racing_patches_never_overwrite_a_stored_blob(target, make_account):
     layer = os.urandom(LAYER_BYTES)
     victim_api = target.api(victim, target.repo(victim))
     assert victim_api.push_blob(layer).status_code == 201
-    stored = storage.local_blob_path(sha256(layer))
+    stored = blob_store.path(sha256(layer))
     before = stored.stat()
     attacker_api = target.api(attacker, target.repo(attacker))
     outcomes: dict[tuple[int, int, int], int] = {}
@@ -102,6 +102,6 @@ def test_racing_patches_never_overwrite_a_stored_blob(target, make_account):
     assert sha256(victim_api.get_blob(sha256(layer)).content) == sha256(layer)
     print(f"{rounds} rounds; (first PATCH, second PATCH, PUT) statuses: {outcomes}")
     assert rounds >= 10, f"only {rounds} rounds ran in {TIME_BUDGET} s"
-    mismatched = [path for path in blob_files(Path(storage.blob_storage.location))
+    mismatched = [path for path in blob_files(blob_store.root)
                   if hashlib.new(path.parent.parent.name, path.read_bytes()).hexdigest() != path.name]
     assert mismatched == [], f"blobs whose bytes do not match their digest: {mismatched} (outcomes {outcomes})"

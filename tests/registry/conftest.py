@@ -1,9 +1,13 @@
 """Fixtures most registry protocol tests share: alice's repository and a pull+push token for it; a
-staging folder of the test's own."""
+staging folder of the test's own; moto's S3 emulator (the suite's one way of starting it)."""
 
+import uuid
+
+import boto3
 import pytest
 
-from tests.registry.helpers import bearer, pull_push
+from tests.hub.conftest import moto_endpoint  # noqa: F401 - a fixture: moto on loopback, per session
+from tests.registry.helpers import S3_CREDENTIALS, bearer, pull_push
 
 
 @pytest.fixture
@@ -25,3 +29,11 @@ def auth(token):
 def private_staging(settings, tmp_path):
     """A staging folder of this test's own, so "nothing is left behind" can be checked."""
     settings.UPLOAD_STAGING_DIR = tmp_path
+
+
+@pytest.fixture
+def bucket(moto_endpoint) -> str:  # noqa: F811 - moto_endpoint is the fixture imported above
+    """A new, empty bucket in moto."""
+    name = f"wharf-{uuid.uuid4().hex[:12]}"
+    boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **S3_CREDENTIALS).create_bucket(Bucket=name)
+    return name

@@ -177,3 +177,15 @@ def artifact_manifest(*, artifact_type: str, subject: dict | None = None, layers
 
 def descriptor(body: bytes, media_type: str = OCI_MANIFEST) -> dict:
     return {"mediaType": media_type, "digest": digest_of(body), "size": len(body)}
+
+
+S3_CREDENTIALS = {"aws_access_key_id": "wharf-test", "aws_secret_access_key": "wharf-test-secret"}
+
+
+def s3_store(endpoint: str, bucket: str, staging):
+    """An S3 blob store on `bucket` (moto), sending parts of S3's minimum size."""
+    from registry.blobstore.s3 import MIN_PART_BYTES, S3BlobStore
+
+    return S3BlobStore(bucket=bucket, staging=staging, endpoint_url=endpoint, region_name="us-east-1",
+                       access_key=S3_CREDENTIALS["aws_access_key_id"],
+                       secret_key=S3_CREDENTIALS["aws_secret_access_key"], part_size=MIN_PART_BYTES)

@@ -8,7 +8,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
-from registry import storage
+from registry.blobstore import blob_store
 from registry.models import Blob, BlobUpload, Manifest, Tag
 from registry.services import gc
 from registry.services.gc import cleanup_stale_uploads, collect_garbage
@@ -44,12 +44,12 @@ def token(auth):
 
 def _exists(data: bytes) -> bool:
     digest = digest_of(data)
-    return Blob.objects.filter(digest=digest).exists() and storage.blob_exists(digest)
+    return Blob.objects.filter(digest=digest).exists() and blob_store.exists(digest)
 
 
 def _gone(data: bytes) -> bool:
     digest = digest_of(data)
-    return not Blob.objects.filter(digest=digest).exists() and not storage.blob_exists(digest)
+    return not Blob.objects.filter(digest=digest).exists() and not blob_store.exists(digest)
 
 
 def _manifest_exists(body: bytes) -> bool:
@@ -255,7 +255,7 @@ def test_gc_command_deletes(client, name, token):
 def test_blob_whose_file_is_already_gone_is_collected(client, name, token):
     data = f"fileless {name}".encode()
     push_blob(client, name, data, token)
-    storage.delete_blob(digest_of(data))
+    blob_store.delete(digest_of(data))
     collect_garbage(grace=NOW)
     assert not Blob.objects.filter(digest=digest_of(data)).exists()
 
@@ -271,15 +271,15 @@ def test_cleanup_stale_uploads_removes_old_uploads_and_staged_files(client, name
     BlobUpload.objects.filter(pk=old_id).update(updated_at=timezone.now() - timedelta(days=2))
     assert cleanup_stale_uploads() == 1
     assert not BlobUpload.objects.filter(pk=old_id).exists()
-    assert not storage.staging_path(old_id).exists()
+    assert not blob_store.staging.path(old_id).exists()
     assert BlobUpload.objects.filter(pk=fresh_id).exists()
-    assert storage.staging_path(fresh_id).exists()
+    assert blob_store.staging.path(fresh_id).exists()
 
 
 def test_cleanup_stale_uploads_with_zero_age_removes_everything(client, name, auth):
     location = start_upload(client, name, auth)
     assert cleanup_stale_uploads(older_than=timedelta(0)) == 1
-    assert not storage.staging_path(location.rsplit("/", 1)[1]).exists()
+    assert not blob_store.staging.path(location.rsplit("/", 1)[1]).exists()
 
 
 def test_gc_leaves_manifest_content_intact(client, name, token, auth):

@@ -252,7 +252,7 @@ def test_a_killed_push_of_an_official_image_is_not_explored(client, staff):
 def test_a_pending_repository_does_not_keep_its_organization_alive(client, alice):
     """The owner cannot see (nor delete) a killed push's repository: it goes with the organization."""
     from accounts.services import organization_delete
-    from registry.storage import staging_path
+    from registry.blobstore import blob_store
     from tests.factories import make_organization
 
     organization = make_organization(alice)
@@ -260,7 +260,7 @@ def test_a_pending_repository_does_not_keep_its_organization_alive(client, alice
     token = pull_push(client, alice, name)
     push_blob(client, name, b"bytes only the killed push has", token["HTTP_AUTHORIZATION"][7:])
     start_upload(client, name, token)
-    staged = [staging_path(upload_id) for upload_id in BlobUpload.objects.values_list("pk", flat=True)]
+    staged = [blob_store.staging.path(upload_id) for upload_id in BlobUpload.objects.values_list("pk", flat=True)]
     assert staged and all(path.exists() for path in staged)
     organization_delete(organization=organization)
     assert not any(path.exists() for path in staged)

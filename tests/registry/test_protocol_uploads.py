@@ -8,7 +8,7 @@ import uuid
 import pytest
 from django.test import RequestFactory
 
-from registry import storage
+from registry.blobstore import blob_store
 from registry.models import Blob, BlobUpload, RepositoryBlob
 from registry.services import uploads
 from registry.views.blobs import UploadView
@@ -38,7 +38,7 @@ def _blob_readable(client, name, auth, data):
 
 
 def _no_upload_state():
-    return not BlobUpload.objects.exists() and not any(storage.staging_path("x").parent.iterdir())
+    return not BlobUpload.objects.exists() and not any(blob_store.staging.folder.iterdir())
 
 
 
@@ -180,8 +180,8 @@ def test_monolithic_post_with_mismatching_bytes_stores_nothing(client, name, aut
                            content_type="application/octet-stream", **auth)
     assert_error(response, 400, "DIGEST_INVALID")
     assert not Blob.objects.exists()
-    assert not storage.blob_exists(digest_of(data))
-    assert not storage.blob_exists(digest_of(claimed))
+    assert not blob_store.exists(digest_of(data))
+    assert not blob_store.exists(digest_of(claimed))
     assert _no_upload_state()
 
 
