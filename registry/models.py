@@ -37,7 +37,7 @@ class RepositoryBlob(models.Model):
 
 
 class BlobUpload(models.Model):
-    """An upload in progress. Its bytes are staged in a file named after its id under the data dir."""
+    """An upload in progress. Its bytes are in the blob store (registry/blobstore), as `store_state` says."""
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     repository = models.ForeignKey("repositories.Repository", on_delete=models.CASCADE, related_name="uploads")
@@ -48,6 +48,9 @@ class BlobUpload(models.Model):
     # sha256 of bytes [0, size) when one request wrote all of them (the common single-PATCH path):
     # hash state cannot be kept between requests, so anything else is re-read at finalize.
     single_pass_digest = models.CharField(max_length=135, blank=True)
+    # What the blob store needs to resume the upload on any node (S3: the objects holding its bytes),
+    # written with `size` in one conditional update, so the two always describe the same bytes.
+    store_state = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(default=timezone.now, db_index=True)
 

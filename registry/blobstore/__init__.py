@@ -1,8 +1,9 @@
 """The registry's blob store (base.py: the interface; local.py: the data dir; s3.py: a bucket).
 
-`blob_store` is the configured store: the backend and options of `STORAGES["blobs"]` (hub/settings.py:
-the data dir's `blobs/` folder, or the `HUB_S3_*` bucket under `blobs/`) and the staging folder
-`UPLOAD_STAGING_DIR`. It is the only thing in Wharf that touches blob bytes.
+`blob_store` is the configured store, from the backend and options of `STORAGES["blobs"]`
+(hub/settings.py): the data dir's `blobs/` folder with uploads in `UPLOAD_STAGING_DIR`, or the
+`HUB_S3_*` bucket under `blobs/`, uploads included. It is the only thing in Wharf that touches blob
+bytes.
 """
 
 from __future__ import annotations
@@ -27,12 +28,11 @@ FILESYSTEM_BACKENDS = {"django.core.files.storage.FileSystemStorage",
 def store_from_settings() -> BlobStore:
     config = settings.STORAGES["blobs"]
     options = config.get("OPTIONS", {})
-    staging = Path(settings.UPLOAD_STAGING_DIR)
     if config["BACKEND"] in S3_BACKENDS:
         from registry.blobstore.s3 import S3BlobStore  # boto3 only where S3 is configured
 
         return S3BlobStore(
-            bucket=options["bucket_name"], prefix=options.get("location", ""), staging=staging,
+            bucket=options["bucket_name"], prefix=options.get("location", ""),
             endpoint_url=options.get("endpoint_url"), region_name=options.get("region_name"),
             access_key=options.get("access_key") or _aws("AWS_S3_ACCESS_KEY_ID", "AWS_ACCESS_KEY_ID"),
             secret_key=options.get("secret_key") or _aws("AWS_S3_SECRET_ACCESS_KEY", "AWS_SECRET_ACCESS_KEY"),
@@ -43,7 +43,8 @@ def store_from_settings() -> BlobStore:
     if config["BACKEND"] in FILESYSTEM_BACKENDS:
         from registry.blobstore.local import LocalBlobStore
 
-        return LocalBlobStore(root=options.get("location") or settings.MEDIA_ROOT, staging=staging)
+        return LocalBlobStore(root=options.get("location") or settings.MEDIA_ROOT,
+                              staging=Path(settings.UPLOAD_STAGING_DIR))
     raise ImproperlyConfigured(f"STORAGES['blobs']: no blob store for {config['BACKEND']}")
 
 

@@ -10,9 +10,11 @@ Two kinds of things live in a store:
   sequence (S3 objects cannot be written at an offset): `append(start, chunks)` writes at `start`,
   the offset the database says the upload has reached, dropping whatever an interrupted request
   left past it. A store keeps what it needs to resume an upload in `UploadWriter.state`, a small
-  JSON-able dict the caller saves with the upload's offset and hands back to `open_upload`, so that
-  a store can keep an upload's bytes somewhere every node reaches (multipart parts plus a buffer of
-  the bytes that do not fill a part yet) and any node can take the next request.
+  JSON-able dict the caller saves in the same conditional update as the upload's new offset and
+  hands back with `resume` in the next request, so a store can keep an upload's bytes where every
+  node reaches them (S3: objects of a part's size, plus one smaller object for the bytes that do
+  not fill a part yet) and any node can take the next request. The database row is the authority
+  on whether an upload exists and how far it got.
 
 Publishing stores bytes only: callers do it outside database transactions and record the blob
 afterwards (garbage collection's grace period protects a blob being published).
@@ -48,6 +50,9 @@ class UploadWriter(ABC):
     def state(self) -> UploadState:
         """What the store needs to resume the upload in another request (save it with the offset)."""
         return {}
+
+    def resume(self, state: UploadState) -> None:  # noqa: B027 - a store without state has nothing to do
+        """Take up the state recorded with the upload's offset (call before anything else)."""
 
     @abstractmethod
     def append(self, start: int, chunks: Iterable[bytes]) -> int:
@@ -117,13 +122,15 @@ class BlobStore(ABC):
         """Make room for a new upload; returns its initial state."""
 
     @abstractmethod
-    def open_upload(self, upload_id: object, state: UploadState | None = None) -> AbstractContextManager[UploadWriter]:
-        """The upload, held exclusively for the block.
+    def open_upload(self, upload_id: object) -> AbstractContextManager[UploadWriter]:
+        """The upload for the block: held exclusively by a store that can (the local one: UploadBusy
+        when another request holds it), or else written so that only the request whose offset update
+        the database takes counts (S3: every request writes objects of its own).
 
-        Raises UploadBusy when another request holds it and UploadGone when it no longer exists.
+        Raises UploadGone when the store knows the upload no longer exists.
         """
 
     @abstractmethod
-    def discard_upload(self, upload_id: object, state: UploadState | None = None) -> None:
+    def discard_upload(self, upload_id: object) -> None:
         """Drop an upload's bytes without holding it (cancel, stale-upload sweep): a request writing
         to it finds it gone and writes nothing."""

@@ -4,7 +4,7 @@ Blobs: `<root>/<content_path(digest)>` (`blobs/sha256/ab/abcdef…`), read-only 
 Uploads in progress: one file per upload, named after its id, in the staging folder (`uploads/`),
 written only under an exclusive lock on the file and published under that same lock by linking it
 into place, which never replaces a file. The staging folder is the node's own: an upload's requests
-must reach the node that took its POST (`StagingArea` is shared with the S3 store for now).
+must reach the node that took its POST (the S3 store keeps uploads in the bucket instead).
 """
 
 from __future__ import annotations
@@ -161,11 +161,11 @@ class LocalBlobStore(BlobStore):
         return {}
 
     @contextlib.contextmanager
-    def open_upload(self, upload_id: object, state: UploadState | None = None) -> Iterator[UploadWriter]:
+    def open_upload(self, upload_id: object) -> Iterator[UploadWriter]:
         with self.staging.locked(upload_id) as handle:
             yield StagedUpload(self.staging, upload_id, handle, self._publish)
 
-    def discard_upload(self, upload_id: object, state: UploadState | None = None) -> None:
+    def discard_upload(self, upload_id: object) -> None:
         self.staging.discard(upload_id)
 
     def _publish(self, upload: StagedUpload, digest: str) -> bool:

@@ -6,20 +6,21 @@ write-once with S3's conditional writes: `put_object` or `complete_multipart_upl
 and however the two requests interleave; a 409 (another conditional write to the key in flight) is
 retried. Clients fetch blobs with presigned URLs. Reads are streamed.
 
-Uploads in progress are still staged in the node's own staging folder (`StagingArea`) and sent to
-the bucket when they complete: in parts of `part_size` bytes (at least 5 MiB, S3's minimum for
-every part but the last), one part in memory at a time.
+Uploads in progress live in the bucket too, so that any node can take an upload's next request:
+under `<prefix>/_uploads/<upload id>/`, as objects of `part_size` bytes (at least 5 MiB, S3's minimum
+for every part but the last) and one smaller last object, listed in the upload's state in the
+database (`S3Upload`). At most one part is in memory at a time. Completing assembles them with part
+copies on the S3 side. A blob has at most 10,000 parts: 80 GiB with the default 8 MiB parts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
-import math
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any, BinaryIO
 
 import boto3
@@ -27,14 +28,14 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from oci.digests import content_path
-from registry.blobstore.base import BlobStore, UploadState, UploadWriter
-from registry.blobstore.local import StagedUpload, StagingArea
+from registry.blobstore.base import BlobStore, UploadGone, UploadState, UploadWriter
 
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PARTS = 10_000
 DEFAULT_PART_BYTES = 8 * 1024 * 1024
 CONFLICT_RETRIES = 5
 MISSING = {"404", "NoSuchKey", "NotFound"}
+UPLOADS_FOLDER = "_uploads"  # beside sha256/ under the prefix: no digest folder has that name
 PART_CHECKSUMS = ("ChecksumCRC32", "ChecksumCRC32C", "ChecksumCRC64NVME", "ChecksumSHA1", "ChecksumSHA256")
 
 
@@ -104,14 +105,13 @@ class S3ObjectReader(io.RawIOBase):
 
 
 class S3BlobStore(BlobStore):
-    def __init__(self, *, bucket: str, staging: Path | str, prefix: str = "blobs", endpoint_url: str | None = None,
+    def __init__(self, *, bucket: str, prefix: str = "blobs", endpoint_url: str | None = None,
                  region_name: str | None = None, access_key: str | None = None, secret_key: str | None = None,
                  session_token: str | None = None, profile: str | None = None, url_expires: int = 600,
                  part_size: int = DEFAULT_PART_BYTES) -> None:
         if part_size < MIN_PART_BYTES:
             raise ValueError(f"S3 parts are at least {MIN_PART_BYTES} bytes")
         self.bucket, self.prefix = bucket, prefix.strip("/")
-        self.staging = StagingArea(staging)
         self.url_expires, self.part_size = url_expires, part_size
         # Credentials: given here (settings) or boto3's own chain (AWS_* variables, profiles, roles).
         self.client = boto3.session.Session(profile_name=profile).client(
@@ -170,42 +170,59 @@ class S3BlobStore(BlobStore):
 
     # --- Uploads in progress -----------------------------------------------------------------
 
+    def upload_prefix(self, upload_id: object) -> str:
+        return f"{self.prefix}/{UPLOADS_FOLDER}/{upload_id}/" if self.prefix else f"{UPLOADS_FOLDER}/{upload_id}/"
+
     def start_upload(self, upload_id: object) -> UploadState:
-        self.staging.create(upload_id)
-        return {}
+        return {"segments": []}
 
     @contextlib.contextmanager
-    def open_upload(self, upload_id: object, state: UploadState | None = None) -> Iterator[UploadWriter]:
-        with self.staging.locked(upload_id) as handle:
-            yield StagedUpload(self.staging, upload_id, handle, self._publish)
+    def open_upload(self, upload_id: object) -> Iterator[UploadWriter]:
+        yield S3Upload(self, upload_id)
 
-    def discard_upload(self, upload_id: object, state: UploadState | None = None) -> None:
-        self.staging.discard(upload_id)
+    def discard_upload(self, upload_id: object) -> None:
+        """Delete every object of the upload, including those of requests that lost the race to record theirs."""
+        paginator = self.client.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=self.upload_prefix(upload_id)):
+            self._delete_keys([item["Key"] for item in page.get("Contents", [])])
 
-    def _publish(self, upload: StagedUpload, digest: str) -> bool:
-        """Send the staged bytes to the bucket unless the blob is there already."""
-        key, size = self.key(digest), upload.size
-        if size <= self.part_size:
-            return self._conditional(lambda: self._put(key, upload))
-        return self._multipart(key, upload, size)
+    def _delete_keys(self, keys: list[str]) -> None:
+        for start in range(0, len(keys), 1000):
+            batch = keys[start:start + 1000]
+            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": [{"Key": k} for k in batch],
+                                                                   "Quiet": True})
 
-    def _put(self, key: str, upload: StagedUpload) -> None:
-        with upload.reader() as reader:
-            self.client.put_object(Bucket=self.bucket, Key=key, Body=reader, IfNoneMatch="*")
+    def _put_segment(self, upload_id: object, data: bytes) -> dict:
+        key = f"{self.upload_prefix(upload_id)}{uuid.uuid4().hex}"
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        return {"key": key, "size": len(data)}
 
-    def _multipart(self, key: str, upload: StagedUpload, size: int) -> bool:
-        part_size = max(self.part_size, math.ceil(size / MAX_PARTS))
+    def _get_segment(self, key: str) -> Any:
+        """A segment's body; UploadGone when it was deleted (the upload completed or was cancelled meanwhile)."""
+        try:
+            return self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+        except ClientError as exc:
+            if error_code(exc) in MISSING:
+                raise UploadGone(f"segment {key} of the upload is gone") from None
+            raise
+
+    def _publish_segments(self, digest: str, segments: list[dict]) -> bool:
+        """Assemble the segments into blob `digest` on the S3 side (part copies), unless it exists."""
+        key = self.key(digest)
+        if not segments:
+            return self._conditional(lambda: self.client.put_object(Bucket=self.bucket, Key=key, Body=b"",
+                                                                    IfNoneMatch="*"))
         upload_id = self.client.create_multipart_upload(Bucket=self.bucket, Key=key)["UploadId"]
         try:
             parts = []
-            with upload.reader() as reader:
-                while chunk := reader.read(part_size):
-                    number = len(parts) + 1
-                    response = self.client.upload_part(Bucket=self.bucket, Key=key, UploadId=upload_id,
-                                                       PartNumber=number, Body=chunk)
-                    part = {"PartNumber": number, "ETag": response["ETag"]}
-                    part.update({name: response[name] for name in PART_CHECKSUMS if response.get(name)})
-                    parts.append(part)
+            for number, segment in enumerate(segments, start=1):
+                result = self.client.upload_part_copy(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number,
+                    CopySource={"Bucket": self.bucket, "Key": segment["key"]},
+                )["CopyPartResult"]
+                part = {"PartNumber": number, "ETag": result["ETag"]}
+                part.update({name: result[name] for name in PART_CHECKSUMS if result.get(name)})
+                parts.append(part)
             created = self._conditional(lambda: self.client.complete_multipart_upload(
                 Bucket=self.bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts}, IfNoneMatch="*",
             ))
@@ -234,3 +251,124 @@ class S3BlobStore(BlobStore):
                     raise
             time.sleep(0.05 * 2 ** attempt)  # another conditional write to the key is in flight
         raise AssertionError("unreachable")
+
+
+class S3Upload(UploadWriter):
+    """An upload whose bytes are objects in the bucket (its segments), so any node can take its next request.
+
+    Every segment but the last holds exactly `part_size` bytes, so that completing is a multipart
+    upload of part copies made on the S3 side. An append first takes the last segment's bytes back
+    when it is smaller than a part (at most one part in memory) and writes new segments under fresh
+    keys: nothing a recorded state names is ever rewritten, so a request whose offset update the
+    database refused (another request's came first) leaves the upload as it was.
+    """
+
+    def __init__(self, store: S3BlobStore, upload_id: object) -> None:
+        self.store, self.upload_id = store, upload_id
+        self.segments: list[dict] = []
+        self._before: list[dict] | None = None  # the state before this request's append
+        self._added: list[dict] = []
+
+    @property
+    def size(self) -> int:
+        return sum(segment["size"] for segment in self.segments)
+
+    @property
+    def state(self) -> UploadState:
+        return {"segments": [dict(segment) for segment in self.segments]}
+
+    def resume(self, state: UploadState) -> None:
+        if "segments" not in state:  # begun on a node's disk, before uploads lived in the bucket
+            raise UploadGone(f"upload {self.upload_id} has no bytes in the bucket")
+        self.segments = [dict(segment) for segment in state["segments"]]
+
+    def append(self, start: int, chunks: Iterable[bytes]) -> int:
+        if start != self.size:  # the recorded state and offset always agree: this upload is broken
+            raise UploadGone(f"upload {self.upload_id} holds {self.size} bytes, not {start}")
+        store, part_size = self.store, self.store.part_size
+        kept = list(self.segments)
+        buffer = bytearray()
+        if kept and kept[-1]["size"] < part_size:
+            buffer += store._get_segment(kept.pop()["key"]).read()
+        added: list[dict] = []
+        written = 0
+        try:
+            for chunk in chunks:
+                buffer += chunk
+                written += len(chunk)
+                while len(buffer) >= part_size:
+                    if len(kept) + len(added) >= MAX_PARTS:
+                        raise OSError(errno.EFBIG, f"a blob has at most {MAX_PARTS} parts of {part_size} bytes")
+                    added.append(store._put_segment(self.upload_id, bytes(buffer[:part_size])))
+                    del buffer[:part_size]
+            if written and buffer:
+                added.append(store._put_segment(self.upload_id, bytes(buffer)))
+        except BaseException:
+            store._delete_keys([segment["key"] for segment in added])
+            raise
+        if written:
+            self._before, self._added = self.segments, added
+            self.segments = kept + added
+        return written
+
+    def truncate(self, size: int) -> None:
+        """Undo this request's append (the database did not record it)."""
+        if self._before is None or size != sum(segment["size"] for segment in self._before):
+            raise ValueError("an S3 upload only goes back to the state it was resumed from")
+        self.store._delete_keys([segment["key"] for segment in self._added])
+        self.segments, self._before, self._added = self._before, None, []
+
+    def reader(self) -> BinaryIO:
+        return SegmentsReader(self.store, [segment["key"] for segment in self.segments])  # type: ignore[return-value]
+
+    def complete(self, digest: str) -> bool:
+        created = self.store._publish_segments(digest, self.segments)
+        self.store.discard_upload(self.upload_id)
+        return created
+
+    def abort(self) -> None:
+        self.store.discard_upload(self.upload_id)
+
+
+class SegmentsReader(io.RawIOBase):
+    """The segments of an upload one after the other, as one stream (to hash them)."""
+
+    def __init__(self, store: S3BlobStore, keys: list[str]) -> None:
+        super().__init__()
+        self.store, self.keys, self.body = store, list(keys), None
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is None or size < 0:
+            return self.readall()
+        while size:
+            if self.body is None:
+                if not self.keys:
+                    return b""
+                key = self.keys.pop(0)
+                self.body = self.store._get_segment(key)
+            data = self.body.read(size)
+            if data:
+                return data
+            self.body.close()
+            self.body = None
+        return b""
+
+    def readall(self) -> bytes:
+        chunks = []
+        while chunk := self.read(1024 * 1024):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed and self.body is not None:
+            self.body.close()
+            self.body = None
+        super().close()

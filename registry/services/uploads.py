@@ -148,7 +148,10 @@ def parse_content_range(value: str) -> tuple[int, int]:
 
 def upload_start(*, repository: Repository, user) -> BlobUpload:
     upload = BlobUpload.objects.create(repository=repository, created_by=user if user is not None else None)
-    blob_store.start_upload(upload.id)
+    state = blob_store.start_upload(upload.id)
+    if state:
+        BlobUpload.objects.filter(pk=upload.pk).update(store_state=state)
+        upload.store_state = state
     return upload
 
 
@@ -161,17 +164,19 @@ def upload_get(*, repository: Repository, upload_id: str) -> BlobUpload:
 
 @contextlib.contextmanager
 def _locked(upload: BlobUpload) -> Iterator[UploadWriter]:
-    """The upload in the blob store, held exclusively, with `upload` re-read from the database.
+    """The upload in the blob store, with `upload` re-read from the database once the store holds it.
 
-    Every change to an upload's bytes and to its recorded size and digest happens inside this
-    block, so the state in the database always describes the bytes in the store.
+    Every change to an upload's bytes and to its recorded size, digest and store state happens
+    inside this block, and is recorded by one update conditional on the size read here, so the
+    state in the database always describes the bytes in the store.
     """
     try:
         with blob_store.open_upload(upload.id) as writer:
             try:
-                upload.refresh_from_db(fields=["size", "single_pass_digest"])
+                upload.refresh_from_db(fields=["size", "single_pass_digest", "store_state"])
             except BlobUpload.DoesNotExist:
                 raise UploadGone from None
+            writer.resume(upload.store_state)
             yield writer
     except UploadBusy:
         raise BlobUploadInvalid("another request is writing to this upload") from None
@@ -208,13 +213,16 @@ def _append_locked(upload: BlobUpload, writer: UploadWriter, body: Body, content
     if written == 0:
         return
     digest = f"sha256:{hasher.hexdigest()}" if hasher is not None else ""
+    state = writer.state
     updated = BlobUpload.objects.filter(pk=upload.pk, size=start).update(
-        size=start + written, single_pass_digest=digest, updated_at=timezone.now()
+        size=start + written, single_pass_digest=digest, store_state=state, updated_at=timezone.now()
     )
-    if not updated:  # cancelled (or swept as stale) meanwhile
+    if not updated:
         writer.truncate(start)
-        raise BlobUploadUnknown(detail={"uuid": str(upload.id)})
-    upload.size, upload.single_pass_digest = start + written, digest
+        if BlobUpload.objects.filter(pk=upload.pk).exists():  # a store without locks: another request came first
+            raise BlobUploadInvalid("another request wrote to this upload meanwhile", headers=_range_headers(upload))
+        raise BlobUploadUnknown(detail={"uuid": str(upload.id)})  # cancelled (or swept as stale) meanwhile
+    upload.size, upload.single_pass_digest, upload.store_state = start + written, digest, state
 
 
 def _hashed(chunks: Iterator[bytes], hasher: BackgroundHasher) -> Iterator[bytes]:

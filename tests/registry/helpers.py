@@ -182,10 +182,10 @@ def descriptor(body: bytes, media_type: str = OCI_MANIFEST) -> dict:
 S3_CREDENTIALS = {"aws_access_key_id": "wharf-test", "aws_secret_access_key": "wharf-test-secret"}
 
 
-def s3_store(endpoint: str, bucket: str, staging):
-    """An S3 blob store on `bucket` (moto), sending parts of S3's minimum size."""
+def s3_store(endpoint: str, bucket: str):
+    """An S3 blob store on `bucket` (moto), writing parts of S3's minimum size."""
     from registry.blobstore.s3 import MIN_PART_BYTES, S3BlobStore
 
-    return S3BlobStore(bucket=bucket, staging=staging, endpoint_url=endpoint, region_name="us-east-1",
+    return S3BlobStore(bucket=bucket, endpoint_url=endpoint, region_name="us-east-1",
                        access_key=S3_CREDENTIALS["aws_access_key_id"],
                        secret_key=S3_CREDENTIALS["aws_secret_access_key"], part_size=MIN_PART_BYTES)

@@ -1,16 +1,20 @@
 """The blob store contract, run against both stores: the data dir and S3 (moto's server on loopback).
 
-Sizes cross S3's part size (the S3 store here sends 5 MiB parts), so both of its publishing paths,
-a single conditional PUT and a multipart upload completed conditionally, go through each test.
+The tests play the database's part: they keep each upload's offset and the store's state between
+requests, as registry/services/uploads.py does. Sizes cross S3's part size (the S3 store here
+writes 5 MiB parts), so an S3 upload of several parts, one smaller last part and the assembly by
+part copies go through the tests.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import threading
 import tracemalloc
 import uuid
+from dataclasses import dataclass, field
 
 import pytest
 import requests
@@ -22,14 +26,14 @@ from registry.blobstore.s3 import MIN_PART_BYTES, S3BlobStore
 from tests.registry.helpers import digest_of, s3_store
 
 MiB = 1024 * 1024
-SIZES = {"small": 64 * 1024, "multipart": 2 * MIN_PART_BYTES + 12345}
+SIZES = {"small": 64 * 1024, "parts": 2 * MIN_PART_BYTES + 12345}
 
 
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path):
     if request.param == "local":
         return LocalBlobStore(root=tmp_path / "blobs", staging=tmp_path / "uploads")
-    return s3_store(request.getfixturevalue("moto_endpoint"), request.getfixturevalue("bucket"), tmp_path / "uploads")
+    return s3_store(request.getfixturevalue("moto_endpoint"), request.getfixturevalue("bucket"))
 
 
 @pytest.fixture(params=sorted(SIZES))
@@ -37,20 +41,42 @@ def data(request) -> bytes:
     return os.urandom(SIZES[request.param])
 
 
-def staged(store, *chunks: bytes) -> uuid.UUID:
+@dataclass
+class Upload:
+    """What the database keeps of an upload: its id, offset and the store's state."""
+
+    id: uuid.UUID = field(default_factory=uuid.uuid4)
+    size: int = 0
+    state: dict = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def held(store, upload: Upload):
+    """One request's hold on the upload, resumed from what the "database" recorded."""
+    with store.open_upload(upload.id) as writer:
+        writer.resume(upload.state)
+        yield writer
+
+
+def append(store, upload: Upload, chunk: bytes) -> None:
+    """One request appending `chunk`, recorded as the service records it."""
+    with held(store, upload) as writer:
+        upload.size += writer.append(upload.size, [chunk])
+        upload.state = writer.state
+
+
+def staged(store, *chunks: bytes) -> Upload:
     """A new upload holding `chunks`, each appended by a request of its own."""
-    upload_id = uuid.uuid4()
-    store.start_upload(upload_id)
-    offset = 0
+    upload = Upload()
+    upload.state = store.start_upload(upload.id)
     for chunk in chunks:
-        with store.open_upload(upload_id) as writer:
-            offset += writer.append(offset, [chunk])
-    return upload_id
+        append(store, upload, chunk)
+    return upload
 
 
 def publish(store, data: bytes, digest: str | None = None) -> bool:
-    upload_id = staged(store, data)
-    with store.open_upload(upload_id) as writer:
+    upload = staged(store, data)
+    with held(store, upload) as writer:
         return writer.complete(digest or digest_of(data))
 
 
@@ -59,19 +85,25 @@ def read(store, digest: str) -> bytes:
         return handle.read()
 
 
+def upload_bytes(store, upload: Upload) -> bytes:
+    with held(store, upload) as writer, writer.reader() as reader:
+        return reader.read()
+
+
 def leftovers(store) -> list[str]:
-    """Uploads the store still holds anything of: staged files, unfinished multipart uploads."""
-    left = [path.name for path in store.staging.folder.iterdir()] if store.staging.folder.exists() else []
-    if isinstance(store, S3BlobStore):
-        left += [u["Key"] for u in store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])]
-    return left
+    """What the store still holds of uploads: staged files; upload objects, unfinished multipart uploads."""
+    if isinstance(store, LocalBlobStore):
+        return [path.name for path in store.staging.folder.iterdir()] if store.staging.folder.exists() else []
+    objects = store.client.list_objects_v2(Bucket=store.bucket, Prefix=f"{store.prefix}/_uploads/")
+    multipart = store.client.list_multipart_uploads(Bucket=store.bucket)
+    return [o["Key"] for o in objects.get("Contents", [])] + [u["Key"] for u in multipart.get("Uploads", [])]
 
 
 def test_chunks_appended_in_sequence_then_completed_are_the_blob(store, data):
     chunks = [data[:1], data[1:1000], data[1000:len(data) // 2], data[len(data) // 2:]]
-    upload_id = staged(store, *chunks)
+    upload = staged(store, *chunks)
 
-    with store.open_upload(upload_id) as writer:
+    with held(store, upload) as writer:
         assert writer.size == len(data)
         assert writer.complete(digest_of(data)) is True
 
@@ -81,68 +113,84 @@ def test_chunks_appended_in_sequence_then_completed_are_the_blob(store, data):
     assert store.size(digest_of(data)) == len(data)
 
 
+def test_the_reader_gives_the_bytes_appended_so_far(store, data):
+    upload = staged(store, data[:100], data[100:])
+
+    assert upload_bytes(store, upload) == data
+
+
 def test_an_interrupted_append_leaves_the_upload_at_its_offset(store):
-    upload_id = staged(store, b"first ")
+    upload = staged(store, b"first ")
 
     def broken():
         yield b"half of a chunk"
         raise ConnectionResetError("client went away")
 
-    with store.open_upload(upload_id) as writer, pytest.raises(ConnectionResetError):
+    with held(store, upload) as writer, pytest.raises(ConnectionResetError):
         writer.append(6, broken())
-    with store.open_upload(upload_id) as writer:
-        assert writer.size == 6
-        writer.append(6, [b"second"])
-        with writer.reader() as reader:
-            assert reader.read() == b"first second"
+    append(store, upload, b"second")
+
+    assert upload_bytes(store, upload) == b"first second"
 
 
-def test_an_append_at_the_recorded_offset_drops_bytes_written_past_it(store):
-    """What a request wrote but the database never recorded (it failed after the write) goes."""
-    upload_id = staged(store, b"recorded", b" unrecorded")
+def test_an_append_the_database_did_not_record_does_not_count(store):
+    """A request wrote its bytes but the offset update failed (another request's came first, or the
+    upload was cancelled): the next request appends after the recorded bytes only."""
+    upload = staged(store, b"recorded")
+    with held(store, upload) as writer:
+        writer.append(upload.size, [b" unrecorded"])  # and upload.size, upload.state are not updated
 
-    with store.open_upload(upload_id) as writer:
-        writer.append(len(b"recorded"), [b" and more"])
-        with writer.reader() as reader:
-            assert reader.read() == b"recorded and more"
+    append(store, upload, b" and more")
+
+    assert upload_bytes(store, upload) == b"recorded and more"
 
 
-def test_an_upload_held_by_one_request_is_busy_for_another(store):
-    upload_id = staged(store, b"bytes")
+def test_an_append_undone_with_truncate_does_not_count(store):
+    upload = staged(store, b"recorded")
+    with held(store, upload) as writer:
+        writer.append(upload.size, [b" refused"])
+        writer.truncate(upload.size)
+        assert writer.size == upload.size
 
-    with store.open_upload(upload_id), pytest.raises(UploadBusy), store.open_upload(upload_id):
-        pass
+    append(store, upload, b" and more")
+
+    assert upload_bytes(store, upload) == b"recorded and more"
+
+
+def test_small_appends_are_gathered_into_parts(store):
+    """Chunks of any size (clients and the conformance suite send tiny ones) end up as the blob."""
+    chunks = [os.urandom(size) for size in (1, 700_000, 3, MIN_PART_BYTES, 2 * MIN_PART_BYTES - 1, 10)]
+    upload = staged(store, *chunks)
+
+    with held(store, upload) as writer:
+        writer.complete(digest_of(b"".join(chunks)))
+
+    assert read(store, digest_of(b"".join(chunks))) == b"".join(chunks)
 
 
 def test_abort_leaves_nothing(store, data):
-    upload_id = staged(store, data)
+    upload = staged(store, data)
 
-    with store.open_upload(upload_id) as writer:
+    with held(store, upload) as writer:
         writer.abort()
 
-    with pytest.raises(UploadGone), store.open_upload(upload_id):
-        pass
     assert leftovers(store) == []
     assert not store.exists(digest_of(data))
 
 
-def test_a_discarded_upload_is_gone(store):
-    upload_id = staged(store, b"bytes")
+def test_a_discarded_upload_leaves_nothing(store):
+    upload = staged(store, b"bytes")
 
-    store.discard_upload(upload_id)
+    store.discard_upload(upload.id)
 
-    with pytest.raises(UploadGone), store.open_upload(upload_id):
-        pass
     assert leftovers(store) == []
 
 
-def test_a_completed_upload_is_gone(store, data):
-    upload_id = staged(store, data)
-    with store.open_upload(upload_id) as writer:
+def test_a_completed_upload_leaves_nothing(store, data):
+    upload = staged(store, data)
+    with held(store, upload) as writer:
         writer.complete(digest_of(data))
 
-    with pytest.raises(UploadGone), store.open_upload(upload_id):
-        pass
     assert leftovers(store) == []
 
 
@@ -160,15 +208,15 @@ def test_concurrent_publishers_of_one_digest_leave_one_intact_blob(store, data):
     uploads = [staged(store, data) for _ in range(2)]
     ready, results, errors = threading.Barrier(2), [], []
 
-    def complete(upload_id):
+    def complete(upload):
         try:
-            with store.open_upload(upload_id) as writer:
+            with held(store, upload) as writer:
                 ready.wait(10)
                 results.append(writer.complete(digest_of(data)))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=complete, args=(upload_id,)) for upload_id in uploads]
+    threads = [threading.Thread(target=complete, args=(upload,)) for upload in uploads]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -250,6 +298,37 @@ def test_read_small_refuses_a_blob_over_the_limit(store):
 # --- Each store's own ------------------------------------------------------------------------
 
 
+def test_a_local_upload_held_by_one_request_is_busy_for_another(tmp_path):
+    store = LocalBlobStore(root=tmp_path / "blobs", staging=tmp_path / "uploads")
+    upload = staged(store, b"bytes")
+
+    with store.open_upload(upload.id), pytest.raises(UploadBusy), store.open_upload(upload.id):
+        pass
+
+
+def test_a_local_upload_completed_is_gone_for_a_later_request(tmp_path):
+    store = LocalBlobStore(root=tmp_path / "blobs", staging=tmp_path / "uploads")
+    upload = staged(store, b"bytes")
+    with held(store, upload) as writer:
+        writer.complete(digest_of(b"bytes"))
+
+    with pytest.raises(UploadGone), store.open_upload(upload.id):
+        pass
+
+
+def test_s3_uploads_are_objects_in_the_bucket_not_files_of_the_node(moto_endpoint, bucket):
+    """Any node can take an upload's next request: its bytes are in the bucket, under the upload's id."""
+    store = s3_store(moto_endpoint, bucket)
+    upload = staged(store, b"first")
+    other_node = s3_store(moto_endpoint, bucket)
+
+    append(other_node, upload, b" second")
+
+    keys = [item["Key"] for item in store.client.list_objects_v2(Bucket=bucket)["Contents"]]
+    assert keys and all(key.startswith(f"blobs/_uploads/{upload.id}/") for key in keys)
+    assert upload_bytes(store, upload) == b"first second"
+
+
 def test_the_local_store_keeps_blobs_where_the_data_dir_always_had_them(tmp_path):
     store = LocalBlobStore(root=tmp_path / "blobs", staging=tmp_path / "uploads")
 
@@ -268,8 +347,8 @@ def test_the_local_store_serves_blobs_itself_from_a_plain_file(tmp_path):
         assert os.fstat(handle.fileno()).st_size == len(b"layer")
 
 
-def test_the_s3_store_keeps_blobs_under_the_keys_django_storages_used(moto_endpoint, bucket, tmp_path):
-    store = s3_store(moto_endpoint, bucket, tmp_path / "uploads")
+def test_the_s3_store_keeps_blobs_under_the_keys_django_storages_used(moto_endpoint, bucket):
+    store = s3_store(moto_endpoint, bucket)
 
     publish(store, b"layer")
 
@@ -277,8 +356,8 @@ def test_the_s3_store_keeps_blobs_under_the_keys_django_storages_used(moto_endpo
     assert keys == [f"blobs/{content_path(digest_of(b'layer'))}"]
 
 
-def test_the_s3_store_url_is_a_presigned_get(moto_endpoint, bucket, tmp_path):
-    store = s3_store(moto_endpoint, bucket, tmp_path / "uploads")
+def test_the_s3_store_url_is_a_presigned_get(moto_endpoint, bucket):
+    store = s3_store(moto_endpoint, bucket)
     publish(store, b"presigned layer")
 
     url = store.url(digest_of(b"presigned layer"))
@@ -302,7 +381,7 @@ def test_the_filesystem_storage_alias_gives_the_local_store(settings, tmp_path):
     assert (store.root, store.staging.folder) == (tmp_path / "b", tmp_path / "u")
 
 
-def test_the_s3_storage_alias_gives_the_s3_store(settings, tmp_path):
+def test_the_s3_storage_alias_gives_the_s3_store(settings):
     settings.STORAGES = {**settings.STORAGES, "blobs": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {
         "bucket_name": "wharf-blobs", "endpoint_url": "http://127.0.0.1:9", "region_name": "eu-west-3",
         "location": "blobs", "querystring_expire": 600}}}

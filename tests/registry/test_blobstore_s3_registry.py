@@ -4,25 +4,30 @@ to presigned URLs, garbage collection deletes objects."""
 from __future__ import annotations
 
 import os
+import threading
 from datetime import timedelta
 
 import pytest
 import requests
+from django.db import connection
 from django.utils.functional import empty
 
 from oci.digests import content_path
 from registry.blobstore import blob_store
-from registry.models import Blob
+from registry.errors import BlobUploadInvalid
+from registry.models import Blob, BlobUpload
+from registry.services import uploads
 from registry.services.gc import collect_garbage
+from repositories.models import Repository
 from tests.registry.helpers import digest_of, push_blob, s3_store, start_upload
 
 pytestmark = [pytest.mark.django_db]
 
 
 @pytest.fixture
-def s3(moto_endpoint, bucket, tmp_path):
+def s3(moto_endpoint, bucket):
     """The registry's blob store is a fresh bucket for the test."""
-    store = s3_store(moto_endpoint, bucket, tmp_path / "uploads")
+    store = s3_store(moto_endpoint, bucket)
     blob_store._wrapped = store
     yield store
     blob_store._wrapped = empty  # made again from the settings on next use
@@ -74,4 +79,52 @@ def test_a_monolithic_push_with_the_wrong_digest_leaves_the_bucket_empty(client,
 
     assert response.status_code == 400
     assert s3.client.list_objects_v2(Bucket=s3.bucket).get("KeyCount") == 0
-    assert not any(s3.staging.folder.iterdir())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_racing_appends_count_the_request_recorded_first_only(s3, alice_namespace):
+    """The S3 store holds no lock: two PATCHes at one offset both write objects of their own, the
+    database records one, and the upload holds exactly that one's bytes."""
+    repository = Repository.objects.create(namespace=alice_namespace, name="race")
+    upload = uploads.upload_start(repository=repository, user=None)
+    bodies = {"first": os.urandom(100_000), "second": os.urandom(100_000)}
+    both_read, outcomes = threading.Barrier(2), {}
+
+    def append(name):
+        def chunks():
+            yield bodies[name]
+            both_read.wait(10)  # both requests resumed from the same state before either records
+
+        try:
+            uploads.upload_append(upload=BlobUpload.objects.get(pk=upload.pk),
+                                  body=uploads.Body(len(bodies[name]), chunks()))
+            outcomes[name] = "recorded"
+        except BlobUploadInvalid:
+            outcomes[name] = "refused"
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=append, args=(name,)) for name in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+
+    assert sorted(outcomes.values()) == ["recorded", "refused"]
+    winner = next(bodies[name] for name, outcome in outcomes.items() if outcome == "recorded")
+    uploads.upload_finish(upload=BlobUpload.objects.get(pk=upload.pk), digest=digest_of(winner),
+                          body=uploads.Body(0, iter(())))
+    assert stored(s3, digest_of(winner)) == winner
+
+
+def test_an_upload_begun_on_a_nodes_disk_before_the_upgrade_is_unknown(client, name, auth, alice_namespace, s3):
+    """Its bytes are in no bucket: the client is told to start it again, not given a wrong blob."""
+    repository = Repository.objects.create(namespace=alice_namespace, name="app")
+    upload = BlobUpload.objects.create(repository=repository, size=10)  # no store state: staged on a disk
+
+    response = client.patch(f"/v2/{name}/blobs/uploads/{upload.id}", data=b"more bytes",
+                            content_type="application/octet-stream", **auth)
+
+    assert response.status_code == 404
+    assert response.json()["errors"][0]["code"] == "BLOB_UPLOAD_UNKNOWN"
+    assert not BlobUpload.objects.filter(pk=upload.pk).exists()
