@@ -10,6 +10,8 @@ references resolved by Django.
 
 from __future__ import annotations
 
+import functools
+
 from django.db import connection
 from django.db.models import Expression, F, Field, Model
 from django.db.models.expressions import Col
@@ -42,22 +44,56 @@ class RowSQL(Expression):
 
 
 def table(model) -> str:
-    return connection.ops.quote_name(model._meta.db_table)
+    """The model's table name, quoted for the database in use (computed once per model and database)."""
+    return _quoted_table(model, connection.vendor)
 
 
 def column(model, field: str) -> str:
+    """The field's column name, quoted for the database in use (computed once per field and database)."""
+    return _quoted_column(model, field, connection.vendor)
+
+
+@functools.cache
+def _quoted_table(model, vendor: str) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+@functools.cache
+def _quoted_column(model, field: str, vendor: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(field).column)
 
 
-def model_from_row(model: type[Model], row: tuple | list) -> Model:
-    """An instance of `model` from a hand-written SELECT of all its concrete fields' columns, in their
-    order (`model._meta.concrete_fields`), each value converted as the ORM converts it (JSON, binary,
-    SQLite's dates), so that no field silently holds its default."""
-    fields = model._meta.concrete_fields
+def model_from_row(model: type[Model], row: tuple | list, fields: tuple[str, ...] | None = None) -> Model:
+    """An instance of `model` from a hand-written SELECT of the columns of `fields` (default: every concrete
+    field, in `model._meta.concrete_fields` order), each value converted as the ORM converts it (JSON,
+    binary, SQLite's dates). Fields not selected are deferred, as with `QuerySet.only()`: the first
+    access loads them from the database, so none silently holds its default."""
+    attnames, converters = _row_converters(model, fields, connection.vendor)
     values = []
-    for field, value in zip(fields, row, strict=True):
-        expression = Col(model._meta.db_table, field)
-        for converter in connection.ops.get_db_converters(expression) + field.get_db_converters(connection):
+    for field_converters, value in zip(converters, row, strict=True):
+        for expression, converter in field_converters:
             value = converter(value, expression, connection)
         values.append(value)
-    return model.from_db(connection.alias, [field.attname for field in fields], values)
+    return model.from_db(connection.alias, attnames, values)
+
+
+def selected_fields(model: type[Model], fields: tuple[str, ...] | None = None) -> list[Field]:
+    """The concrete fields `fields` names (all of them when None), in that order."""
+    if fields is None:
+        return list(model._meta.concrete_fields)
+    return [model._meta.get_field(name) for name in fields]
+
+
+@functools.cache
+def _row_converters(model: type[Model], fields: tuple[str, ...] | None, vendor: str
+                    ) -> tuple[list[str], list[list[tuple]]]:
+    """The attribute names and, per field, the ORM's value converters on this kind of database (looked
+    up once: finding them per row was most of the manifest GET's time). The converters depend on the
+    database's kind and settings, never on one connection's state."""
+    converters = []
+    selected = selected_fields(model, fields)
+    for field in selected:
+        expression = Col(model._meta.db_table, field)
+        converters.append([(expression, converter) for converter in
+                           connection.ops.get_db_converters(expression) + field.get_db_converters(connection)])
+    return [field.attname for field in selected], converters

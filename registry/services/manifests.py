@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 from django.db import connection, transaction
@@ -9,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import Namespace
-from lib.sql import column, model_from_row, table
+from lib.sql import column, model_from_row, selected_fields, table
 from oci import mediatypes
 from oci.digests import InvalidDigest, is_valid_digest, parse_digest, sha256_digest
 from oci.manifests import MAX_SIZE, Descriptor, InvalidManifest, ParsedManifest, image_platform, parse_manifest
@@ -55,10 +56,17 @@ def manifest_lookup(*, repository: Repository, reference: str) -> Manifest:
     return manifest
 
 
-def _fetch_statement(*, by_tag: bool) -> str:
-    """Every column of the manifest row, joined down from the namespace and repository names; identifiers
-    from the models' metadata (lib.sql)."""
-    columns = ", ".join(f"m.{column(Manifest, field.name)}" for field in Manifest._meta.concrete_fields)
+# What serving a manifest reads (the view, content negotiation, pull counting); the rest of the row is
+# deferred, loaded on first access (lib.sql.model_from_row), never a silent default.
+_FETCHED_FIELDS = ("id", "repository", "digest", "media_type", "content", "subject_digest", "platforms")
+
+
+@functools.cache
+def _fetch_statement(*, by_tag: bool, vendor: str) -> str:
+    """The served fields of the manifest row, joined down from the namespace and repository names;
+    identifiers from the models' metadata (lib.sql), composed once per kind of database."""
+    columns = ", ".join(f"m.{connection.ops.quote_name(field.column)}"
+                        for field in selected_fields(Manifest, _FETCHED_FIELDS))
     sql = (f"SELECT {columns} FROM {table(Manifest)} m"  # noqa: S608 - identifiers from model metadata
            f" JOIN {table(Repository)} r ON r.{column(Repository, 'id')} = m.{column(Manifest, 'repository')}"
            f" JOIN {table(Namespace)} n ON n.{column(Namespace, 'id')} = r.{column(Repository, 'namespace')}")
@@ -76,16 +84,16 @@ def manifest_fetch(*, namespace: str, name: str, reference: str) -> Manifest | N
     """The manifest `namespace/name:reference` names, in one query, or None.
 
     The manifest GET path is the hottest of the registry: one hand-written join instead of the
-    ORM's query building (which costs more than the query itself here). The row is whole (every
-    field, converted as the ORM would), so the Manifest it makes holds no silent defaults.
+    ORM's query building (which costs more than the query itself here). It reads the fields serving
+    needs; the others are deferred (loaded if something reads them), never silent defaults.
     """
     by_tag = not is_digest_reference(reference)
     with connection.cursor() as cursor:
-        cursor.execute(_fetch_statement(by_tag=by_tag), [namespace, name, reference])
+        cursor.execute(_fetch_statement(by_tag=by_tag, vendor=connection.vendor), [namespace, name, reference])
         row = cursor.fetchone()
     if row is None:
         return None
-    manifest = model_from_row(Manifest, row)
+    manifest = model_from_row(Manifest, row, _FETCHED_FIELDS)
     manifest.content = bytes(manifest.content)  # PostgreSQL gives a memoryview; callers hash and serve bytes
     return manifest
 

@@ -39,3 +39,10 @@ def test_by_digest_every_field_is_the_rows(alice, pushed):
 
 def test_another_repository_finds_nothing(alice, bob, pushed):
     assert manifest_fetch(namespace=bob.username, name="app", reference="v1") is None
+
+
+def test_what_serving_does_not_read_is_deferred_not_defaulted(alice, pushed):
+    fetched = manifest_fetch(namespace=alice.username, name="app", reference="v1")
+    assert fetched.get_deferred_fields() == {"artifact_type", "size", "config_digest", "annotations", "total_size",
+                                             "created_at", "pushed_by_id"}
+    assert fetched.artifact_type == "x/y"  # loaded on first access
