@@ -293,6 +293,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # On stop, running tasks get this long before a cold shutdown cancels them (messages not started yet are requeued).
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = envfloat("HUB_WORKER_SOFT_SHUTDOWN_SECONDS", 3.0)
 CELERY_BEAT_SCHEDULE_FILENAME = str(CELERY_QUEUES_DIR / "beat-schedule")
+# Any number of beats may run: only the one holding the lease sends (hub/beat.py); a dead one is
+# replaced within HUB_BEAT_LEASE_SECONDS.
+CELERY_BEAT_SCHEDULER = "hub.beat:ClusterScheduler"
+HUB_BEAT_LEASE_SECONDS = envfloat("HUB_BEAT_LEASE_SECONDS", 30.0)
 PULL_COUNTER_FLUSH_SECONDS = envfloat("HUB_PULL_FLUSH_SECONDS", 30.0)
 
 # --- Accounts and authentication ------------------------------------------------------------
