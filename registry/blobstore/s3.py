@@ -43,7 +43,22 @@ def error_code(error: ClientError) -> str:
     return str(error.response.get("Error", {}).get("Code", ""))
 
 
-class S3ObjectReader(io.RawIOBase):
+class _ChunkReader(io.RawIOBase):
+    """A readable stream whose subclasses implement read(size); readall and readinto follow from it."""
+
+    def readall(self) -> bytes:
+        chunks = []
+        while chunk := self.read(1024 * 1024):
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+
+class S3ObjectReader(_ChunkReader):
     """An S3 object as a seekable binary stream: one GET, re-issued with a Range after a seek."""
 
     def __init__(self, client: Any, bucket: str, key: str, response: dict) -> None:
@@ -81,17 +96,6 @@ class S3ObjectReader(io.RawIOBase):
         data = self.body.read(size)
         self.position += len(data)
         return data
-
-    def readall(self) -> bytes:
-        chunks = []
-        while chunk := self.read(1024 * 1024):
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
     def _drop_body(self) -> None:
         if self.body is not None:
@@ -330,7 +334,7 @@ class S3Upload(UploadWriter):
         self.store.discard_upload(self.upload_id)
 
 
-class SegmentsReader(io.RawIOBase):
+class SegmentsReader(_ChunkReader):
     """The segments of an upload one after the other, as one stream (to hash them)."""
 
     def __init__(self, store: S3BlobStore, keys: list[str]) -> None:
@@ -355,17 +359,6 @@ class SegmentsReader(io.RawIOBase):
             self.body.close()
             self.body = None
         return b""
-
-    def readall(self) -> bytes:
-        chunks = []
-        while chunk := self.read(1024 * 1024):
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    def readinto(self, buffer: Any) -> int:
-        data = self.read(len(buffer))
-        buffer[:len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         if not self.closed and self.body is not None:
