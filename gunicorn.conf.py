@@ -47,6 +47,9 @@ forwarded_allow_ips = os.environ.get("HUB_FORWARDED_ALLOW_IPS") or ("127.0.0.1,:
 accesslog = os.environ.get("HUB_ACCESS_LOG", "-") or None
 logger_class = "hub.gunicorn_logging.RedactingLogger"  # build trigger tokens never reach the access log
 errorlog = "-"
+# gunicorn 27's control socket is one path per user ($HOME/.gunicorn/gunicorn.ctl): several nodes on one
+# machine would take it from each other, and nothing in Wharf uses it.
+control_socket_disable = True
 wsgi_app = "hub.wsgi:application"
 # sendfile() is on by default; don't set it here (gunicorn 27 reads `sendfile = True` as --no-sendfile).
 

@@ -4,3 +4,17 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
 application = get_wsgi_application()
+
+
+def _make_keys() -> None:
+    """Make every key the site signs or encrypts with (when the environment does not give it) before the
+    first request, so that the keys/ folder copied from the first node to a new one holds them all
+    (README, "Scale-out"): a key made later, on first use, would differ from node to node."""
+    from lib import crypto
+    from registry.tokens import get_signing_key
+
+    crypto.keys()
+    get_signing_key()
+
+
+_make_keys()

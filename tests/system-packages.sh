@@ -13,6 +13,7 @@ PACKAGES=(
   gcc libc6-dev                      # tests/e2e/test_builds_sandbox.py compiles a static chroot escape
   chromium                           # the browser tests (driven by Playwright)
   wrk docker-registry                # bench/: load generator and the reference registry
+  haproxy                            # tests/e2e/test_scaleout.py and bench/scaleout.py: the load balancer
 )
 missing=()
 for package in "${PACKAGES[@]}"; do
