@@ -10,11 +10,15 @@ def _make_keys() -> None:
     """Make every key the site signs or encrypts with (when the environment does not give it) before the
     first request, so that the keys/ folder copied from the first node to a new one holds them all
     (README, "Scale-out"): a key made later, on first use, would differ from node to node."""
+    from django.conf import settings
+
+    from builds.signing import image_signing_key
     from lib import crypto
     from registry.tokens import get_signing_key
 
     crypto.keys()
     get_signing_key()
+    image_signing_key(settings.KEYS_DIR)
 
 
 _make_keys()

@@ -129,6 +129,19 @@ def assert_same_content(directory: Path, image) -> None:
         assert f"sha256:{hasher.hexdigest()}" == diff_id
 
 
+KEY_FILES = {"secret_key", "encryption.key", "registry-token.key", "registry-token.crt", "image-signing.key"}
+
+
+def test_every_node_holds_the_first_nodes_keys_and_made_none_of_its_own(cluster):
+    first = cluster.nodes[0].data_dir / "keys"
+    assert {path.name for path in first.iterdir()} >= KEY_FILES, "the first node made its keys at start"
+    for node in cluster.nodes[1:]:
+        keys = node.data_dir / "keys"
+        assert {path.name for path in keys.iterdir()} == {path.name for path in first.iterdir()}
+        for name in KEY_FILES:
+            assert (keys / name).read_bytes() == (first / name).read_bytes(), f"{node.name} has a {name} of its own"
+
+
 def test_skopeo_pushes_and_pulls_through_any_node(cluster, target, account, clients, test_images, tmp_path, s3):
     image = test_images.unique()
     ref = target.ref(target.repo(account))
