@@ -242,6 +242,7 @@ class Cluster:
     shared: dict[str, str]
     balancer: Balancer = field(init=False)
     nodes: list[Node] = field(default_factory=list)
+    workers: list[subprocess.Popen] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -295,6 +296,22 @@ class Cluster:
         self.nodes.append(node)
         return node
 
+    def start_worker(self) -> subprocess.Popen:
+        """A Celery worker node with beat (`celery -A hub worker -B`): a data dir of its own, the first
+        node's keys, the shared environment."""
+        name = f"worker{len(self.workers) + 1}"
+        data_dir = self.root / name
+        data_dir.mkdir()
+        shutil.copytree(self.nodes[0].data_dir / "keys", data_dir / "keys")
+        env = self.environment(data_dir, free_port())
+        with open(self.root / f"{name}.log", "ab") as log:
+            worker = subprocess.Popen(
+                [str(BIN / "celery"), "-A", "hub", "worker", "-B", "-Q", "celery", "--concurrency", "2",
+                 "-n", f"{name}@%h", "--loglevel", "INFO", "--schedule", str(data_dir / "beat-schedule")],
+                cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.workers.append(worker)
+        return worker
+
     def balance(self) -> None:
         """(Re)start the balancer over every node started so far."""
         self.balancer.stop()
@@ -317,6 +334,8 @@ class Cluster:
 
     def stop(self) -> None:
         self.balancer.stop()
+        for worker in self.workers:
+            _stop(worker, timeout=20)
         for node in self.nodes:
             node.stop()
 

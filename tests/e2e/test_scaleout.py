@@ -60,10 +60,12 @@ def cluster(django_db_setup, s3, tmp_path_factory, artifacts_dir):
         "DJANGO_SETTINGS_MODULE": "tests.settings",  # the fast password hasher of the committed test users
         "HUB_TEST_LIVE": "1",
         "DATABASE_URL": database_url(),
+        "HUB_PULL_FLUSH_SECONDS": "1",
         **private_broker(artifacts_dir),
         **s3.environment(bucket),
     }
     running = start_cluster(artifacts_dir / f"cluster-{uuid.uuid4().hex[:8]}", shared, nodes=3)
+    running.start_worker()
     running.bucket = bucket
     yield running
     running.stop()
@@ -157,6 +159,23 @@ def test_skopeo_pushes_and_pulls_through_any_node(cluster, target, account, clie
     assert layer_digests_in(tmp_path / "pulled") == image.layer_digests
     for digest in image.layer_digests:
         assert sha256(bucket_object(cluster, s3, digest)["Body"].read()) == digest
+
+
+def test_pulls_through_every_node_are_counted_once_each(cluster, target, account, clients, test_images, committed):
+    from repositories.models import Repository
+
+    repo = target.repo(account)
+    clients.skopeo_push(test_images.unique(), target.ref(repo), creds=account.creds)
+    for _ in range(4):  # four manifest GETs: round-robin spreads them over the nodes
+        clients.skopeo_inspect(target.ref(repo), creds=account.creds, raw=True)
+
+    def counted() -> int:
+        with committed():
+            return Repository.objects.get(namespace__name=account.username, name=repo.split("/")[1]).pull_count
+
+    wait_until(lambda: counted() >= 4, timeout=30, message="the worker to flush the pulls every node counted")
+    time.sleep(2)  # another flush: nothing may be counted twice
+    assert counted() == 4
 
 
 def test_podman_pushes_docker_format_and_pulls_through_any_node(cluster, target, account, clients, test_images):
