@@ -203,3 +203,18 @@ def live_user(committed):
             return UserFactory(**kwargs)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory):
+    """moto's S3 emulator (server mode) on a free loopback port, for the whole session."""
+    from tests.cluster import start_s3
+
+    server = start_s3(tmp_path_factory.mktemp("moto"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint(s3_server) -> str:
+    return s3_server.url

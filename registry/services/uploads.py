@@ -45,8 +45,8 @@ class BackgroundHasher:
     instead of their sum. The queue is bounded: memory stays a few chunks whatever the blob size.
     """
 
-    def __init__(self, queue_chunks: int = 8) -> None:
-        self.hasher = hashlib.sha256()
+    def __init__(self, hasher=None, queue_chunks: int = 8) -> None:
+        self.hasher = hasher if hasher is not None else hashlib.sha256()
         # Under gunicorn's gevent workers a threading.Thread is a greenlet, which would hash in turn
         # with reading instead of beside it: there the hashing goes to gevent's thread pool.
         self.offloaded = in_order_off_the_loop()
@@ -251,8 +251,30 @@ def _range_headers(upload: BlobUpload) -> dict[str, str]:
 
 
 def _stream_digest(stream, algorithm: str) -> str:
-    """Re-read and hash a whole stream (on a thread of its own under gevent: it may take seconds)."""
-    return off_the_loop(_read_and_hash, stream, algorithm)
+    """Re-read and hash a whole stream; it may take seconds, so under gevent the work leaves the loop.
+
+    A local file is read and hashed on a pool thread. A stream from the network (an S3 object) must
+    be read by the greenlet that opened it: its gevent socket belongs to this thread's loop, and a
+    pool thread reading it fails ("Cannot switch to a different thread"). It is read here, the
+    other requests going on while it waits for bytes, and hashed on the pool chunk by chunk.
+    """
+    if _is_os_file(stream):
+        return off_the_loop(_read_and_hash, stream, algorithm)
+    hasher = BackgroundHasher(HASHERS[algorithm]())
+    try:
+        while chunk := stream.read(settings.REGISTRY_UPLOAD_CHUNK_BYTES):
+            hasher.update(chunk)
+        return f"{algorithm}:{hasher.hexdigest()}"
+    finally:
+        hasher.close()
+
+
+def _is_os_file(stream) -> bool:
+    try:
+        stream.fileno()
+    except (AttributeError, OSError):  # io.UnsupportedOperation is an OSError
+        return False
+    return True
 
 
 def _read_and_hash(stream, algorithm: str) -> str:

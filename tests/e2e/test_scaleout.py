@@ -22,7 +22,7 @@ import requests
 
 pytest.register_assert_rewrite("tests.e2e.clients", "tests.e2e.images")
 
-from tests.cluster import start_cluster, start_s3  # noqa: E402
+from tests.cluster import start_cluster  # noqa: E402
 from tests.e2e.clients import Account, ContainerClients, Target  # noqa: E402
 from tests.e2e.images import build_large_image  # noqa: E402
 from tests.e2e.test_blob_write_once_race import race_two_patches  # noqa: E402
@@ -41,10 +41,8 @@ def sha256(data: bytes) -> str:
 
 
 @pytest.fixture(scope="module")
-def s3(tmp_path_factory):
-    server = start_s3(tmp_path_factory.mktemp("s3"))
-    yield server
-    server.stop()
+def s3(s3_server):
+    return s3_server
 
 
 @pytest.fixture(scope="module")
@@ -286,6 +284,21 @@ def test_racing_patches_on_two_nodes_never_overwrite_a_stored_blob(cluster, targ
     assert (after["ETag"], after["LastModified"]) == (before["ETag"], before["LastModified"]), \
         f"the stored object was rewritten; statuses {statuses}"
     assert len(statuses) >= 5, f"only {len(statuses)} rounds in 20 s"
+
+
+@pytest.mark.parametrize("stray", ["the same bytes", "other bytes"])
+def test_a_stray_object_in_the_bucket_is_verified_from_s3_before_a_push_publishes_over_it(
+        cluster, target, account, s3, stray):
+    """An object with no row (a publish whose transaction failed) is re-read from S3 by the node taking
+    the PUT, inside a gevent worker, and kept only if it hashes to its name."""
+    data = os.urandom(3 * MIB)
+    algorithm, hexdigest = sha256(data).split(":")
+    stored = data if stray == "the same bytes" else os.urandom(len(data))
+    s3.client().put_object(Bucket=cluster.bucket, Key=f"blobs/{algorithm}/{hexdigest[:2]}/{hexdigest}", Body=stored)
+    api = target.api(account, target.repo(account))
+    assert api.push_blob(data).status_code == 201
+    assert sha256(bucket_object(cluster, s3, sha256(data))["Body"].read()) == sha256(data)
+    assert sha256(api.get_blob(sha256(data)).content) == sha256(data)
 
 
 def test_uploads_of_one_blob_racing_on_every_node_publish_it_once(cluster, target, account, s3):

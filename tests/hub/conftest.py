@@ -1,17 +1,14 @@
-"""Fixtures for the infrastructure tests: private migrated data dirs, an S3 emulator, Redis."""
+"""Fixtures for the infrastructure tests: private migrated data dirs, Redis (moto's S3: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
-import requests
 
 from tests.hub.support import hub_env, manage
-from tests.live import BIN, GiveUp, free_port, wait_until
 
 
 @pytest.fixture(scope="session")
@@ -29,33 +26,6 @@ def data_dir(tmp_path, migrated_template) -> Path:
     target = tmp_path / "data"
     shutil.copytree(migrated_template, target)
     return target
-
-
-@pytest.fixture(scope="session")
-def moto_endpoint(tmp_path_factory):
-    """moto's S3 emulator on a free loopback port, for the whole session."""
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("moto") / "moto.log", "wb")  # noqa: SIM115
-    process = subprocess.Popen(
-        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise GiveUp("moto_server exited")
-        return requests.get(f"{endpoint}/moto-api/", timeout=2).status_code < 500
-
-    try:
-        wait_until(answers, timeout=30, message="moto_server to answer")
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture

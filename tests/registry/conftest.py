@@ -1,12 +1,11 @@
 """Fixtures most registry protocol tests share: alice's repository and a pull+push token for it; a
-staging folder of the test's own; moto's S3 emulator (the suite's one way of starting it)."""
+staging folder of the test's own; a new bucket in moto's S3 emulator (`moto_endpoint`, tests/conftest.py)."""
 
 import uuid
 
 import boto3
 import pytest
 
-from tests.hub.conftest import moto_endpoint  # noqa: F401 - a fixture: moto on loopback, per session
 from tests.registry.helpers import S3_CREDENTIALS, bearer, pull_push
 
 
@@ -32,7 +31,7 @@ def private_staging(settings, tmp_path):
 
 
 @pytest.fixture
-def bucket(moto_endpoint) -> str:  # noqa: F811 - moto_endpoint is the fixture imported above
+def bucket(moto_endpoint) -> str:
     """A new, empty bucket in moto."""
     name = f"wharf-{uuid.uuid4().hex[:12]}"
     boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1", **S3_CREDENTIALS).create_bucket(Bucket=name)
