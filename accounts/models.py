@@ -122,6 +122,12 @@ class Namespace(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     deleted_at = models.DateTimeField(null=True, blank=True)
+    # The account's or organization's plan: pulls per HUB_PULL_LIMIT_WINDOW_SECONDS for its signed-in
+    # clients (an organization's applies to its members). Empty: the site's HUB_PULL_LIMIT_USER; 0: none.
+    pull_limit = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="Pulls per window for this account (an organization's: for each of its members). "
+                  "Empty: the site's default; 0: unlimited. Used only while pull limits are on.")
 
     class Meta:
         ordering = ["name"]

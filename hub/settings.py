@@ -151,6 +151,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "hub.middleware.MetricsMiddleware",  # first: it sees every request, the registry's fast path too
     "hub.middleware.RegistryFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -368,6 +369,18 @@ REGISTRY_UPLOAD_CHUNK_BYTES = 1024 * 1024
 REGISTRY_STALE_UPLOAD_HOURS = envfloat("HUB_STALE_UPLOAD_HOURS", 24)
 REGISTRY_GC_GRACE_HOURS = envfloat("HUB_GC_GRACE_HOURS", 24)
 DEFAULT_REPOSITORY_PRIVATE = envbool("HUB_DEFAULT_PRIVATE", False)
+# Pull rate limits (registry/ratelimits.py): manifest GETs per window, per address for anonymous
+# clients and per account for signed-in ones; 0 is off (Docker Hub: 100 and 200 per 6 hours).
+HUB_PULL_LIMIT_ANONYMOUS = envint("HUB_PULL_LIMIT_ANONYMOUS", 0)
+HUB_PULL_LIMIT_USER = envint("HUB_PULL_LIMIT_USER", 0)
+HUB_PULL_LIMIT_WINDOW_SECONDS = envint("HUB_PULL_LIMIT_WINDOW_SECONDS", 6 * 3600)
+# Requests per minute per address on every registry route (0: off); past it, a bare 429.
+HUB_REGISTRY_ABUSE_LIMIT_PER_MINUTE = envint("HUB_REGISTRY_ABUSE_LIMIT_PER_MINUTE", 0)
+for _name in ("HUB_PULL_LIMIT_ANONYMOUS", "HUB_PULL_LIMIT_USER", "HUB_REGISTRY_ABUSE_LIMIT_PER_MINUTE"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: expected 0 (off) or a positive number")
+if HUB_PULL_LIMIT_WINDOW_SECONDS < 1:
+    raise ImproperlyConfigured(f"HUB_PULL_LIMIT_WINDOW_SECONDS={HUB_PULL_LIMIT_WINDOW_SECONDS}: expected seconds")
 
 # --- Webhooks -------------------------------------------------------------------------------
 HUB_WEBHOOK_ALLOWED_NETWORKS = envlist("HUB_WEBHOOK_ALLOWED_NETWORKS")
@@ -417,6 +430,13 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 HUB_SIGNUP_OPEN = envbool("HUB_SIGNUP_OPEN", True)
+
+# --- Metrics (README, "Metrics") ------------------------------------------------------------
+# Prometheus metrics are always counted; they are shown only to a bearer of this token (unset: /metrics is a 404).
+HUB_METRICS_TOKEN = envsecret("HUB_METRICS_TOKEN").strip()
+# A Celery worker serves its own metrics on this port (0: not at all), at this address.
+HUB_WORKER_METRICS_PORT = envint("HUB_WORKER_METRICS_PORT", 0)
+HUB_WORKER_METRICS_BIND = env("HUB_WORKER_METRICS_BIND", "127.0.0.1")
 
 # --- Periodic tasks (one beat per cluster) --------------------------------------------------
 CELERY_BEAT_SCHEDULE = {

@@ -49,16 +49,21 @@ def _client_key(request: HttpRequest, repository_id: int) -> str:
     return "pull-index:" + hashlib.sha256(f"{who}|{repository_id}".encode()).hexdigest()[:32]
 
 
-def record_manifest_get(*, request: HttpRequest, repository_id: int, reference: str, manifest: Manifest) -> None:
+def is_pull(*, request: HttpRequest, repository_id: int, reference: str, manifest: Manifest) -> bool:
+    """Whether this manifest GET counts as a pull (the rate limit asks too, before it is served)."""
     if manifest.subject_digest or is_attachment_tag(reference):
-        return  # signatures, SBOMs and other attachments are not pulls
+        return False  # signatures, SBOMs and other attachments are not pulls
     key = _client_key(request, repository_id)
     if manifest.media_type in mediatypes.INDEX_TYPES:
         cache.set(key, [p.get("digest") for p in manifest.platforms], INDEX_WINDOW_SECONDS)
     elif ":" in reference:
         children = cache.get(key)
         if children and reference in children:
-            return  # the child of an index this client just pulled: already counted
+            return False  # the child of an index this client just pulled: already counted
+    return True
+
+
+def record_pull(*, repository_id: int, reference: str) -> None:
     tag = "" if ":" in reference else reference
     _buffer_add(repository_id, tag, timezone.now())
 

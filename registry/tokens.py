@@ -58,6 +58,7 @@ from lib.keyfiles import create_exclusively, load_or_create_p256_key
 from oci.names import InvalidName, normalize_repository_name
 from oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
 from registry.errors import TooManyRequests
+from registry.ratelimits import account_pull_limit, pull_limits_on
 from repositories.models import Repository, validate_repository_name
 from repositories.permissions import DELETE, PULL, PUSH, Actor, may_create_repository, repository_actions
 
@@ -252,6 +253,8 @@ def issue_registry_token(*, actor: Actor, scopes: list[Scope], credentials: Auth
     }
     if credentials is not None:
         claims.update(_credential_claims(credentials.user, credentials.token))
+    if actor.user is not None and pull_limits_on():
+        claims["pl"] = account_pull_limit(actor.user)  # so that manifest GETs read no database for it
     return IssuedToken(token=_sign(claims), expires_in=expires_in,
                        issued_at=datetime.fromtimestamp(now, UTC), access=access)
 
@@ -271,6 +274,7 @@ class RegistryClaims:
     user_id: int | None = None  # the account that logged in (`uid`), None for anonymous
     access_token_id: int | None = None  # `pat`: the personal access token it logged in with
     credentials_epoch: int | None = None  # `ep`: the account's epoch, when it logged in with the password
+    pull_limit: int | None = None  # `pl`: the account's pulls per window when issued (registry/ratelimits.py)
 
     def actions_for(self, namespace: str, name: str) -> frozenset[str]:
         """The granted actions on `namespace/name`; `*` implies pull, push and delete."""
@@ -305,14 +309,15 @@ class RegistryClaims:
                 repositories[key] = repositories.get(key, NOTHING) | granted
             elif type_ == REGISTRY and name == CATALOG:
                 catalog |= granted
-        credentials = {name: payload.get(name) for name in ("uid", "pat", "ep")}
+        credentials = {name: payload.get(name) for name in ("uid", "pat", "ep", "pl")}
         if not all(value is None or (isinstance(value, int) and not isinstance(value, bool))
                    for value in credentials.values()):
             return None
         return cls(subject=subject, expires_at=int(payload["exp"]), jti=str(payload.get("jti", "")),
                    access=tuple(access), repositories=repositories, catalog_actions=catalog,
                    issued_at=int(payload["iat"]), user_id=credentials["uid"],
-                   access_token_id=credentials["pat"], credentials_epoch=credentials["ep"])
+                   access_token_id=credentials["pat"], credentials_epoch=credentials["ep"],
+                   pull_limit=credentials["pl"])
 
 
 @dataclass

@@ -11,6 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import Namespace
 from oci.names import InvalidName, display_name, normalize_repository_name
+from registry import ratelimits
 from registry.access import RegistryAccess, authenticate_request, challenge
 from registry.errors import (
     API_VERSION_HEADER,
@@ -50,6 +51,9 @@ class RegistryView(View):
     repository_name: str
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        refused = ratelimits.abuse_refusal(request)
+        if refused is not None:
+            return refused
         try:
             if request.method.lower() not in self.http_method_names or not hasattr(self, request.method.lower()):
                 raise _method_not_allowed(self)

@@ -6,12 +6,17 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 
 from oci import mediatypes
-from registry import pulls
+from registry import pulls, ratelimits
 from registry.errors import ManifestInvalid, ManifestTooLarge, ManifestUnknown, NameUnknown, Unsupported
 from registry.models import Manifest
 from registry.services import manifests as manifest_service
 from registry.services.uploads import IncompleteBody, request_body
 from registry.views.base import RegistryView, empty
+
+
+def _add_headers(response: HttpResponse, headers: dict[str, str]) -> None:
+    for name, value in headers.items():
+        response[name] = value
 
 
 def accepted_media_types(request: HttpRequest) -> set[str]:
@@ -70,13 +75,26 @@ class ManifestView(RegistryView):
         return response
 
     def head(self, request: HttpRequest, reference: str) -> HttpResponse:
-        return self._response(self._negotiate(request, self._read(reference)), head=True)
+        response = self._response(self._negotiate(request, self._read(reference)), head=True)
+        budget = ratelimits.pull_budget(request, self.access)
+        if budget is not None:  # HEAD never counts: it tells what is left
+            _add_headers(response, ratelimits.peek_pulls(budget).headers())
+        return response
 
     def get(self, request: HttpRequest, reference: str) -> HttpResponse:
         served = self._negotiate(request, self._read(reference))
-        pulls.record_manifest_get(request=request, repository_id=served.repository_id, reference=reference,
-                                  manifest=served)
-        return self._response(served, head=False)
+        counted = pulls.is_pull(request=request, repository_id=served.repository_id, reference=reference,
+                                manifest=served)
+        budget = ratelimits.pull_budget(request, self.access)
+        usage = None
+        if budget is not None:
+            usage = ratelimits.take_pull(budget) if counted else ratelimits.peek_pulls(budget)
+        if counted:
+            pulls.record_pull(repository_id=served.repository_id, reference=reference)
+        response = self._response(served, head=False)
+        if usage is not None:
+            _add_headers(response, usage.headers())
+        return response
 
     def put(self, request: HttpRequest, reference: str) -> HttpResponse:
         limit = settings.REGISTRY_MAX_MANIFEST_BYTES
