@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
@@ -99,6 +100,51 @@ class NotByAccessToken(BasePermission):
         token = request_access_token(request)
         # A token limited to one repository (a build's) never manages accounts, whatever its scope.
         return token is None or (token.scope == AccessToken.Scope.ADMIN and token.repository_id is None)
+
+
+class NamespacePullLimitView(APIView):
+    """`/v2/namespaces/<namespace>/pull-limit`: an account's or organization's pull limit (its plan).
+
+    The account itself, an organization's owners and staff read it; only staff change it. Anyone else
+    gets the 404 an unknown name gets. Registry tokens carry the limit they were issued with, so a
+    change reaches a client with its next token (within HUB_REGISTRY_TOKEN_TTL).
+    """
+
+    permission_classes = [IsAuthenticated, NotByAccessToken]
+
+    def _namespace(self, request: Request, namespace: str) -> Namespace:
+        found = (Namespace.objects.select_related("user", "organization")
+                 .filter(name=namespace.lower(), deleted_at=None,
+                         kind__in=[Namespace.Kind.USER, Namespace.Kind.ORGANIZATION]).first())
+        user = request.user
+        owns = found is not None and (found.user_id == user.pk or (
+            found.organization is not None and may_admin_organization(user, found.organization)))
+        if found is None or not (user.is_staff or owns):
+            raise exceptions.NotFound(NOT_FOUND)
+        return found
+
+    @staticmethod
+    def _data(found: Namespace) -> dict:
+        return {"namespace": found.name, "pull_limit": found.pull_limit,
+                "default_pull_limit": settings.HUB_PULL_LIMIT_USER,
+                "window_seconds": settings.HUB_PULL_LIMIT_WINDOW_SECONDS,
+                "pull_limits_on": bool(settings.HUB_PULL_LIMIT_ANONYMOUS or settings.HUB_PULL_LIMIT_USER)}
+
+    @extend_schema(summary="An account's or organization's pull limit", responses=s.PullLimitSerializer)
+    def get(self, request: Request, namespace: str) -> Response:
+        return Response(self._data(self._namespace(request, namespace)))
+
+    @extend_schema(summary="Set an account's or organization's pull limit (staff)", request=s.PullLimitSerializer,
+                   responses=s.PullLimitSerializer)
+    def patch(self, request: Request, namespace: str) -> Response:
+        found = self._namespace(request, namespace)
+        if not request.user.is_staff:
+            raise exceptions.PermissionDenied("Only staff set pull limits.")
+        serializer = s.PullLimitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        found.pull_limit = serializer.validated_data["pull_limit"]
+        found.save(update_fields=["pull_limit"])
+        return Response(self._data(found))
 
 
 class UserViewSet(GenericViewSet):

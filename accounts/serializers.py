@@ -173,3 +173,9 @@ class AccessTokenCreateSerializer(serializers.Serializer):
 class AccessTokenUpdateSerializer(serializers.Serializer):
     token_label = serializers.CharField(max_length=100, required=False)
     is_active = serializers.BooleanField(required=False)
+
+
+class PullLimitSerializer(serializers.Serializer):
+    """An account's or organization's plan: pulls per window (0 unlimited; null the site's default)."""
+
+    pull_limit = serializers.IntegerField(min_value=0, max_value=2**31 - 1, allow_null=True)

@@ -12,7 +12,15 @@ from django.urls import re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
-from accounts.api import AccessTokenViewSet, AuthTokenView, LoginView, OrganizationViewSet, TeamViewSet, UserViewSet
+from accounts.api import (
+    AccessTokenViewSet,
+    AuthTokenView,
+    LoginView,
+    NamespacePullLimitView,
+    OrganizationViewSet,
+    TeamViewSet,
+    UserViewSet,
+)
 from repositories.api import (
     NAMESPACE_PATTERN,
     REPOSITORY_PATTERN,
@@ -56,6 +64,7 @@ router.register(r"v2/access-tokens", AccessTokenViewSet, basename="api-access-to
 urlpatterns = [
     re_path(r"^v2/users/login/?$", LoginView.as_view(), name="api-login"),
     re_path(r"^v2/auth/token/?$", AuthTokenView.as_view(), name="api-auth-token"),
+    re_path(rf"^v2/namespaces/{NS}/pull-limit/?$", NamespacePullLimitView.as_view(), name="api-pull-limit"),
     *router.urls,
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
     re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
