@@ -3,6 +3,7 @@ HUB_HEADER_TIMEOUT, HUB_BODY_IDLE_TIMEOUT, HUB_MAX_STALLED_PER_ADDRESS, HUB_BEHI
 
 import multiprocessing
 import os
+from pathlib import Path
 
 bind = f"{os.environ.get('HUB_BIND', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 
@@ -52,6 +53,28 @@ errorlog = "-"
 control_socket_disable = True
 wsgi_app = "hub.wsgi:application"
 # sendfile() is on by default; don't set it here (gunicorn 27 reads `sendfile = True` as --no-sendfile).
+
+
+# Prometheus metrics (README, "Metrics"): each worker counts into files of this folder, which a scrape of
+# any worker sums up. prometheus_client reads the variable when a worker first imports it; the folder is
+# emptied when the master starts, and a worker that exits leaves its counts (counters survive restarts).
+metrics_dir = (Path(os.environ.get("HUB_DATA_DIR") or Path(__file__).resolve().parent / "data").resolve()
+               / "metrics" / f"web-{os.environ.get('PORT', '8000')}")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+
+
+def on_starting(server):
+    """Start the node's metrics afresh (the files of a previous run would be summed in)."""
+    metrics_dir.mkdir(parents=True, exist_ok=True)
+    for stale in metrics_dir.glob("*.db"):
+        stale.unlink(missing_ok=True)
+
+
+def child_exit(server, worker):
+    """A worker is gone: drop its live gauges (its counters stay in the sums)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, str(metrics_dir))
 
 
 def post_fork(server, worker):

@@ -25,6 +25,7 @@ from builds.executor import BuildJob, BuildOutcome
 from builds.models import Build, BuildSource, hash_token
 from builds.services import COMMIT_RE, dispatch_queued_builds, local_source_path
 from builds.signing import image_signing_key, signature_artifact
+from lib.metrics import BUILD_DURATION, BUILDS
 from oci.digests import sha256_digest
 from oci.mediatypes import OCI_MANIFEST
 from registry.models import Manifest
@@ -232,7 +233,14 @@ def build_finish(*, build: Build, outcome: BuildOutcome) -> Build:
             emit_event(build.repository, event, build_data(build))
     logs.log_archive(build)
     transaction.on_commit(dispatch_queued_builds)
+    transaction.on_commit(lambda: _count_finished(build))
     return build
+
+
+def _count_finished(build: Build) -> None:
+    BUILDS.labels(build.state).inc()
+    if build.started is not None and build.finished is not None:
+        BUILD_DURATION.labels(build.state).observe(max((build.finished - build.started).total_seconds(), 0.0))
 
 
 def builds_sweep_stale(*, now=None) -> int:

@@ -1,15 +1,41 @@
-"""A lean path for the registry: /v2/ registry routes and /token skip the site's middleware.
+"""Middleware of every request: metrics, and a lean path for the registry.
 
-Sessions, CSRF, messages, allauth and htmx have nothing to do with the registry protocol, and the
-manifest GET path is hot. Hub API routes under /v2/ are not in registry.urls and take the normal path.
+/v2/ registry routes and /token skip the site's middleware: sessions, CSRF, messages, allauth and htmx
+have nothing to do with the registry protocol, and the manifest GET path is hot. Hub API routes under
+/v2/ are not in registry.urls and take the normal path.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from time import perf_counter
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, get_resolver
+
+from lib.metrics import HttpRecorder
+
+
+class MetricsMiddleware:
+    """Counts every request by its URL pattern (never its path), method and status, and times it
+    (lib/metrics.py). First in MIDDLEWARE, so the registry's fast path is counted too."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.recorder = HttpRecorder(static_prefix=settings.STATIC_URL)
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        started = perf_counter()
+        response = self.get_response(request)
+        match = request.resolver_match
+        if match is None:
+            self.recorder.record(None, None, request.path_info, request.method, response.status_code,
+                                 perf_counter() - started)
+        else:
+            self.recorder.record(match.route, match.url_name, "", request.method, response.status_code,
+                                 perf_counter() - started)
+        return response
 
 
 class RegistryFastPathMiddleware:

@@ -10,6 +10,7 @@ from registry import urls as registry_urls
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("metrics", views.metrics, name="metrics"),  # only with HUB_METRICS_TOKEN (README, "Metrics")
     path("", include("registry.urls")),
     path("", views.home, name="home"),
     path("accounts/login/", account_views.LoginView.as_view(), name="account_login"),  # 429 when throttled

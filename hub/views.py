@@ -1,11 +1,14 @@
+from django.conf import settings
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils.http import urlencode
 from django.views.decorators.cache import never_cache
 
 from accounts.services import user_organizations
 from hub.health import run_checks
+from hub.metrics import WEB_COLLECTORS
+from lib import metrics as prometheus
 from registry import selectors as registry_selectors
 from repositories import selectors
 
@@ -22,6 +25,21 @@ def readyz(request: HttpRequest) -> JsonResponse:
     checks = run_checks()
     ready = all(value == "ok" for value in checks.values())
     return JsonResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status=200 if ready else 503)
+
+
+@never_cache
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus metrics of this node (its gunicorn workers together), for a bearer of HUB_METRICS_TOKEN
+    (never taken from the query string). Without a token configured, a 404 like any unknown path."""
+    if not settings.HUB_METRICS_TOKEN:
+        raise Http404
+    if not prometheus.authorized(request.headers.get("Authorization"), settings.HUB_METRICS_TOKEN):
+        response = HttpResponse("unauthorized\n", status=401, content_type="text/plain")
+        response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+        return response
+    if request.method not in ("GET", "HEAD"):
+        return HttpResponse(status=405, headers={"Allow": "GET, HEAD"})
+    return HttpResponse(prometheus.exposition(WEB_COLLECTORS), content_type=prometheus.CONTENT_TYPE)
 
 
 DASHBOARD_PAGE_SIZE = 20

@@ -27,6 +27,7 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from accounts.throttles import client_address
+from lib.metrics import PULLS
 from oci import mediatypes
 from oci.names import is_attachment_tag
 from registry.models import Manifest, PendingPull, Tag
@@ -126,6 +127,7 @@ def _write_on_exit() -> None:
 
 
 def _buffer_add(repository_id: int, tag: str, when: dt.datetime) -> None:
+    PULLS.inc()
     if settings.REDIS_URL:
         _redis().hincrby(REDIS_KEY, f"{repository_id}|{tag}|{when.date().isoformat()}", 1)
     else:

@@ -21,6 +21,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from lib import outbound as http
+from lib.metrics import WEBHOOK_DELIVERIES
 from lib.sql import column, table
 from webhooks.models import Delivery, Webhook
 
@@ -275,12 +276,21 @@ def _save_outcomes(outcomes: list[_Outcome]) -> None:
         _reset_failures(reset)
     for outcome in outcomes:
         if outcome.cancelled:
+            WEBHOOK_DELIVERIES.labels("cancelled").inc()
             continue
+        WEBHOOK_DELIVERIES.labels(_metric_outcome(outcome)).inc()
         delivery = outcome.delivery
         for name, value in outcome.fields.items():
             setattr(delivery, name, value)
         logger.info("webhook delivery %s (%s) attempt %s: %s", delivery.pk, delivery.event, delivery.attempts,
                     outcome.status if outcome.status is not None else delivery.error)
+
+
+def _metric_outcome(outcome: _Outcome) -> str:
+    """success, failure (given up) or retry (tried again later): wharf_webhook_deliveries_total's label."""
+    if not outcome.finished:
+        return "retry"
+    return "success" if outcome.fields["state"] == Delivery.State.SUCCEEDED else "failure"
 
 
 def _update_deliveries(rows: list[tuple]) -> None:

@@ -23,6 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from lib.metrics import BYTES_PUSHED
 from lib.offload import in_order_off_the_loop, off_the_loop
 from oci.digests import InvalidDigest, parse_digest
 from registry.blobstore import UploadBusy, UploadGone, UploadWriter, blob_store
@@ -210,6 +211,7 @@ def _append_locked(upload: BlobUpload, writer: UploadWriter, body: Body, content
     finally:
         if hasher is not None:
             hasher.close()  # whatever happened (an empty body too): no thread outlives the request
+    BYTES_PUSHED.inc(written)
     if written == 0:
         return
     digest = f"sha256:{hasher.hexdigest()}" if hasher is not None else ""

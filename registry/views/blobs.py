@@ -8,6 +8,7 @@ from datetime import timedelta
 from django.http import FileResponse, HttpRequest, HttpResponse, HttpResponseRedirect, StreamingHttpResponse
 from django.utils import timezone
 
+from lib.metrics import BYTES_PULLED
 from oci.digests import InvalidDigest, parse_digest
 from oci.names import InvalidName, normalize_repository_name
 from registry.blobstore import blob_store
@@ -17,6 +18,7 @@ from registry.services import uploads
 from registry.views.base import RegistryView, empty
 from repositories.permissions import PULL, PUSH
 
+BYTES_PULLED_SERVED, BYTES_PULLED_REDIRECTED = BYTES_PULLED.labels("served"), BYTES_PULLED.labels("redirected")
 RANGE_RE = re.compile(r"^bytes=(\d*)-(\d*)$")
 TOUCH_EVERY = timedelta(hours=1)
 
@@ -102,6 +104,7 @@ class BlobView(RegistryView):
         blob = _linked_blob(self.repository, _digest_or_error(digest))
         url = blob_store.url(blob.digest)
         if url is not None:  # the store serves it (a presigned S3 URL)
+            BYTES_PULLED_REDIRECTED.inc(blob.size)
             return HttpResponseRedirect(url, status=307)
         range_header = request.META.get("HTTP_RANGE")
         try:
@@ -124,6 +127,7 @@ class BlobView(RegistryView):
             response["Content-Length"] = str(blob.size)
         for name, value in self._headers(blob).items():
             response[name] = value
+        BYTES_PULLED_SERVED.inc(int(response["Content-Length"]))
         uploads.release_database_connection(int(response["Content-Length"]))
         return response
 
