@@ -10,7 +10,8 @@ it asserts nothing and only prints figures.
     .venv/bin/python bench/registry.py [--mib 512] [--big-mib 1024] [--runs 3]
 
 With --ab gthread,gevent it measures Wharf alone, one gunicorn worker class against another on the
-same data: the classes take turns (A, B, A, B, …, --runs rounds each), so a shared host's changing
+same data (--ab-limits: pull rate limits off against on, every manifest GET counted): the variants
+take turns (A, B, A, B, …, --runs rounds each), so a shared host's changing
 load falls on both; every round prints the load average beside its figures, then the medians.
 BENCH_HUB_X=v sets HUB_X=v in the hub's environment; BENCH_ENV_X=v sets X=v (DATABASE_URL, REDIS_URL).
 """
@@ -221,10 +222,11 @@ AB_ROWS = {  # key: (label, format)
 }
 
 
-def ab_round(hub: Hub, worker: str, image, layer_path: Path, layer_digest: str, mib: float,
+def ab_round(hub: Hub, worker: str, env: dict[str, str], image, layer_path: Path, layer_digest: str, mib: float,
              args: argparse.Namespace, home: Path, work: Path) -> dict[str, float]:
-    """One round of every measurement on a gunicorn of this worker class."""
-    hub.start(HUB_WEB_WORKER=worker)
+    """One round of every measurement on a gunicorn started with `env` (the variant named `worker`)."""
+    hub.start(**env)
+    worker = worker.replace(" ", "-")
     try:
         creds = f"{USER}:{PASSWORD}"
         repo = f"{USER}/push-{worker}-{time.monotonic_ns()}"
@@ -246,12 +248,20 @@ def ab_round(hub: Hub, worker: str, image, layer_path: Path, layer_digest: str, 
     return figures
 
 
+# --ab-limits: the same hub with pull rate limits off and on (a limit no run reaches, so every manifest
+# GET of the signed-in bench user is counted: the cost of counting, not of refusing).
+LIMIT_VARIANTS = {"limits off": {}, "limits on": {"HUB_PULL_LIMIT_USER": "1000000000",
+                                                  "HUB_PULL_LIMIT_ANONYMOUS": "1000000000"}}
+
+
 def main_ab(args: argparse.Namespace) -> None:
-    workers = args.ab.split(",")
+    variants = LIMIT_VARIANTS if args.ab_limits else {worker: {"HUB_WEB_WORKER": worker}
+                                                      for worker in args.ab.split(",")}
+    workers = list(variants)
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
     home = work / "home"
     home.mkdir()
-    print(f"# Wharf, gunicorn workers {' against '.join(workers)} ({args.mib} MiB image, "
+    print(f"# Wharf, {' against '.join(workers)} ({args.mib} MiB image, "
           f"{args.runs} interleaved rounds each, median shown)")
     image = build_large_image(work / "image", args.mib, tag="bench")
     manifest = json.loads(image.blob_path(image.manifest_descriptor["digest"]).read_text())
@@ -265,7 +275,8 @@ def main_ab(args: argparse.Namespace) -> None:
         for run in range(args.runs):
             for worker in workers:
                 load = os.getloadavg()[0]
-                figures = ab_round(hub, worker, image, layer_path, layer_digest, mib, args, home, work)
+                figures = ab_round(hub, worker, variants[worker], image, layer_path, layer_digest, mib, args,
+                                   home, work)
                 rounds[worker].append(figures)
                 loads[worker].append(load)
                 shown = " ".join(f"{key} {AB_ROWS[key][1].format(value)}" for key, value in figures.items())
@@ -291,8 +302,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--ab", metavar="CLASS,CLASS", help="Wharf alone, worker classes in turn (gthread,gevent)")
+    parser.add_argument("--ab-limits", action="store_true", help="Wharf alone, pull rate limits off and on in turn")
     args = parser.parse_args()
-    if args.ab:
+    if args.ab or args.ab_limits:
         return main_ab(args)
 
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
