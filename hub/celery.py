@@ -14,19 +14,17 @@ from kombu import Queue
 import lib.fsbroker  # noqa: F401 - registers the embedded broker's URL scheme, wharf-fs://
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hub.settings")
-
-app = Celery("hub")
-app.config_from_object("django.conf:settings", namespace="CELERY")
-app.conf.task_queues = (Queue("celery"), Queue("builds"))
-app.autodiscover_tasks()
-
 logger = logging.getLogger(__name__)
 
 
-@signals.celeryd_init.connect
+# Connected before the app exists, so before Django's fixup (which sets Django up on this same signal, and
+# the apps' modules import prometheus_client): the folder must be set before that first import.
+@signals.import_modules.connect
 def _metrics_folder(**kwargs) -> None:
-    """A worker serving metrics counts in files its pool processes share: the folder must be set before
-    prometheus_client is first imported (this runs before the tasks and Django's apps are loaded)."""
+    """A worker serving metrics (`celery … worker` with HUB_WORKER_METRICS_PORT) counts in files its pool
+    processes share, in a folder emptied at its start."""
+    if "worker" not in sys.argv[1:]:
+        return  # beat, shell, inspect: not the worker's main process
     from django.conf import settings
 
     if not settings.HUB_WORKER_METRICS_PORT:
@@ -36,10 +34,16 @@ def _metrics_folder(**kwargs) -> None:
                        "processes' counts will not be summed")
         return
     folder = settings.DATA_DIR / "metrics" / f"worker-{settings.HUB_WORKER_METRICS_PORT}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):  # a previous run's counts would be summed in
+        stale.unlink(missing_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(folder)
-    from lib.metrics import prepare_multiprocess_dir
 
-    prepare_multiprocess_dir(folder)
+
+app = Celery("hub")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.conf.task_queues = (Queue("celery"), Queue("builds"))
+app.autodiscover_tasks()
 
 
 @signals.worker_ready.connect
