@@ -101,6 +101,12 @@ class RangeInvalid(RegistryError):
     code, status, message = "BLOB_UPLOAD_INVALID", 416, "requested range not satisfiable"
 
 
+class TagImmutable(RegistryError):
+    """Moving or deleting a tag the repository's immutable-tag rules protect."""
+
+    code, status, message = "DENIED", 403, "the tag is immutable"
+
+
 class TooManyRequests(RegistryError):
     code, status, message = "TOOMANYREQUESTS", 429, "too many requests"
 

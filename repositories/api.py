@@ -25,6 +25,7 @@ from hub.api import HubPagination, request_actor, service_errors_on
 from lib.sql import RowSQL, column, table
 from oci.names import COMPONENT_PATTERN, TAG_PATTERN
 from registry import selectors as registry_selectors
+from registry.errors import TagImmutable
 from registry.models import RepositoryBlob, Tag
 from registry.services.manifests import tag_delete
 from repositories import serializers as s
@@ -39,7 +40,14 @@ from repositories.permissions import (
 )
 from repositories.search import CappedCountPaginator, CountCap, search_queryset
 from repositories.selectors import repositories_visible_to
-from repositories.services import repository_create, repository_delete, repository_update, star_add, star_remove
+from repositories.services import (
+    repository_create,
+    repository_delete,
+    repository_set_immutable_tags,
+    repository_update,
+    star_add,
+    star_remove,
+)
 
 NAMESPACE_PATTERN = r"[a-z0-9]+"
 REPOSITORY_PATTERN = COMPONENT_PATTERN
@@ -90,7 +98,7 @@ def annotate_for_api(repositories: QuerySet[Repository], user) -> QuerySet[Repos
 
 # The columns a list's JSON shows (RepositorySerializer.to_representation) and permissions read.
 LIST_COLUMNS = ("namespace", "name", "is_private", "description", "full_description", "is_automated", "star_count",
-                "pull_count", "last_pushed_at", "created_at")
+                "pull_count", "last_pushed_at", "created_at", "immutable_tags", "immutable_tags_rules")
 
 
 def repository_page_data(view: GenericViewSet, page: list[Repository]) -> list:
@@ -149,7 +157,8 @@ class RepositoryViewSet(RepositoryScopedMixin, GenericViewSet):
     serializer_class = s.RepositorySerializer
     lookup_url_kwarg = "repository"
     lookup_value_regex = REPOSITORY_PATTERN
-    needed = {"retrieve": PULL, "partial_update": ADMIN, "destroy": ADMIN, "stars": PULL, "stats": PULL}
+    needed = {"retrieve": PULL, "partial_update": ADMIN, "destroy": ADMIN, "stars": PULL, "stats": PULL,
+              "immutable_tags": ADMIN}
 
     def get_queryset(self) -> QuerySet[Repository]:
         return annotate_for_api(repositories_visible_to(self.actor()), self.request.user)
@@ -191,6 +200,18 @@ class RepositoryViewSet(RepositoryScopedMixin, GenericViewSet):
     def destroy(self, request: Request, namespace: str, repository: str) -> Response:
         repository_delete(repository=self.get_repository(), user=request.user)
         return Response(status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=s.ImmutableTagsSerializer, responses=s.RepositorySerializer,
+                   summary="Make tags immutable: all of them, or those a rule matches (admins)")
+    @action(detail=True, methods=["patch"], url_path="immutabletags")
+    def immutable_tags(self, request: Request, namespace: str, repository: str) -> Response:
+        found = self.get_repository()
+        data = s.ImmutableTagsSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        with service_errors_on("immutable_tags_rules"):
+            repository_set_immutable_tags(repository=found, enabled=data.validated_data["immutable_tags"],
+                                          rules=data.validated_data["immutable_tags_rules"])
+        return Response(self.get_serializer(self.get_queryset().get(pk=found.pk)).data)
 
     @extend_schema(methods=["POST"], request=None, responses={201: s.StarSerializer}, summary="Star")
     @extend_schema(methods=["DELETE"], request=None, responses={200: s.StarSerializer}, summary="Unstar")
@@ -314,7 +335,10 @@ class TagViewSet(RepositoryScopedMixin, GenericViewSet):
     @extend_schema(responses={204: None}, summary="Delete a tag (needs delete rights)")
     def destroy(self, request: Request, namespace: str, repository: str, tag: str) -> Response:
         found = self._tag()
-        tag_delete(repository=found.repository, tag_name=found.name, user=request.user)
+        try:
+            tag_delete(repository=found.repository, tag_name=found.name, user=request.user)
+        except TagImmutable as exc:
+            raise exceptions.PermissionDenied(exc.message) from None
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

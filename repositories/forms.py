@@ -6,6 +6,7 @@ from django import forms
 from django.core.exceptions import ValidationError
 
 from accounts.models import Namespace, Team
+from repositories.immutability import MAX_RULE_LENGTH, MAX_RULES, clean_rules
 from repositories.models import Repository, TeamPermission, validate_repository_name
 
 VISIBILITY_CHOICES = [
@@ -66,6 +67,41 @@ class RepositorySettingsForm(forms.Form):
 
 class VisibilityForm(forms.Form):
     visibility = forms.ChoiceField(label="Visibility", choices=VISIBILITY_CHOICES, widget=forms.RadioSelect)
+
+
+class ImmutableTagsForm(forms.Form):
+    """Docker Hub's three choices; the rules are one regular expression per line."""
+
+    ALL_MUTABLE, ALL_IMMUTABLE, SPECIFIC = "off", "all", "rules"
+    mode = forms.ChoiceField(label="Tag immutability", widget=forms.RadioSelect, choices=[
+        (ALL_MUTABLE, "All tags are mutable: a push may move any tag, and any tag may be deleted"),
+        (ALL_IMMUTABLE, "All tags are immutable: once pushed, a tag always names the same image"),
+        (SPECIFIC, "Specific tags are immutable: those a rule below matches"),
+    ])
+    rules = forms.CharField(
+        label="Rules", required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "class": "mono", "spellcheck": "false",
+                                     "placeholder": "v.*\n.*-RELEASE"}),
+        help_text=f"One regular expression per line, matched against the whole tag (RE2 syntax: no "
+                  f"backreferences or lookaround); at most {MAX_RULES} rules of {MAX_RULE_LENGTH} characters. "
+                  "Signature tags (sha256-….sig) stay mutable.")
+
+    def clean(self) -> dict:
+        data = super().clean()
+        if self.errors:
+            return data
+        rules = [line for line in data.get("rules", "").splitlines() if line.strip()]
+        if data["mode"] == self.SPECIFIC:
+            if not rules:
+                self.add_error("rules", "Write at least one rule, or choose another option.")
+                return data
+            try:
+                data["rules_list"] = clean_rules(rules)
+            except ValidationError as error:
+                self.add_error("rules", error)
+        else:
+            data["rules_list"] = []
+        return data
 
 
 class RepositoryDeleteForm(forms.Form):

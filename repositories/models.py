@@ -43,6 +43,10 @@ class Repository(models.Model):
     # upload leaves nothing in sight; removed by the stale-upload sweep when abandoned. Its name is
     # taken all the same, and the registry treats it like any other repository.
     is_pending = models.BooleanField(default=False, db_default=False)  # rows inserted by raw SQL too
+    # Immutable tags (repositories/immutability.py): on with no rules, every tag; with rules, the tags
+    # a rule (a regular expression matched against the whole tag) matches.
+    immutable_tags = models.BooleanField(default=False, db_default=False)
+    immutable_tags_rules = models.JSONField(default=list, db_default=[], blank=True)
 
     class Meta:
         ordering = ["namespace__name", "name"]

@@ -40,6 +40,11 @@ class CategorySerializer(serializers.Serializer):
     slug = serializers.CharField()
 
 
+class ImmutableTagsSettingsSerializer(serializers.Serializer):
+    enabled = serializers.BooleanField()
+    rules = serializers.ListField(child=serializers.CharField())
+
+
 class RepositorySerializer(serializers.Serializer):
     """A repository as Docker Hub shows it. Needs `actor` in the context (for permissions).
 
@@ -66,6 +71,11 @@ class RepositorySerializer(serializers.Serializer):
     permissions = serializers.SerializerMethodField()
     categories = serializers.SerializerMethodField()
     storage_size = serializers.SerializerMethodField()
+    immutable_tags_settings = serializers.SerializerMethodField()
+
+    @extend_schema_field(ImmutableTagsSettingsSerializer)
+    def get_immutable_tags_settings(self, obj) -> dict:
+        return {"enabled": bool(obj.immutable_tags), "rules": list(obj.immutable_tags_rules or [])}
 
     def get_repository_type(self, obj) -> str:
         return "image"
@@ -112,6 +122,7 @@ class RepositorySerializer(serializers.Serializer):
             "date_registered": dates.to_representation(obj.created_at),
             "collaborator_count": self.get_collaborator_count(obj), "has_starred": self.get_has_starred(obj),
             "permissions": self.get_permissions(obj), "categories": [], "storage_size": self.get_storage_size(obj),
+            "immutable_tags_settings": self.get_immutable_tags_settings(obj),
         }
 
 
@@ -276,3 +287,11 @@ class SearchResultSerializer(serializers.Serializer):
     is_official = serializers.BooleanField()
     is_automated = serializers.BooleanField()
     is_private = serializers.BooleanField()
+
+
+class ImmutableTagsSerializer(serializers.Serializer):
+    """Docker Hub's `PATCH …/immutabletags` body."""
+
+    immutable_tags = serializers.BooleanField()
+    immutable_tags_rules = serializers.ListField(child=serializers.CharField(allow_blank=False, max_length=1000),
+                                                 required=False, default=list, max_length=100)

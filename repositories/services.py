@@ -9,6 +9,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from accounts.models import Namespace, User
+from repositories.immutability import clean_rules
 from repositories.models import Collaborator, Repository, Star, TeamPermission, validate_repository_name
 from repositories.signals import repositories_deleting, repository_deleted
 
@@ -61,6 +62,16 @@ def repository_get_or_create_for_push(*, namespace: Namespace, name: str, user) 
     except ValidationError:
         # Lost a race with a concurrent first push: the repository exists now.
         return Repository.objects.select_related("namespace").get(namespace=namespace, name=name)
+
+
+def repository_set_immutable_tags(*, repository: Repository, enabled: bool, rules: object = ()) -> Repository:
+    """Docker Hub's three choices: off; on with no rules (every tag); on with rules (the tags they match).
+    Rules are checked (repositories/immutability.py); ValidationError names the first bad one."""
+    cleaned = clean_rules(list(rules) if isinstance(rules, tuple) else rules) if enabled else []
+    repository.immutable_tags = bool(enabled)
+    repository.immutable_tags_rules = cleaned
+    repository.save(update_fields=["immutable_tags", "immutable_tags_rules", "updated_at"])
+    return repository
 
 
 def repository_update(*, repository: Repository, description: str | None = None,

@@ -52,6 +52,7 @@ REPOSITORY_PAGES = [
     ("/permissions/<repo_team:team>/remove", views.permission_remove, "permission_remove"),
     ("/settings", views.repository_settings, "settings"),
     ("/settings/visibility", views.repository_visibility, "visibility"),
+    ("/settings/immutable-tags", views.repository_immutable_tags, "immutable_tags"),
     ("/delete", views.repository_delete, "delete"),
 ]
 

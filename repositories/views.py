@@ -20,7 +20,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from accounts.models import Namespace, Team
 from oci.names import LIBRARY, is_attachment_tag
 from registry import selectors as registry_selectors
-from registry.errors import ManifestUnknown
+from registry.errors import ManifestUnknown, TagImmutable
 from registry.models import Tag
 from registry.services.manifests import tag_delete as tag_delete_service
 from repositories import forms, rows, selectors, services
@@ -143,6 +143,9 @@ def tag_delete(request: HttpRequest, access: selectors.RepositoryAccess, tag: st
             tag_delete_service(repository=access.repository, tag_name=tag_obj.name, user=request.user)
         except ManifestUnknown:
             messages.info(request, f"Tag {tag} was already gone.")
+        except TagImmutable as refusal:
+            messages.error(request, f"{refusal.message[:1].upper()}{refusal.message[1:]}. "
+                                    "Change the tag immutability in Settings first.")
         else:
             messages.success(request, f"Deleted tag {tag}. The image stays reachable by digest until cleaned up.")
         return redirect(repo_url(access.repository, "tags"))
@@ -269,13 +272,19 @@ def permission_remove(request: HttpRequest, access: selectors.RepositoryAccess, 
 # --- settings -------------------------------------------------------------------------------------
 
 
-def _settings_page(request, access, *, settings_form=None, visibility_form=None, delete_form=None, status=200):
+def _settings_page(request, access, *, settings_form=None, visibility_form=None, delete_form=None,
+                   immutable_form=None, status=200):
     repository = access.repository
     return _render_repository(request, access, "settings", "repositories/settings.html", {
         "settings_form": settings_form or forms.RepositorySettingsForm(initial={
             "description": repository.description, "full_description": repository.full_description}),
         "visibility_form": visibility_form or forms.VisibilityForm(initial={
             "visibility": "private" if repository.is_private else "public"}),
+        "immutable_form": immutable_form or forms.ImmutableTagsForm(initial={
+            "mode": (forms.ImmutableTagsForm.ALL_MUTABLE if not repository.immutable_tags
+                     else forms.ImmutableTagsForm.SPECIFIC if repository.immutable_tags_rules
+                     else forms.ImmutableTagsForm.ALL_IMMUTABLE),
+            "rules": "\n".join(repository.immutable_tags_rules or [])}),
         "delete_form": delete_form or forms.RepositoryDeleteForm(expected=repository.display_name),
     }, status=status)
 
@@ -302,6 +311,21 @@ def repository_visibility(request: HttpRequest, access: selectors.RepositoryAcce
     private = form.cleaned_data["visibility"] == "private"
     services.repository_update(repository=access.repository, is_private=private)
     messages.success(request, f"{access.repository.display_name} is now {'private' if private else 'public'}.")
+    return redirect(repo_url(access.repository, "settings"))
+
+
+@require_POST
+@repository_page(need=ADMIN)
+def repository_immutable_tags(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
+    form = forms.ImmutableTagsForm(request.POST)
+    if not form.is_valid():
+        return _settings_page(request, access, immutable_form=form, status=400)
+    mode = form.cleaned_data["mode"]
+    services.repository_set_immutable_tags(repository=access.repository, enabled=mode != form.ALL_MUTABLE,
+                                           rules=form.cleaned_data["rules_list"])
+    messages.success(request, {form.ALL_MUTABLE: "Every tag is mutable.",
+                               form.ALL_IMMUTABLE: "Every tag is immutable now.",
+                               form.SPECIFIC: "Tags matching the rules are immutable now."}[mode])
     return redirect(repo_url(access.repository, "settings"))
 
 

@@ -16,9 +16,17 @@ from oci.digests import InvalidDigest, is_valid_digest, parse_digest, sha256_dig
 from oci.manifests import MAX_SIZE, Descriptor, InvalidManifest, ParsedManifest, image_platform, parse_manifest
 from oci.names import is_attachment_tag, is_valid_tag
 from registry.blobstore import blob_store
-from registry.errors import DigestInvalid, ManifestBlobUnknown, ManifestInvalid, ManifestUnknown, TagInvalid
+from registry.errors import (
+    DigestInvalid,
+    ManifestBlobUnknown,
+    ManifestInvalid,
+    ManifestUnknown,
+    TagImmutable,
+    TagInvalid,
+)
 from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Tag
 from registry.signals import image_pushed, tag_deleted
+from repositories.immutability import ALL_TAGS, immutable_tags_of
 from repositories.models import Repository
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -245,15 +253,47 @@ def manifest_put(*, repository: Repository, reference: str, body: bytes, content
         if blobs:
             Blob.objects.filter(pk__in=[b.pk for b in blobs.values()]).update(last_touched_at=now)
         if tag_name is not None:
-            tag, _ = Tag.objects.update_or_create(
-                repository=repository, name=tag_name,
-                defaults={"manifest": manifest, "pushed_at": now, "pushed_by": user},
-            )
+            rule = immutable_tags_of(repository).rule_for(tag_name)
+            if rule is None:
+                tag, _ = Tag.objects.update_or_create(
+                    repository=repository, name=tag_name,
+                    defaults={"manifest": manifest, "pushed_at": now, "pushed_by": user},
+                )
+            else:
+                tag = _keep_immutable_tag(repository, tag_name, rule, manifest, now, user)
             if not is_attachment:
                 Repository.objects.filter(pk=repository.pk).update(last_pushed_at=now)
                 repository.last_pushed_at = now
                 image_pushed.send(sender=Manifest, repository=repository, tag=tag, manifest=manifest, pusher=user)
     return manifest
+
+
+def _keep_immutable_tag(repository: Repository, tag_name: str, rule: str, manifest: Manifest, now, user) -> Tag:
+    """Create an immutable tag, or accept the same digest again; moving it is refused. Creating it is
+    an insert (two first pushes of the tag at once: one wins, the other then finds it and compares)."""
+    tag, created = Tag.objects.get_or_create(
+        repository=repository, name=tag_name, defaults={"manifest": manifest, "pushed_at": now, "pushed_by": user})
+    if not created:
+        tag = Tag.objects.select_for_update().select_related("manifest").get(pk=tag.pk)
+        if tag.manifest_id != manifest.pk:
+            raise TagImmutable(
+                f'tag "{tag_name}" is immutable (rule {_rule_text(rule)}) and already names {tag.manifest.digest}: '
+                "push this image under a new tag",
+                detail={"tag": tag_name, "rule": rule, "digest": tag.manifest.digest})
+    return tag
+
+
+def _rule_text(rule: str) -> str:
+    return "every tag" if rule == ALL_TAGS else f'"{rule}"'
+
+
+def _refuse_deleting_immutable(repository: Repository, tag_names: list[str]) -> None:
+    protection = immutable_tags_of(repository)
+    for name in tag_names:
+        rule = protection.rule_for(name)
+        if rule is not None:
+            raise TagImmutable(f'tag "{name}" is immutable (rule {_rule_text(rule)}) and cannot be deleted',
+                               detail={"tag": name, "rule": rule})
 
 
 def _attachment_tag_filter(digest: str) -> Q:
@@ -268,7 +308,9 @@ def manifest_delete(*, repository: Repository, manifest: Manifest, user) -> None
         seen = {manifest.pk}
         while doomed:
             current = doomed.pop()
-            for tag in Tag.objects.filter(repository=repository, manifest=current):
+            tags = list(Tag.objects.select_for_update().filter(repository=repository, manifest=current))
+            _refuse_deleting_immutable(repository, [tag.name for tag in tags])
+            for tag in tags:
                 if not is_attachment_tag(tag.name):
                     tag_deleted.send(sender=Tag, repository=repository, tag_name=tag.name,
                                      digest=current.digest, user=user)
@@ -289,6 +331,7 @@ def tag_delete(*, repository: Repository, tag_name: str, user) -> None:
         tag = Tag.objects.select_for_update().filter(repository=repository, name=tag_name).first()
         if tag is None:
             raise ManifestUnknown(detail={"tag": tag_name[:200]})
+        _refuse_deleting_immutable(repository, [tag_name])
         digest = tag.manifest.digest
         tag.delete()
         if not is_attachment_tag(tag_name):

@@ -11,6 +11,7 @@ REPOSITORY_FIELDS = {
     "name", "namespace", "user", "repository_type", "status", "status_description", "description",
     "full_description", "is_private", "is_automated", "star_count", "pull_count", "last_updated",
     "date_registered", "collaborator_count", "has_starred", "permissions", "categories", "storage_size",
+    "immutable_tags_settings",
 }
 
 
