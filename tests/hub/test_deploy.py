@@ -7,11 +7,13 @@ refuses /metrics, the Ingress does not route /metrics, and the probes' paths ans
 from __future__ import annotations
 
 import ast
+import hashlib
 import importlib.util
 import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -198,6 +200,20 @@ def test_every_yaml_and_json_file_parses():
     assert json_files
     for path in json_files:
         json.loads(path.read_text())
+
+
+def test_compose_follows_the_compose_specification():
+    """deploy/compose.yaml against the Compose Specification's schema (deploy/schemas/, see its README):
+    unknown keys, misspelt conditions and wrong types fail here rather than at `docker compose up`."""
+    import jsonschema
+
+    schema = json.loads((DEPLOY / "schemas" / "compose-spec.json").read_text())
+    validator = jsonschema.Draft7Validator(schema)
+    errors = [f"{'.'.join(map(str, error.path))}: {error.message[:200]}" for error in validator.iter_errors(_compose())]
+    assert not errors, "\n".join(errors)
+    broken = json.loads(json.dumps(_compose()))
+    broken["services"]["web1"]["depends_on"]["migrate"]["condition"] = "service_finished"
+    assert list(validator.iter_errors(broken))
 
 
 def test_the_kubernetes_objects_are_complete_and_namespace_less():
@@ -597,3 +613,43 @@ def test_the_keys_step_makes_every_key_the_entrypoint_requires(tmp_path):
     required |= set(re.findall(r'required="\$required ([\w.]+)"', script))
     assert required == {"registry-token.key", "registry-token.crt", "image-signing.key", "secret_key", "encryption.key"}
     assert required <= made, f"the keys step does not make {sorted(required - made)}"
+
+
+def test_the_entrypoint_copies_the_shared_keys_and_refuses_to_start_without_them(tmp_path):
+    """deploy/entrypoint.sh with a keys folder mounted read-only at /run/wharf/keys, as compose and Kubernetes
+    mount it (in a mount namespace of its own, over a private /run): the node starts with exactly those keys,
+    copied into its own data dir with mode 0600; a missing key stops it before Wharf starts."""
+    if os.geteuid() != 0 or not shutil.which("unshare"):
+        pytest.skip("needs root and unshare(1) for a private mount namespace")
+    made = tmp_path / "made"
+    run_python(hub_env(made), "import hub.wsgi")  # the keys step
+    check = ("import hashlib, pathlib, stat, hub.wsgi\n"
+             "from django.conf import settings\n"
+             "keys = pathlib.Path(settings.KEYS_DIR)\n"
+             "print(settings.SECRET_KEY)\n"
+             "for path in sorted(keys.iterdir()):\n"
+             "    digest = hashlib.sha256(path.read_bytes()).hexdigest()\n"
+             "    print(path.name, oct(stat.S_IMODE(path.stat().st_mode)), digest)\n")
+
+    def run_node(shared: Path, data_dir: Path) -> subprocess.CompletedProcess:
+        script = (f"set -e; mount -t tmpfs tmpfs /run; mkdir -p /run/wharf/keys; "
+                  f"mount --bind {shared} /run/wharf/keys; mount -o remount,bind,ro /run/wharf/keys; "
+                  f"exec {DEPLOY / 'entrypoint.sh'} {sys.executable} -c {shlex.quote(check)}")
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], cwd=REPO_ROOT,
+                              env=hub_env(data_dir), capture_output=True, text=True, timeout=60)
+
+    result = run_node(made / "keys", tmp_path / "node")
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == (made / "keys" / "secret_key").read_text().strip()
+    expected = [f"{path.name} 0o600 {hashlib.sha256(path.read_bytes()).hexdigest()}"
+                for path in sorted((made / "keys").iterdir())]
+    assert lines[1:] == expected
+
+    incomplete = tmp_path / "incomplete"
+    shutil.copytree(made / "keys", incomplete)
+    (incomplete / "image-signing.key").unlink()
+    result = run_node(incomplete, tmp_path / "node2")
+    assert result.returncode == 1
+    assert "/run/wharf/keys/image-signing.key is missing" in result.stderr
+    assert not (tmp_path / "node2" / "keys" / "image-signing.key").exists()
