@@ -10,6 +10,8 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import storages
 from django.db import connection
 
+from hub import keycheck
+
 
 def check_database() -> None:
     with connection.cursor() as cursor:
@@ -47,7 +49,15 @@ def check_broker() -> None:
         conn.ensure_connection(max_retries=1, timeout=3)
 
 
-CHECKS = {"database": check_database, "storage": check_storage, "cache": check_cache, "broker": check_broker}
+def check_keys() -> None:
+    """This node signs and encrypts with the cluster's keys (hub/keycheck.py)."""
+    keycheck.check()
+
+
+CHECKS = {"database": check_database, "storage": check_storage, "cache": check_cache, "broker": check_broker,
+          "keys": check_keys}
+# Failures whose message is written for the operator: shown as they are, whole.
+OPERATOR_MESSAGES = (keycheck.KeysDiffer,)
 
 
 def run_checks() -> dict[str, str]:
@@ -55,6 +65,8 @@ def run_checks() -> dict[str, str]:
     for name, check in CHECKS.items():
         try:
             check()
+        except OPERATOR_MESSAGES as exc:
+            results[name] = f"error: {exc}"[:1000]
         except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
             results[name] = f"error: {type(exc).__name__}: {exc}"[:300]
         else:

@@ -16,7 +16,7 @@ def test_readyz_checks_every_backing_service(client):
     response = client.get("/readyz")
     body = response.json()
     assert response.status_code == 200, body
-    assert set(body["checks"]) == {"database", "storage", "cache", "broker"}
+    assert set(body["checks"]) == {"database", "storage", "cache", "broker", "keys"}
     assert all(value == "ok" for value in body["checks"].values())
 
 
