@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 export PORT ?= 8000
 
-.PHONY: run test venv deps dev-deps system-deps superuser lint format migrate bench clean
+.PHONY: run test venv deps dev-deps system-deps superuser lint format migrate bench bench-scaleout clean
 
 $(PY):
 	@$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || { \
@@ -58,6 +58,10 @@ format: dev-deps
 
 bench: dev-deps system-deps
 	$(PY) bench/registry.py
+
+# Pushes and pulls through HAProxy to 1, 2 and 3 nodes on a private PostgreSQL and Redis (bench/scaleout.py).
+bench-scaleout: dev-deps system-deps
+	bash tests/services.sh $(PY) bench/scaleout.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
