@@ -502,10 +502,19 @@ def test_haproxy_accepts_the_configuration(tmp_path):
 METRICS_TOKEN = "deploy-test-metrics-token"
 
 
+def _extra_hosts(platform: str) -> list[str]:
+    """HUB_EXTRA_HOSTS of the web nodes of `platform` (compose or kubernetes)."""
+    if platform == "compose":
+        return _compose_environment(_compose()["services"]["web1"])["HUB_EXTRA_HOSTS"].split(",")
+    (web,) = [container for name, container in _pod_containers() if name == "wharf-web"]
+    return _container_environment(web)["HUB_EXTRA_HOSTS"].split(",")
+
+
 @pytest.fixture(scope="module")
 def deploy_hub(artifacts_dir, django_db_setup):
     """A live hub (gunicorn, no worker) with the deploy files' HUB_EXTRA_HOSTS and a metrics token."""
-    hub = start_hub(artifacts_dir, with_worker=False, HUB_EXTRA_HOSTS="wharf-web,web1,web2",
+    hosts = {host for platform in ("compose", "kubernetes") for host in _extra_hosts(platform)}
+    hub = start_hub(artifacts_dir, with_worker=False, HUB_EXTRA_HOSTS=",".join(sorted(hosts)),
                     HUB_BEHIND_PROXY="true", HUB_METRICS_TOKEN=METRICS_TOKEN)
     yield hub
     hub.stop()
@@ -521,7 +530,7 @@ def _probes() -> list[tuple[str, str, dict[str, str]]]:
                 assert get["port"] in {port["name"] for port in container["ports"]} | {port["containerPort"]
                                                                                       for port in container["ports"]}
                 headers = {header["name"]: header["value"] for header in get.get("httpHeaders", [])}
-                probes.append((f"{name} {kind}", get["path"], headers))
+                probes.append((f"kubernetes {name} {kind}", get["path"], headers))
     for name, service in _wharf_services().items():
         if "healthcheck" in service:
             code = service["healthcheck"]["test"][-1]
@@ -531,14 +540,18 @@ def _probes() -> list[tuple[str, str, dict[str, str]]]:
     config = (DEPLOY / "haproxy" / "haproxy.cfg").read_text()
     for path, host in re.findall(r"http-check send meth GET uri (/\S+) ver HTTP/1.1 hdr Host (\S+)", config):
         if not path.startswith("/minio/"):
-            probes.append(("haproxy check", path, {"Host": host}))
+            probes.append(("compose haproxy check", path, {"Host": host}))
     return probes
 
 
 def test_the_probes_paths_answer_on_a_live_hub(deploy_hub):
     probes = _probes()
     assert {path for _, path, _ in probes} == {"/healthz", "/readyz"}
+    from django.http.request import validate_host
+
     for where, path, headers in probes:
+        # The Host a probe sends is one its own platform's nodes accept (kubelet would send the pod address).
+        assert validate_host(headers["Host"], _extra_hosts(where.split()[0])), where
         response = requests.get(f"{deploy_hub.url}{path}", headers=headers, timeout=10)
         if path == "/healthz":
             assert response.status_code == 200, f"{where}: {response.status_code}"
@@ -653,3 +666,64 @@ def test_the_entrypoint_copies_the_shared_keys_and_refuses_to_start_without_them
     assert result.returncode == 1
     assert "/run/wharf/keys/image-signing.key is missing" in result.stderr
     assert not (tmp_path / "node2" / "keys" / "image-signing.key").exists()
+
+
+# --- Prometheus and Grafana ------------------------------------------------------------------------
+
+
+def test_the_dashboard_queries_metrics_the_code_exports():
+    """Every wharf_* series the dashboard queries is made by the code: a Counter for *_total, a Histogram
+    for *_bucket, any metric (a collector's gauge too) for a bare name."""
+    dashboard = json.loads((DEPLOY / "grafana" / "wharf-dashboard.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    code = (REPO_ROOT / "lib" / "metrics.py").read_text() + (REPO_ROOT / "hub" / "metrics.py").read_text()
+    queried = {name for expression in expressions for name in re.findall(r"\bwharf_\w+", expression)}
+    assert {"wharf_http_requests_total", "wharf_http_request_duration_seconds_bucket"} <= queried
+    for name in queried:
+        if name.endswith("_total"):
+            assert re.search(rf'Counter\(\s*"{name.removesuffix("_total")}"', code), name
+        elif name.endswith("_bucket"):
+            assert re.search(rf'Histogram\(\s*"{name.removesuffix("_bucket")}"', code), name
+        else:
+            assert f'"{name}"' in code, name
+
+
+def _relabel(rules: list[dict], labels: dict[str, str]) -> dict[str, str] | None:
+    """Prometheus's relabelling (keep and replace: what the scrape jobs use) of one target's labels."""
+    labels = dict(labels)
+    for rule in rules:
+        value = rule.get("separator", ";").join(labels.get(name, "") for name in rule["source_labels"])
+        match = re.fullmatch(rule.get("regex", "(.*)"), value)
+        if rule.get("action", "replace") == "keep":
+            if not match:
+                return None
+        elif match:
+            replacement = re.sub(r"\$(\d+)", r"\\\1", rule.get("replacement", "$1"))
+            labels[rule["target_label"]] = match.expand(replacement)
+    return labels
+
+
+def test_prometheus_in_kubernetes_scrapes_web_pods_by_a_name_they_accept():
+    """kubelet's and Prometheus's bare pod address is a Host Django refuses: the web job scrapes each pod by
+    its DNS name, and the pods' HUB_EXTRA_HOSTS accepts that name (and not another host's)."""
+    from django.http.request import validate_host
+
+    (config,) = _documents(DEPLOY / "prometheus" / "prometheus-kubernetes.yml")
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    web_pod = {"__address__": "10.1.2.3:8000", "__meta_kubernetes_pod_ip": "10.1.2.3",
+               "__meta_kubernetes_namespace": "registry", "__meta_kubernetes_pod_container_port_number": "8000",
+               "__meta_kubernetes_pod_container_port_name": "http", "__meta_kubernetes_pod_name": "wharf-web-1",
+               "__meta_kubernetes_pod_label_app_kubernetes_io_name": "wharf",
+               "__meta_kubernetes_pod_label_app_kubernetes_io_component": "web"}
+    target = _relabel(jobs["wharf-web"]["relabel_configs"], web_pod)
+    assert target["__address__"] == "10-1-2-3.registry.pod.cluster.local:8000"
+    assert _relabel(jobs["wharf-worker"]["relabel_configs"], web_pod) is None
+    worker_pod = {**web_pod, "__meta_kubernetes_pod_label_app_kubernetes_io_component": "worker",
+                  "__meta_kubernetes_pod_container_port_name": "metrics", "__address__": "10.1.2.4:9808"}
+    assert _relabel(jobs["wharf-worker"]["relabel_configs"], worker_pod)["__address__"] == "10.1.2.4:9808"
+    assert _relabel(jobs["wharf-web"]["relabel_configs"], worker_pod) is None
+    (web,) = [container for name, container in _pod_containers() if name == "wharf-web"]
+    allowed = _container_environment(web)["HUB_EXTRA_HOSTS"].split(",")
+    assert validate_host(target["__address__"].rsplit(":", 1)[0], allowed)
+    assert not validate_host("10.1.2.3", allowed)
+    assert not validate_host("evil.example.com", allowed)
