@@ -30,6 +30,7 @@ urlpatterns = [
     path("orgs/new", views.org_create, name="org_create"),
     path("orgs/<account_name:name>", views.org_detail, name="org_detail"),
     path("orgs/<account_name:name>/settings", views.org_settings, name="org_settings"),
+    path("orgs/<account_name:name>/settings/retention", views.org_retention, name="org_retention"),
     path("orgs/<account_name:name>/leave", views.org_leave, name="org_leave"),
     path("orgs/<account_name:name>/delete", views.org_delete, name="org_delete"),
     path("orgs/<account_name:name>/teams/new", views.team_create, name="team_create"),

@@ -29,6 +29,8 @@ from accounts.forms import (
     TeamSettingsForm,
 )
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
+from registry import retention
+from registry.views import retention as retention_views
 from repositories.permissions import may_admin_organization
 from repositories.selectors import profile_repositories
 
@@ -197,8 +199,27 @@ def org_settings(request: HttpRequest, name: str) -> HttpResponse:
         return redirect("accounts:org_settings", name=organization.name)
     delete_form = ConfirmNameForm(expected=organization.name)
     context = {"organization": organization, "form": form, "delete_form": delete_form, "is_owner": True,
-               "tab": "settings"}
+               "tab": "settings", **_retention_context(organization)}
     return render(request, "accounts/org_settings.html", context)
+
+
+def _retention_context(organization, shown=None) -> dict:
+    policy = retention.policy_for_scope(namespace=organization.namespace)
+    return {"retention": shown or retention_views.section(policy),
+            "retention_action": reverse("accounts:org_retention", kwargs={"name": organization.name})}
+
+
+@require_POST
+@login_required
+def org_retention(request: HttpRequest, name: str) -> HttpResponse:
+    organization = _organization_for_owner(request, name)
+    shown = retention_views.handle_post(request, retention.policy_for_scope(namespace=organization.namespace))
+    if shown is None:
+        return redirect(reverse("accounts:org_settings", kwargs={"name": organization.name}) + "#retention")
+    context = {"organization": organization, "form": OrganizationProfileForm(instance=organization),
+               "delete_form": ConfirmNameForm(expected=organization.name), "is_owner": True, "tab": "settings",
+               **_retention_context(organization, shown)}
+    return render(request, "accounts/org_settings.html", context, status=400 if shown.failed else 200)
 
 
 @require_POST
@@ -229,7 +250,7 @@ def org_delete(request: HttpRequest, name: str) -> HttpResponse:
             return redirect("accounts:org_list")
     form = OrganizationProfileForm(instance=organization)
     context = {"organization": organization, "form": form, "delete_form": delete_form, "is_owner": True,
-               "tab": "settings"}
+               "tab": "settings", **_retention_context(organization)}
     return render(request, "accounts/org_settings.html", context, status=400)
 
 

@@ -443,6 +443,8 @@ CELERY_BEAT_SCHEDULE = {
     "flush-pull-counters": {"task": "registry.flush_pull_counters", "schedule": PULL_COUNTER_FLUSH_SECONDS},
     "cleanup-stale-uploads": {"task": "registry.cleanup_stale_uploads", "schedule": 3600.0},
     "collect-garbage": {"task": "registry.collect_garbage", "schedule": envfloat("HUB_GC_INTERVAL_SECONDS", 86400.0)},
+    "run-retention-policies": {"task": "registry.run_retention_policies",
+                               "schedule": envfloat("HUB_RETENTION_INTERVAL_SECONDS", 86400.0)},
     "sweep-webhook-deliveries": {"task": "webhooks.sweep_deliveries",
                                  "schedule": envfloat("HUB_WEBHOOK_SWEEP_SECONDS", 10.0)},
 }

@@ -151,3 +151,64 @@ class PendingPull(models.Model):
 
     def __str__(self) -> str:
         return f"{self.repository_id}:{self.tag} {self.day}"
+
+
+class RetentionPolicy(models.Model):
+    """What to keep in a repository, or in every repository of a namespace (registry/retention.py).
+
+    A tag goes when no keep rule keeps it: the `keep_last` most recently pushed of the tags the
+    patterns select, and those pushed or pulled within `keep_days`. Tags the patterns leave out,
+    immutable tags and signature tags always stay. Untagged manifests older than `untagged_days`
+    (not an index's child, not attached to another manifest) go too. A repository's own policy
+    replaces its namespace's.
+    """
+
+    namespace = models.OneToOneField("accounts.Namespace", null=True, blank=True, on_delete=models.CASCADE,
+                                     related_name="retention_policy")
+    repository = models.OneToOneField("repositories.Repository", null=True, blank=True, on_delete=models.CASCADE,
+                                      related_name="retention_policy")
+    enabled = models.BooleanField(default=True)
+    keep_last = models.PositiveIntegerField(null=True, blank=True)
+    keep_days = models.PositiveIntegerField(null=True, blank=True)
+    include_patterns = models.JSONField(default=list, blank=True)
+    exclude_patterns = models.JSONField(default=list, blank=True)
+    untagged_days = models.PositiveIntegerField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    updated_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        constraints = [models.CheckConstraint(
+            condition=models.Q(namespace__isnull=True, repository__isnull=False)
+            | models.Q(namespace__isnull=False, repository__isnull=True),
+            name="retention_policy_one_scope")]
+        verbose_name_plural = "retention policies"
+
+    def __str__(self) -> str:
+        return f"retention of {self.repository or self.namespace}"
+
+
+class RetentionRun(models.Model):
+    """One run of a policy (or a dry run): what it removed, or would have."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule", "Daily"
+        MANUAL = "manual", "Run now"
+        DRY_RUN = "dry-run", "Dry run"
+
+    policy = models.ForeignKey(RetentionPolicy, on_delete=models.CASCADE, related_name="runs")
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    started_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    removed = models.JSONField(default=list)  # [{"repository", "tag" or "", "digest"}], capped
+    removed_count = models.PositiveIntegerField(default=0)
+    error = models.TextField(blank=True)
+    started_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+
+    class Meta:
+        ordering = ["-started_at", "-pk"]
+        indexes = [models.Index(fields=["policy", "-started_at"], name="retention_run_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.get_trigger_display()} of {self.policy} at {self.started_at:%Y-%m-%d %H:%M}"

@@ -3,6 +3,7 @@
 from celery import shared_task
 
 from registry.pulls import flush_pull_counters
+from registry.retention import run_all
 from registry.services.gc import cleanup_stale_uploads, collect_garbage, repository_cleanup_pending
 
 
@@ -22,3 +23,8 @@ def cleanup_stale_uploads_task() -> int:
 @shared_task(name="registry.collect_garbage")
 def collect_garbage_task() -> int:
     return collect_garbage().blobs_deleted
+
+
+@shared_task(name="registry.run_retention_policies")
+def run_retention_policies_task() -> int:
+    return run_all()

@@ -41,10 +41,7 @@ class ImmutableTags:
             return None
         if not self.rules:
             return ALL_TAGS
-        for rule, pattern in zip(self.rules, _compiled(self.rules), strict=True):
-            if pattern.fullmatch(tag):
-                return rule
-        return None
+        return first_match(self.rules, tag)
 
 
 def immutable_tags_of(repository) -> ImmutableTags:
@@ -73,6 +70,14 @@ def clean_rules(rules: object) -> list[str]:
     if len(cleaned) > MAX_RULES:
         raise ValidationError(f"At most {MAX_RULES} rules.")
     return cleaned
+
+
+def first_match(rules: tuple[str, ...], tag: str) -> str | None:
+    """The first of `rules` (cleaned by clean_rules) matching the whole of `tag`, in linear time."""
+    for rule, pattern in zip(rules, _compiled(rules), strict=True):
+        if pattern.fullmatch(tag):
+            return rule
+    return None
 
 
 @functools.lru_cache(maxsize=1024)

@@ -53,6 +53,7 @@ REPOSITORY_PAGES = [
     ("/settings", views.repository_settings, "settings"),
     ("/settings/visibility", views.repository_visibility, "visibility"),
     ("/settings/immutable-tags", views.repository_immutable_tags, "immutable_tags"),
+    ("/settings/retention", views.repository_retention, "retention"),
     ("/delete", views.repository_delete, "delete"),
 ]
 

@@ -19,10 +19,12 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts.models import Namespace, Team
 from oci.names import LIBRARY, is_attachment_tag
+from registry import retention
 from registry import selectors as registry_selectors
 from registry.errors import ManifestUnknown, TagImmutable
 from registry.models import Tag
 from registry.services.manifests import tag_delete as tag_delete_service
+from registry.views import retention as retention_views
 from repositories import forms, rows, selectors, services
 from repositories.charts import time_chart
 from repositories.markdown import render_markdown
@@ -273,9 +275,11 @@ def permission_remove(request: HttpRequest, access: selectors.RepositoryAccess, 
 
 
 def _settings_page(request, access, *, settings_form=None, visibility_form=None, delete_form=None,
-                   immutable_form=None, status=200):
+                   immutable_form=None, retention_section=None, status=200):
     repository = access.repository
     return _render_repository(request, access, "settings", "repositories/settings.html", {
+        "retention": retention_section or retention_views.section(retention.policy_for_scope(repository=repository)),
+        "retention_action": repo_url(repository, "retention"),
         "settings_form": settings_form or forms.RepositorySettingsForm(initial={
             "description": repository.description, "full_description": repository.full_description}),
         "visibility_form": visibility_form or forms.VisibilityForm(initial={
@@ -327,6 +331,15 @@ def repository_immutable_tags(request: HttpRequest, access: selectors.Repository
                                form.ALL_IMMUTABLE: "Every tag is immutable now.",
                                form.SPECIFIC: "Tags matching the rules are immutable now."}[mode])
     return redirect(repo_url(access.repository, "settings"))
+
+
+@require_POST
+@repository_page(need=ADMIN)
+def repository_retention(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
+    shown = retention_views.handle_post(request, retention.policy_for_scope(repository=access.repository))
+    if shown is None:
+        return redirect(repo_url(access.repository, "settings") + "#retention")
+    return _settings_page(request, access, retention_section=shown, status=400 if shown.failed else 200)
 
 
 @require_POST

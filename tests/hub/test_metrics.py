@@ -23,6 +23,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from lib.metrics import route_template
 from tests.conftest import PASSWORD
 from tests.e2e.clients import Account, Target
+from tests.hub.support import run_django
+from tests.hub.test_storages import bucket, s3_env  # noqa: F401 - the bucket fixture
 from tests.live import free_port, start_hub, wait_until
 from tests.webhooks.receiver import Answer, Receiver
 
@@ -143,6 +145,20 @@ def _basic(user: str, password: str) -> str:
     import base64
 
     return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+# --- Bytes ----------------------------------------------------------------------------------------
+def test_a_blob_get_redirected_to_s3_counts_the_blobs_size(data_dir, moto_endpoint, bucket):  # noqa: F811
+    from tests.hub.test_registry_s3 import SCRIPT
+
+    counts = ("\nfrom prometheus_client import REGISTRY\nprint(json.dumps([REGISTRY.get_sample_value("
+              "'wharf_registry_bytes_pushed_total', {}), REGISTRY.get_sample_value("
+              "'wharf_registry_bytes_pulled_total', {'delivery': 'redirected'}), REGISTRY.get_sample_value("
+              "'wharf_registry_bytes_pulled_total', {'delivery': 'served'})]))\n")
+    lines = run_django(s3_env(data_dir, moto_endpoint, bucket), SCRIPT + counts).stdout.strip().splitlines()
+    result, (pushed, redirected, served) = json.loads(lines[-2]), json.loads(lines[-1])
+    assert result["get"] == 307
+    assert (pushed, redirected, served) == (result["size"], result["size"], 0)
 
 
 # --- Webhooks and builds ----------------------------------------------------------------------------
