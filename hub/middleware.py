@@ -55,3 +55,26 @@ class RegistryFastPathMiddleware:
         response = match.func(request, *match.args, **match.kwargs)
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         return response
+
+
+class OperationsPathsMiddleware:
+    """/healthz, /readyz and /metrics answer whatever the Host header says.
+
+    Load balancers, kubelet and Prometheus reach a node by its address (or send no Host at all), which
+    Django's host validation refuses with a 400 once HUB_PUBLIC_URL names a real host: every node would
+    look down. These three paths read nothing from the request's host, so they are answered here,
+    before any middleware that validates it. /metrics keeps its bearer token.
+    """
+
+    PATHS = {"/healthz", "/readyz", "/metrics"}
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.resolver = get_resolver()
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.path_info not in self.PATHS:
+            return self.get_response(request)
+        match = self.resolver.resolve(request.path_info)
+        request.resolver_match = match
+        return match.func(request, *match.args, **match.kwargs)

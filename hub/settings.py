@@ -74,7 +74,7 @@ for _folder in (UPLOAD_STAGING_DIR, KEYS_DIR):
     _folder.mkdir(parents=True, exist_ok=True)
 try:
     KEYS_DIR.chmod(0o700)  # signing keys and the generated secret key
-except PermissionError:  # owned by another user (a read-only deployment): leave it as it is
+except OSError:  # owned by another user, or a read-only mount (a deployment's shared keys): leave it as it is
     pass
 
 
@@ -152,6 +152,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "hub.middleware.MetricsMiddleware",  # first: it sees every request, the registry's fast path too
+    "hub.middleware.OperationsPathsMiddleware",  # probes and scrapes, whatever their Host header
     "hub.middleware.RegistryFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

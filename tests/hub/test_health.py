@@ -42,3 +42,13 @@ def test_readyz_reports_a_missing_filesystem_broker_folder(data_dir):
     )
     checks = json.loads(run_django(hub_env(data_dir), code).stdout.strip().splitlines()[-1])
     assert checks["broker"].startswith("error: OSError")
+
+
+@pytest.mark.parametrize("host", ["10.0.0.12:8000", "[fd00::5]:8000", "evil.example"])
+def test_probes_answer_whatever_the_host_header(client, host, settings):
+    """kubelet, HAProxy and Prometheus reach a node by its address: host validation must not refuse them."""
+    settings.ALLOWED_HOSTS = ["hub.example.com"]
+    assert client.get("/healthz", HTTP_HOST=host).status_code == 200
+    assert client.get("/readyz", HTTP_HOST=host).status_code in (200, 503)
+    assert client.get("/metrics", HTTP_HOST=host).status_code in (401, 404)  # never the token-less metrics
+    assert client.get("/", HTTP_HOST=host).status_code == 400  # the rest of the site still validates it
