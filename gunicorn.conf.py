@@ -61,6 +61,9 @@ wsgi_app = "hub.wsgi:application"
 metrics_dir = (Path(os.environ.get("HUB_DATA_DIR") or Path(__file__).resolve().parent / "data").resolve()
                / "metrics" / f"web-{os.environ.get('PORT', '8000')}")
 os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+# Made now, not only in on_starting: `gunicorn --check-config` loads the site without starting, and
+# loading it counts.
+metrics_dir.mkdir(parents=True, exist_ok=True)
 
 
 def on_starting(server):

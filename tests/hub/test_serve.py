@@ -259,3 +259,12 @@ def test_sigterm_stops_gunicorn_and_the_worker(served):
     assert left == [], f"still running after SIGTERM: {left}\n{served.log()}"
     assert served.process.returncode == 0
     assert time.monotonic() - started < STOP_DEADLINE
+
+
+def test_gunicorn_check_config_loads_the_site(tmp_path):
+    """`gunicorn --check-config` (what deploy tooling runs) loads the site without starting it."""
+    env = {**hub_env(tmp_path / "data"), "PORT": "18123"}
+    result = subprocess.run([str(Path(sys.executable).parent / "gunicorn"), "--check-config", "--config",
+                             str(REPO_ROOT / "gunicorn.conf.py")], cwd=REPO_ROOT, env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
