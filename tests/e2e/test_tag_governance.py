@@ -63,3 +63,33 @@ def test_rules_set_in_the_browser_refuse_moving_a_tag_with_skopeo_and_podman(
     page.goto(f"{live_hub.url}/r/{full}/tags/v1.0/delete")
     page.locator("main").get_by_role("button", name=re.compile("Delete")).click()
     expect(page.get_by_text(re.compile("immutable"))).to_be_visible()
+
+
+def test_a_retention_policy_dry_run_then_run_in_the_browser(page: Page, live_hub, live_user, test_images,
+                                                           screenshots_dir, tmp_path):
+    owner = live_user()
+    full = f"{owner.username}/{unique_name('kept')[:20]}"
+    clients = ContainerClients(tmp_path / "clients", [live_hub.host])
+    creds = (owner.username, PASSWORD)
+    for tag in ("old-1", "old-2", "release-1", "newest"):  # pushed in this order: newest last
+        clients.skopeo_push(test_images.unique(), f"{live_hub.host}/{full}:{tag}", creds=creds)
+
+    page.set_viewport_size({"width": 1280, "height": 900})
+    log_in(page, live_hub.url, owner.username)
+    page.goto(f"{live_hub.url}/r/{full}/settings")
+    section = page.locator("#retention")
+    section.get_by_label("Apply this policy every day").check()
+    section.get_by_label("Keep the most recently pushed tags").fill("1")
+    section.get_by_label("Never tags matching").fill("release-.*")
+    section.get_by_role("button", name="Dry run").click()
+    dry = page.locator("#retention-dry-run")
+    expect(dry).to_contain_text("2 items would go")
+    expect(dry).to_contain_text(":old-1")
+    expect(dry).to_contain_text(":old-2")
+    dry.scroll_into_view_if_needed()
+    shoot(page, screenshots_dir, "retention-dry-run")
+
+    page.locator("#retention").get_by_role("button", name="Save and run now").click()
+    expect(page.get_by_text("Retention removed 2 items.")).to_be_visible()
+    tags = clients.skopeo_list_tags(f"{live_hub.host}/{full}", creds=creds).json()["Tags"]
+    assert sorted(tags) == ["newest", "release-1"]
