@@ -14,7 +14,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, get_resolver
 
-from lib.metrics import HttpRecorder
+from lib.metrics import HTTP
 
 
 class MetricsMiddleware:
@@ -23,7 +23,8 @@ class MetricsMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
-        self.recorder = HttpRecorder(static_prefix=settings.STATIC_URL)
+        self.recorder = HTTP
+        HTTP.static_prefix = settings.STATIC_URL
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         started = perf_counter()

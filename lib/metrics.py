@@ -16,12 +16,15 @@ No Django imports.
 
 from __future__ import annotations
 
+import atexit
 import hmac
 import logging
 import os
 import re
 import socket
 import threading
+import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -113,44 +116,81 @@ def door(route: str, url_name: str | None) -> str:
 
 
 class HttpRecorder:
-    """Counts a request by its URL pattern. Per request: one dictionary lookup, a counter and a histogram
-    (~6 µs in multiprocess mode); a pattern's label and metric children are made once per (pattern, method,
-    status)."""
+    """Counts requests by URL pattern, method and status, and times them.
+
+    A request adds to this process's sums under a lock (one dictionary lookup, ~1.5 µs); a daemon thread
+    (a greenlet under gevent) moves them into the metrics every FLUSH_SECONDS, and a scrape of this
+    process first (`flush`). Incrementing prometheus_client's values directly costs ~7 µs a request in
+    multiprocess mode (a locked write to a memory-mapped file per value: the counter, the histogram's sum
+    and its bucket). A pattern's label and metric children are made once per (pattern, method, status).
+    """
+
+    FLUSH_SECONDS = 1.0
 
     def __init__(self, static_prefix: str = "/static/") -> None:
         self.static_prefix = static_prefix
+        self.bounds = HTTP_DURATION._upper_bounds  # (…, +Inf): a duration's bucket is the first bound >= it
         self.children: dict[tuple, tuple] = {}
+        self.pending: dict[tuple, list] = {}  # key → [requests, seconds, requests per bucket]
         self.lock = threading.Lock()
+        self.flusher_pid = 0
 
     def record(self, route: str | None, url_name: str | None, path: str, method: str, status: int,
                seconds: float) -> None:
+        if method not in METHODS:
+            method = "other"
         if route is None:  # no URL pattern: a 404, or a static file WhiteNoise served
-            label = "static" if path.startswith(self.static_prefix) else UNMATCHED
-            key = (label, method, status, False)
+            key = ("static" if path.startswith(self.static_prefix) else UNMATCHED, method, status, False)
         else:
-            label, key = None, (route, method, status)
-        children = self.children.get(key)
-        if children is None:
-            children = self._children(key, route, label, url_name, method, status)
-        counter, histogram, refused = children
-        counter.inc()
-        histogram.observe(seconds)
-        if refused is not None:
-            refused.inc()
+            key = (route, method, status)
+        with self.lock:
+            entry = self.pending.get(key)
+            if entry is None:
+                entry = self.pending[key] = self._new_entry(key, url_name)
+            entry[0] += 1
+            entry[1] += seconds
+            entry[2][bisect_left(self.bounds, seconds)] += 1
 
-    def _children(self, key: tuple, route: str | None, label: str | None, url_name: str | None, method: str,
-                  status: int) -> tuple:
-        kind = "web"
-        if route is not None:
-            label, kind = route_template(route), door(route, url_name)
-        method_label = method if method in METHODS else "other"
-        children = (HTTP_REQUESTS.labels(label, method_label, str(status)),
-                    HTTP_DURATION.labels(label, method_label),
-                    RATE_LIMITED.labels(kind) if status == 429 else None)
-        if method in METHODS:  # bounded: the patterns × methods × statuses
-            with self.lock:
-                self.children[key] = children
-        return children
+    def _new_entry(self, key: tuple, url_name: str | None) -> list:
+        if key not in self.children:
+            route, method, status = key[:3]
+            if len(key) == 4:
+                label, kind = route, "web"
+            else:
+                label, kind = route_template(route), door(route, url_name)
+            self.children[key] = (HTTP_REQUESTS.labels(label, method, str(status)), HTTP_DURATION.labels(label, method),
+                                  RATE_LIMITED.labels(kind) if status == 429 else None)
+        if self.flusher_pid != os.getpid():  # first request of this process (gunicorn forks before loading the site)
+            self.flusher_pid = os.getpid()
+            threading.Thread(target=self._flush_forever, name="metrics-flush", daemon=True).start()
+        return [0, 0.0, [0] * len(self.bounds)]
+
+    def _flush_forever(self) -> None:
+        while True:
+            time.sleep(self.FLUSH_SECONDS)
+            try:
+                self.flush()
+            except Exception:  # keep flushing: the next round may succeed
+                logger.exception("metrics: could not flush the request counts")
+
+    def flush(self) -> None:
+        """Move this process's pending sums into the metrics (prometheus_client 0.26's Histogram keeps a
+        value per bucket and one for the sum, `_buckets` and `_sum`: what `observe` adds to)."""
+        with self.lock:
+            pending, self.pending = self.pending, {}
+        for key, (count, seconds, buckets) in pending.items():
+            counter, histogram, refused = self.children[key]
+            counter.inc(count)
+            if refused is not None:
+                refused.inc(count)
+            histogram._sum.inc(seconds)
+            for index, in_bucket in enumerate(buckets):
+                if in_bucket:
+                    histogram._buckets[index].inc(in_bucket)
+
+
+HTTP = HttpRecorder()
+atexit.register(HTTP.flush)
 
 
 # --- Access -----------------------------------------------------------------------------------------
@@ -239,6 +279,7 @@ def exposition(extra: Iterable = (), *, root_pid: Callable[[], int] = os.getppid
     """The metrics text: every process's counts (summed from PROMETHEUS_MULTIPROC_DIR when it is set),
     process metrics of `root_pid()` and its children (this process alone without the folder), and `extra`
     collectors (figures read at scrape time)."""
+    HTTP.flush()
     path = multiprocess_dir()
     if path is None:
         collectors: list = [REGISTRY]

@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import threading
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +21,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
-from lib.metrics import route_template
+from lib.metrics import HTTP, HttpRecorder, route_template
 from tests.conftest import PASSWORD
 from tests.e2e.clients import Account, Target
 from tests.hub.support import run_django
@@ -43,7 +44,8 @@ def value(text: str, name: str, **labels: str) -> float:
 
 
 def local(name: str, **labels: str) -> float:
-    """A counter of this (test) process."""
+    """A counter of this (test) process (its pending request counts added first)."""
+    HTTP.flush()
     return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
@@ -257,10 +259,18 @@ def test_live_push_and_pull_are_counted_and_no_name_is_shown(metrics_hub, live_u
     layer_digest = "sha256:" + hashlib.sha256(layer).hexdigest()
     assert api.get_blob(layer_digest).content == layer
 
-    after = scrape(f"{metrics_hub.url}/metrics")
-
     def moved(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
+
+    # Each worker adds its requests to the metrics every second (lib/metrics.py, HttpRecorder).
+    def settled() -> bool:
+        nonlocal after
+        after = scrape(f"{metrics_hub.url}/metrics")
+        return moved("wharf_http_requests_total", route="/v2/<name>/blobs/<digest>", method="GET") == 1 and \
+            moved("wharf_http_request_duration_seconds_count", route="/v2/<name>/blobs/uploads/<upload_id>") == 4
+
+    after = ""
+    wait_until(settled, timeout=10, interval=0.3, message="the push's and pull's requests counted")
 
     assert moved("wharf_registry_bytes_pushed_total") == len(config) + len(layer)
     assert moved("wharf_registry_bytes_pulled_total", delivery="served") == len(layer)
@@ -296,21 +306,26 @@ def test_live_two_gunicorn_workers_are_summed(metrics_hub):
                         counts[path.name] = counts.get(path.name, 0) + sample.value
         return counts
 
+    time.sleep(HttpRecorder.FLUSH_SECONDS + 0.2)  # the earlier tests' requests are all added up
     before = value(scrape(f"{metrics_hub.url}/metrics"), "wharf_http_requests_total", route="/v2/")
     sent = 0
-    for _ in range(10):  # new connections in parallel until both workers took some
+    for _ in range(10):  # new connections in parallel until both workers took some (and added them up)
         threads = [threading.Thread(target=lambda: requests.get(url, timeout=10)) for _ in range(20)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
         sent += len(threads)
+        time.sleep(HttpRecorder.FLUSH_SECONDS + 0.2)
         if len([c for c in per_worker().values() if c > 0]) >= 2:
             break
     assert len([c for c in per_worker().values() if c > 0]) >= 2, per_worker()
+    def total() -> float:
+        return value(scrape(f"{metrics_hub.url}/metrics"), "wharf_http_requests_total", route="/v2/")
+
+    wait_until(lambda: total() == before + sent, timeout=10, interval=0.3, message="every request counted")
     for _ in range(4):  # each scrape is answered by either worker: every one sums both
-        after = value(scrape(f"{metrics_hub.url}/metrics"), "wharf_http_requests_total", route="/v2/")
-        assert after - before == sent
+        assert total() == before + sent
     assert sum(per_worker().values()) == before + sent
 
 
