@@ -98,9 +98,10 @@ class OrganizationAdmin(admin.ModelAdmin):
 
 @admin.register(Namespace)
 class NamespaceAdmin(admin.ModelAdmin):
-    list_display = ["name", "kind", "user", "organization", "pull_limit", "created_at", "deleted_at"]
+    list_display = ["name", "kind", "user", "organization", "pull_limit", "storage_quota_bytes", "created_at",
+                    "deleted_at"]
     list_filter = ["kind"]
-    fields = ["name", "kind", "user", "organization", "pull_limit", "created_at", "deleted_at"]
+    fields = ["name", "kind", "user", "organization", "pull_limit", "storage_quota_bytes", "created_at", "deleted_at"]
     search_fields = ["name"]
     readonly_fields = ["name", "kind", "user", "organization", "created_at", "deleted_at"]
 

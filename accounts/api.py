@@ -30,6 +30,7 @@ from accounts.services import (
     user_access_tokens,
 )
 from hub.api import AtomicScopedRateThrottle, issue_api_token, request_access_token, service_errors_on
+from registry.services.quotas import namespace_usage
 from repositories.permissions import may_admin_organization
 
 NOT_FOUND = "Object not found."
@@ -144,6 +145,36 @@ class NamespacePullLimitView(APIView):
         serializer.is_valid(raise_exception=True)
         found.pull_limit = serializer.validated_data["pull_limit"]
         found.save(update_fields=["pull_limit"])
+        return Response(self._data(found))
+
+
+class NamespaceStorageView(NamespacePullLimitView):
+    """`/v2/namespaces/<namespace>/storage`: what an account or organization stores, and its quota.
+
+    `quota_bytes` is the namespace's own quota (null: the site's `default_quota_bytes`; 0: none).
+    Read and changed by the same people as the pull limit.
+    """
+
+    @staticmethod
+    def _data(found: Namespace) -> dict:
+        return {"namespace": found.name, "quota_bytes": found.storage_quota_bytes,
+                "usage_bytes": namespace_usage(namespace_id=found.pk),
+                "default_quota_bytes": settings.HUB_NAMESPACE_QUOTA_BYTES}
+
+    @extend_schema(summary="An account's or organization's storage usage and quota", responses=s.StorageSerializer)
+    def get(self, request: Request, namespace: str) -> Response:
+        return Response(self._data(self._namespace(request, namespace)))
+
+    @extend_schema(summary="Set an account's or organization's storage quota (staff)",
+                   request=s.StorageQuotaSerializer, responses=s.StorageSerializer)
+    def patch(self, request: Request, namespace: str) -> Response:
+        found = self._namespace(request, namespace)
+        if not request.user.is_staff:
+            raise exceptions.PermissionDenied("Only staff set storage quotas.")
+        serializer = s.StorageQuotaSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        found.storage_quota_bytes = serializer.validated_data["quota_bytes"]
+        found.save(update_fields=["storage_quota_bytes"])
         return Response(self._data(found))
 
 

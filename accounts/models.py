@@ -128,6 +128,15 @@ class Namespace(models.Model):
         null=True, blank=True,
         help_text="Pulls per window for this account (an organization's: for each of its members). "
                   "Empty: the site's default; 0: unlimited. Used only while pull limits are on.")
+    # The account's or organization's storage quota (registry/services/quotas.py). Empty: the site's
+    # HUB_NAMESPACE_QUOTA_BYTES; 0: none.
+    storage_quota_bytes = models.PositiveBigIntegerField(
+        null=True, blank=True,
+        help_text="Storage quota in bytes for this account or organization (its repositories' blobs, uploads "
+                  "in progress and recent unreferenced blobs). Empty: the site's default; 0: unlimited.")
+    # When the owners were told (one email) that usage passed 80% of the quota; cleared when a push sees
+    # it below 80% again, so the next crossing is told too.
+    storage_warned_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["name"]

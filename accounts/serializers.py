@@ -179,3 +179,15 @@ class PullLimitSerializer(serializers.Serializer):
     """An account's or organization's plan: pulls per window (0 unlimited; null the site's default)."""
 
     pull_limit = serializers.IntegerField(min_value=0, max_value=2**31 - 1, allow_null=True)
+
+
+class StorageQuotaSerializer(serializers.Serializer):
+    """An account's or organization's storage quota in bytes (0 none; null the site's default)."""
+
+    quota_bytes = serializers.IntegerField(min_value=0, max_value=2**63 - 1, allow_null=True)
+
+
+class StorageSerializer(StorageQuotaSerializer):
+    namespace = serializers.CharField(read_only=True)
+    usage_bytes = serializers.IntegerField(read_only=True)
+    default_quota_bytes = serializers.IntegerField(read_only=True)

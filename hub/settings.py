@@ -382,6 +382,16 @@ for _name in ("HUB_PULL_LIMIT_ANONYMOUS", "HUB_PULL_LIMIT_USER", "HUB_REGISTRY_A
         raise ImproperlyConfigured(f"{_name}={globals()[_name]}: expected 0 (off) or a positive number")
 if HUB_PULL_LIMIT_WINDOW_SECONDS < 1:
     raise ImproperlyConfigured(f"HUB_PULL_LIMIT_WINDOW_SECONDS={HUB_PULL_LIMIT_WINDOW_SECONDS}: expected seconds")
+# Storage quotas and size limits (registry/services/quotas.py): bytes per namespace (0: none; staff
+# set a namespace's own in the admin or the API), the largest blob, and how long one upload may take.
+HUB_NAMESPACE_QUOTA_BYTES = envint("HUB_NAMESPACE_QUOTA_BYTES", 0)
+HUB_MAX_BLOB_BYTES = envint("HUB_MAX_BLOB_BYTES", 10 * 1024**3)
+HUB_MAX_UPLOAD_SECONDS = envint("HUB_MAX_UPLOAD_SECONDS", 24 * 3600)
+if HUB_NAMESPACE_QUOTA_BYTES < 0:
+    raise ImproperlyConfigured(f"HUB_NAMESPACE_QUOTA_BYTES={HUB_NAMESPACE_QUOTA_BYTES}: expected 0 (none) or bytes")
+for _name in ("HUB_MAX_BLOB_BYTES", "HUB_MAX_UPLOAD_SECONDS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: expected a positive number")
 
 # --- Webhooks -------------------------------------------------------------------------------
 HUB_WEBHOOK_ALLOWED_NETWORKS = envlist("HUB_WEBHOOK_ALLOWED_NETWORKS")

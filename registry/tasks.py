@@ -5,6 +5,7 @@ from celery import shared_task
 from registry.pulls import flush_pull_counters
 from registry.retention import run_all
 from registry.services.gc import cleanup_stale_uploads, collect_garbage, repository_cleanup_pending
+from registry.services.quotas import send_quota_warning
 
 
 @shared_task(name="registry.flush_pull_counters")
@@ -28,3 +29,9 @@ def collect_garbage_task() -> int:
 @shared_task(name="registry.run_retention_policies")
 def run_retention_policies_task() -> int:
     return run_all()
+
+
+@shared_task(name="registry.send_quota_warning")
+def send_quota_warning_task(namespace_id: int) -> int:
+    """The owners' one email when their namespace passes 80% of its storage quota."""
+    return send_quota_warning(namespace_id=namespace_id)

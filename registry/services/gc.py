@@ -129,9 +129,12 @@ def cleanup_stale_uploads(*, older_than: timedelta | None = None) -> int:
     """Delete uploads nobody has written to for a while, with their bytes."""
     if older_than is None:  # timedelta(0) is falsy but means "all of them"
         older_than = timedelta(hours=settings.REGISTRY_STALE_UPLOAD_HOURS)
-    cutoff = timezone.now() - older_than
+    now = timezone.now()
+    cutoff = now - older_than
     count = 0
-    for upload in BlobUpload.objects.filter(updated_at__lt=cutoff):
+    # Also the uploads past HUB_MAX_UPLOAD_SECONDS, however recently written (their next request is refused).
+    too_old = now - timedelta(seconds=settings.HUB_MAX_UPLOAD_SECONDS)
+    for upload in BlobUpload.objects.filter(Q(updated_at__lt=cutoff) | Q(created_at__lt=too_old)):
         blob_store.discard_upload(upload.id)
         upload.delete()
         count += 1

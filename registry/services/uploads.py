@@ -29,6 +29,7 @@ from oci.digests import InvalidDigest, parse_digest
 from registry.blobstore import UploadBusy, UploadGone, UploadWriter, blob_store
 from registry.errors import BlobUploadInvalid, BlobUploadUnknown, DigestInvalid, RangeInvalid, SizeInvalid
 from registry.models import Blob, BlobUpload, RepositoryBlob
+from registry.services import quotas
 from repositories.models import Repository
 
 # Offsets of at most 19 digits (int64): a longer one is malformed, not a 500 from int()'s 4,300-digit limit.
@@ -148,6 +149,7 @@ def parse_content_range(value: str) -> tuple[int, int]:
 
 
 def upload_start(*, repository: Repository, user) -> BlobUpload:
+    quotas.refuse_if_full(repository_id=repository.pk)
     upload = BlobUpload.objects.create(repository=repository, created_by=user if user is not None else None)
     state = blob_store.start_upload(upload.id)
     if state:
@@ -194,6 +196,16 @@ def upload_append(*, upload: BlobUpload, body: Body, content_range: str | None =
 
 
 def _append_locked(upload: BlobUpload, writer: UploadWriter, body: Body, content_range: str | None) -> None:
+    """Append under the storage quota and the size and time limits: past one, the upload is cancelled."""
+    try:
+        _append_limited(upload, writer, body, content_range)
+    except quotas.LimitExceeded:
+        writer.abort()
+        BlobUpload.objects.filter(pk=upload.pk).delete()
+        raise
+
+
+def _append_limited(upload: BlobUpload, writer: UploadWriter, body: Body, content_range: str | None) -> None:
     start = upload.size
     if content_range:
         range_start, range_end = parse_content_range(content_range)
@@ -204,10 +216,11 @@ def _append_locked(upload: BlobUpload, writer: UploadWriter, body: Body, content
             )
         if body.length is not None and body.length != range_end - range_start + 1:
             raise RangeInvalid("Content-Range does not match Content-Length", headers=_range_headers(upload))
+    chunks = quotas.upload_limits(upload=upload, start=start, length=body.length).chunks(body.chunks)
     release_database_connection(body.length)
     hasher = BackgroundHasher() if start == 0 else None
     try:
-        written = writer.append(start, body.chunks if hasher is None else _hashed(body.chunks, hasher))
+        written = writer.append(start, chunks if hasher is None else _hashed(chunks, hasher))
     finally:
         if hasher is not None:
             hasher.close()  # whatever happened (an empty body too): no thread outlives the request
@@ -216,9 +229,10 @@ def _append_locked(upload: BlobUpload, writer: UploadWriter, body: Body, content
         return
     digest = f"sha256:{hasher.hexdigest()}" if hasher is not None else ""
     state = writer.state
-    updated = BlobUpload.objects.filter(pk=upload.pk, size=start).update(
-        size=start + written, single_pass_digest=digest, store_state=state, updated_at=timezone.now()
-    )
+    with quotas.charging(repository_id=upload.repository_id):  # exact under concurrent pushes
+        updated = BlobUpload.objects.filter(pk=upload.pk, size=start).update(
+            size=start + written, single_pass_digest=digest, store_state=state, updated_at=timezone.now()
+        )
     if not updated:
         writer.truncate(start)
         if BlobUpload.objects.filter(pk=upload.pk).exists():  # a store without locks: another request came first
@@ -392,7 +406,7 @@ def upload_cancel(*, upload: BlobUpload) -> None:
 
 def blob_link(*, repository: Repository, blob: Blob) -> None:
     """Cross-repository mount: link an existing blob into `repository` (touching it for GC)."""
-    with transaction.atomic():
+    with quotas.charging(repository_id=repository.pk):  # a blob new to the namespace counts against its quota
         Blob.objects.filter(pk=blob.pk).update(last_touched_at=timezone.now())
         RepositoryBlob.objects.get_or_create(repository=repository, blob=blob)
 
