@@ -243,6 +243,7 @@ def test_live_push_and_pull_are_counted_and_no_name_is_shown(metrics_hub, live_u
     repo = f"{user.username}/hidden{uuid.uuid4().hex[:8]}"
     target = Target(kind="hub", host=metrics_hub.host, server=metrics_hub)
     api = target.api(Account(user.username, PASSWORD), repo)
+    time.sleep(HttpRecorder.FLUSH_SECONDS + 0.2)  # the token request is added up
     before = scrape(f"{metrics_hub.url}/metrics")
 
     config, layer = b'{"architecture":"amd64","os":"linux"}', os.urandom(300_000)
@@ -283,7 +284,6 @@ def test_live_push_and_pull_are_counted_and_no_name_is_shown(metrics_hub, live_u
     assert moved("wharf_http_requests_total", route="/v2/<name>/manifests/<reference>", method="GET",
                  status="200") == 1
     assert moved("wharf_http_requests_total", route="/v2/<name>/blobs/<digest>", method="GET", status="200") == 1
-    assert moved("wharf_http_requests_total", route="/token", method="GET", status="200") == 0  # before `before`
     assert value(after, "wharf_registry_uploads_in_progress") >= 0
     assert value(after, "process_resident_memory_bytes") > 0 and value(after, "wharf_processes") == 3
     for name in (user.username, repo, repo.split("/")[1], tag, layer_digest, layer_digest.split(":")[1]):
