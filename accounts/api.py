@@ -62,7 +62,7 @@ class _CredentialsView(APIView):
 
     def _jwt_for(self, request: Request, username: str, secret: str) -> str:
         try:
-            result = authenticate_credentials(username, secret, remote_addr=client_address(request))
+            result = authenticate_credentials(username, secret, remote_addr=client_address(request), door="api")
         except TooManyAttempts as exc:
             raise exceptions.Throttled(wait=exc.retry_after, detail="Too many failed login attempts.") from None
         except AccessTokenRequired as exc:

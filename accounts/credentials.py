@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
+from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from accounts import audit
 from accounts.models import AccessToken, User
 from accounts.services import access_token_authenticate, user_has_mfa
 from accounts.throttles import (
@@ -61,7 +65,8 @@ def _password_matches(user: User | None, password: str) -> bool:
     return user.check_password(password)  # constant-time comparison inside
 
 
-def authenticate_credentials(username: str, password: str, *, remote_addr: str = "") -> Authenticated | None:
+def authenticate_credentials(username: str, password: str, *, remote_addr: str = "",
+                             door: str = "registry") -> Authenticated | None:
     """The account these Basic credentials belong to, or None.
 
     A personal access token or a password works, and the username may be the email address. A valid
@@ -89,11 +94,29 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
         reason = "two-factor authentication is on: a personal access token is required"
     if reason:
         logger.info("registry login refused for %r from %s: %s", username[:100], remote_addr, reason)
+        if user is not None:  # only accounts that exist get a failed sign-in in their log
+            audit.record("account.login_failed", account=audit.user_account(user), name=user.username,
+                         actor=user, address=remote_addr, data={"door": door})
         if needs_token:
             raise AccessTokenRequired
         return None
     attempt.succeeded()
+    if door == "registry":
+        _audit_registry_login(user, remote_addr)
+    else:  # a Hub API session
+        audit.record("account.login", account=audit.user_account(user), name=user.username, actor=user,
+                     address=remote_addr, data={"door": door})
     return Authenticated(user=user, token=None)
+
+
+def _audit_registry_login(user: User, address: str) -> None:
+    """A registry login with the password, at most once per account, address and day: clients with
+    stored credentials log in for every pull."""
+    day = timezone.now().date().isoformat()
+    marker = "audit-registry-login:" + hashlib.sha256(f"{user.pk}|{address}|{day}".encode()).hexdigest()[:32]
+    if cache.add(marker, 1, timeout=86400):
+        audit.record("account.registry_login", account=audit.user_account(user), name=user.username, actor=user,
+                     address=address)
 
 
 def parse_basic_authorization(header: str | bytes | None) -> tuple[str, str] | None:

@@ -292,3 +292,29 @@ class AccessToken(models.Model):
         if self.expires_at and self.expires_at <= timezone.now():
             return "expired"
         return "active"
+
+
+class AuditEvent(models.Model):
+    """One change, for the audit log of the account or organization it belongs to (accounts/audit.py).
+
+    `account` is the namespace whose log shows it; `actor_name` stays when the actor's account is
+    deleted. `address` is shown only in an account's own log, never in an organization's.
+    """
+
+    account = models.ForeignKey(Namespace, on_delete=models.CASCADE, related_name="audit_events")
+    action = models.CharField(max_length=64)
+    name = models.CharField(max_length=300, blank=True)  # what it is about: `acme/app`, `acme/app:v1`, a team
+    actor = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                              related_name="+")
+    actor_name = models.CharField(max_length=150, blank=True)
+    address = models.CharField(max_length=64, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    timestamp = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-timestamp", "-pk"]
+        indexes = [models.Index(fields=["account", "-timestamp"], name="audit_account_recent"),
+                   models.Index(fields=["timestamp"], name="audit_timestamp")]
+
+    def __str__(self) -> str:
+        return f"{self.action} {self.name} by {self.actor_name or 'the system'}"

@@ -9,6 +9,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, QuerySet
 from django.utils import timezone
 
+from accounts import audit
 from accounts.events import organization_deleting, user_deleting
 from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
 from accounts.names import validate_namespace_name
@@ -48,6 +49,7 @@ def organization_create(*, name: str, owner: User, full_name: str = "", company:
         can_create_repositories=True,
     )
     Membership.objects.create(team=owners, user=owner)
+    audit.record("org.create", account=organization.namespace, name=name, actor=owner)
     return organization
 
 
@@ -82,25 +84,34 @@ def _team_name_clean(*, organization: Organization, name: str, team: Team | None
 def team_create(*, organization: Organization, name: str, description: str = "",
                 can_create_repositories: bool = False) -> Team:
     name = _team_name_clean(organization=organization, name=name)
-    return Team.objects.create(
-        organization=organization, name=name, description=description,
-        can_create_repositories=can_create_repositories,
-    )
+    with transaction.atomic():
+        team = Team.objects.create(
+            organization=organization, name=name, description=description,
+            can_create_repositories=can_create_repositories,
+        )
+        audit.record("org.team.create", account=audit.organization_account(organization), name=name,
+                     data={"can_create_repositories": can_create_repositories})
+    return team
 
 
 def team_delete(*, team: Team) -> None:
     if team.is_owners:
         raise ValidationError("The owners team cannot be deleted.", code="owners")
-    team.delete()
+    with transaction.atomic():
+        audit.record("org.team.delete", account=audit.organization_account(team.organization), name=team.name)
+        team.delete()
 
 
 def team_add_member(*, team: Team, username: str) -> Membership:
     user = User.objects.filter(username=username.strip().lower(), is_active=True).first()
     if user is None:
         raise ValidationError(f"There is no user called “{username}”.", code="unknown_user")
-    membership, created = Membership.objects.get_or_create(team=team, user=user)
-    if not created:
-        raise ValidationError(f"{user.username} is already a member of {team.name}.", code="duplicate")
+    with transaction.atomic():
+        membership, created = Membership.objects.get_or_create(team=team, user=user)
+        if not created:
+            raise ValidationError(f"{user.username} is already a member of {team.name}.", code="duplicate")
+        audit.record("org.member.add", account=audit.organization_account(team.organization), name=team.name,
+                     data={"member": user.username})
     return membership
 
 
@@ -113,6 +124,9 @@ def team_remove_member(*, team: Team, user: User) -> None:
                     "An organization needs at least one owner: add another owner first.", code="last_owner"
                 )
         deleted, _ = Membership.objects.filter(team=team, user=user).delete()
+        if deleted:
+            audit.record("org.member.remove", account=audit.organization_account(team.organization),
+                         name=team.name, data={"member": user.username})
     if not deleted:
         raise ValidationError(f"{user.username} is not a member of {team.name}.", code="not_member")
 
@@ -129,6 +143,8 @@ def organization_leave(*, organization: Organization, user: User) -> None:
                 "You are the last owner: add another owner or delete the organization.", code="last_owner"
             )
         memberships.delete()
+        audit.record("org.member.leave", account=audit.organization_account(organization), name=organization.name,
+                     actor=user, data={"member": user.username})
 
 
 def access_token_create(*, user: User, label: str, scope: str, expires_at: datetime | None = None,
@@ -144,17 +160,24 @@ def access_token_create(*, user: User, label: str, scope: str, expires_at: datet
     if expires_at is not None and expires_at <= timezone.now():
         raise ValidationError("The expiry date must be in the future.", code="expiry")
     secret = AccessToken.generate_secret()
-    token = AccessToken.objects.create(
-        user=user, label=label[:100], scope=scope, expires_at=expires_at, repository=repository,
-        token_hash=AccessToken.hash_secret(secret), token_hint=secret[-4:],
-    )
+    with transaction.atomic():
+        token = AccessToken.objects.create(
+            user=user, label=label[:100], scope=scope, expires_at=expires_at, repository=repository,
+            token_hash=AccessToken.hash_secret(secret), token_hint=secret[-4:],
+        )
+        audit.record("access_token.create", account=audit.user_account(user), name=token.label,
+                     data={"scope": scope, "expires_at": expires_at.isoformat() if expires_at else None,
+                           **({"repository": repository.full_name} if repository is not None else {})})
     return token, secret
 
 
 def access_token_revoke(*, token: AccessToken) -> None:
     if token.revoked_at is None:
         token.revoked_at = timezone.now()
-        token.save(update_fields=["revoked_at"])
+        with transaction.atomic():
+            token.save(update_fields=["revoked_at"])
+            audit.record("access_token.revoke", account=audit.user_account(token.user), name=token.label,
+                         data={"scope": token.scope})
 
 
 def access_token_authenticate(*, username: str, secret: str) -> AccessToken | None:

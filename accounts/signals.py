@@ -9,12 +9,15 @@ from __future__ import annotations
 from allauth.mfa.models import Authenticator
 from allauth.mfa.signals import authenticator_added
 from django.contrib.auth import update_session_auth_hash
+from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
+from accounts import audit
 from accounts.models import AccessToken, User
 from accounts.revocation import credentials_revoked
 from accounts.services import user_credentials_end
+from accounts.throttles import account_for_identifier, client_address
 
 SECOND_FACTORS = {Authenticator.Type.TOTP, "webauthn"}
 
@@ -47,3 +50,20 @@ def access_token_saved(sender, instance: AccessToken, created: bool, raw: bool =
 @receiver(post_delete, sender=User, dispatch_uid="accounts.user_deleted")
 def credentials_deleted(sender, **kwargs) -> None:
     credentials_revoked()
+
+
+@receiver(user_logged_in, dispatch_uid="accounts.audit_sign_in")
+def audit_sign_in(sender, request, user, **kwargs) -> None:
+    """A web session began (the Hub API's logins are recorded where they are checked)."""
+    audit.record("account.login", account=audit.user_account(user), name=user.username, actor=user,
+                 address=client_address(request) if request is not None else "", data={"door": "web"})
+
+
+@receiver(user_login_failed, dispatch_uid="accounts.audit_failed_sign_in")
+def audit_failed_sign_in(sender, credentials, request=None, **kwargs) -> None:
+    """A failed web sign-in, for an account that exists (throttled attempts never get this far)."""
+    identifier = credentials.get("username") or credentials.get("email") or credentials.get("login") or ""
+    user = account_for_identifier(identifier) if isinstance(identifier, str) and identifier else None
+    if user is not None:
+        audit.record("account.login_failed", account=audit.user_account(user), name=user.username, actor=user,
+                     address=client_address(request) if request is not None else "", data={"door": "web"})

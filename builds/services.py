@@ -21,6 +21,7 @@ from django.db import transaction
 from django.db.models import Count
 from django.utils import timezone
 
+from accounts import audit
 from builds import constants, logs, sandbox
 from builds.constants import HARD_MARGIN_SECONDS, SOFT_MARGIN_SECONDS
 from builds.models import Build, BuildRule, BuildSource, hash_token
@@ -109,6 +110,8 @@ def build_source_link(*, repository: Repository, url: str, default_branch: str =
         shown = url if local is None else f"file://{local}"
         Repository.objects.filter(pk=repository.pk).update(is_automated=True, source_url=shown[:200])
         repository.is_automated, repository.source_url = True, shown[:200]
+        audit.record("build.source.link", account=repository.namespace, name=repository.full_name, actor=user,
+                     data={"url": shown[:200], "default_branch": default_branch})
     return source, token
 
 
@@ -121,6 +124,7 @@ def build_source_rotate_token(*, source: BuildSource) -> str:
 def build_source_unlink(*, repository: Repository) -> None:
     with transaction.atomic():
         BuildSource.objects.filter(repository=repository).delete()
+        audit.record("build.source.unlink", account=repository.namespace, name=repository.full_name)
         Repository.objects.filter(pk=repository.pk).update(is_automated=False, source_url="")
         repository.is_automated, repository.source_url = False, ""
 

@@ -22,6 +22,7 @@ from accounts.api import (
     TeamViewSet,
     UserViewSet,
 )
+from hub.activity import AuditActionsView, AuditLogView
 from repositories.api import (
     NAMESPACE_PATTERN,
     REPOSITORY_PATTERN,
@@ -65,6 +66,9 @@ router.register(r"v2/access-tokens", AccessTokenViewSet, basename="api-access-to
 urlpatterns = [
     re_path(r"^v2/users/login/?$", LoginView.as_view(), name="api-login"),
     re_path(r"^v2/auth/token/?$", AuthTokenView.as_view(), name="api-auth-token"),
+    re_path(rf"^v2/auditlogs/(?P<account>{ACCOUNT})/?$", AuditLogView.as_view(), name="api-auditlogs"),
+    re_path(rf"^v2/auditlogs/(?P<account>{ACCOUNT})/actions/?$", AuditActionsView.as_view(),
+            name="api-auditlog-actions"),
     re_path(rf"^v2/namespaces/{NS}/pull-limit/?$", NamespacePullLimitView.as_view(), name="api-pull-limit"),
     re_path(rf"^v2/namespaces/{NS}/storage/?$", NamespaceStorageView.as_view(), name="api-storage"),
     *router.urls,

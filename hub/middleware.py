@@ -14,6 +14,8 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.urls import Resolver404, get_resolver
 
+from accounts.audit import audit_context
+from accounts.throttles import client_address
 from lib.metrics import HTTP
 
 
@@ -79,3 +81,15 @@ class OperationsPathsMiddleware:
         match = self.resolver.resolve(request.path_info)
         request.resolver_match = match
         return match.func(request, *match.args, **match.kwargs)
+
+
+class AuditContextMiddleware:
+    """Who is acting and from where, for the audit events the request's services record
+    (accounts/audit.py). Before the registry's fast path, so pushes have it too."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        with audit_context(request, client_address(request)):
+            return self.get_response(request)

@@ -153,6 +153,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "hub.middleware.MetricsMiddleware",  # first: it sees every request, the registry's fast path too
     "hub.middleware.OperationsPathsMiddleware",  # probes and scrapes, whatever their Host header
+    "hub.middleware.AuditContextMiddleware",  # who acts, from where: for the audit log's events
     "hub.middleware.RegistryFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -393,6 +394,9 @@ for _name in ("HUB_MAX_BLOB_BYTES", "HUB_MAX_UPLOAD_SECONDS"):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name}={globals()[_name]}: expected a positive number")
 
+# Audit log events older than this are deleted (accounts/audit.py, daily).
+HUB_AUDIT_RETENTION_DAYS = envint("HUB_AUDIT_RETENTION_DAYS", 365)
+
 # --- Webhooks -------------------------------------------------------------------------------
 HUB_WEBHOOK_ALLOWED_NETWORKS = envlist("HUB_WEBHOOK_ALLOWED_NETWORKS")
 HUB_WEBHOOK_BACKOFF_SECONDS = envfloat("HUB_WEBHOOK_BACKOFF_SECONDS", 60.0)
@@ -456,6 +460,7 @@ CELERY_BEAT_SCHEDULE = {
     "collect-garbage": {"task": "registry.collect_garbage", "schedule": envfloat("HUB_GC_INTERVAL_SECONDS", 86400.0)},
     "run-retention-policies": {"task": "registry.run_retention_policies",
                                "schedule": envfloat("HUB_RETENTION_INTERVAL_SECONDS", 86400.0)},
+    "prune-audit-events": {"task": "accounts.prune_audit_events", "schedule": 86400.0},
     "sweep-webhook-deliveries": {"task": "webhooks.sweep_deliveries",
                                  "schedule": envfloat("HUB_WEBHOOK_SWEEP_SECONDS", 10.0)},
 }

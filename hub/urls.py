@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.urls import include, path
 
 from accounts import views as account_views
-from hub import views
+from hub import activity, views
 from registry import urls as registry_urls
 
 urlpatterns = [
@@ -15,7 +15,9 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("accounts/login/", account_views.LoginView.as_view(), name="account_login"),  # 429 when throttled
     path("accounts/", include("allauth.urls")),
-    path("", include("accounts.urls")),
+    path("", include("accounts.urls")),  # registers the account_name converter used below
+    path("settings/activity", activity.activity, name="account_activity"),
+    path("orgs/<account_name:name>/activity", activity.activity, name="org_activity"),
     path("", include("repositories.urls")),
     path("", include("webhooks.urls")),
     # The Hub JSON API shares /v2/ with the registry: registry shapes are matched first (above),

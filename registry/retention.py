@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import audit
 from oci.names import is_attachment_tag
 from registry.errors import ManifestUnknown, TagImmutable
 from registry.models import Manifest, ManifestChild, RetentionPolicy, RetentionRun, Tag
@@ -148,7 +149,17 @@ def policy_save(*, policy: RetentionPolicy, user, enabled: bool, keep_last: int 
     policy.include_patterns = clean_rules(include_patterns)
     policy.exclude_patterns = clean_rules(exclude_patterns)
     policy.updated_by = user
-    policy.save()
+    with transaction.atomic():
+        policy.save()
+        settings = {"enabled": enabled, "keep_last": keep_last, "keep_days": keep_days,
+                    "include_patterns": policy.include_patterns, "exclude_patterns": policy.exclude_patterns,
+                    "untagged_days": untagged_days}
+        if policy.repository_id is not None:
+            audit.record("repo.retention", account=policy.repository.namespace, name=policy.repository.full_name,
+                         actor=user, data=settings)
+        else:
+            audit.record("org.retention", account=policy.namespace, name=policy.namespace.name, actor=user,
+                         data=settings)
     return policy
 
 

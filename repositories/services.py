@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from accounts import audit
 from accounts.models import Namespace, User
 from repositories.immutability import clean_rules
 from repositories.models import Collaborator, Repository, Star, TeamPermission, validate_repository_name
@@ -42,7 +43,10 @@ def repository_create(*, namespace: Namespace, name: str, user=None, is_private:
               "full_description": full_description}
     try:
         with transaction.atomic():
-            return Repository.objects.create(namespace=namespace, name=name, is_pending=pending, **values)
+            created = Repository.objects.create(namespace=namespace, name=name, is_pending=pending, **values)
+            audit.record("repo.create", account=namespace, name=f"{namespace.name}/{name}", actor=user,
+                         data={"is_private": is_private, **({"by_push": True} if pending else {})})
+            return created
     except IntegrityError:
         pass
     # Only while it is still pending: the push's first manifest, or another create, may have won.
@@ -70,7 +74,10 @@ def repository_set_immutable_tags(*, repository: Repository, enabled: bool, rule
     cleaned = clean_rules(list(rules) if isinstance(rules, tuple) else rules) if enabled else []
     repository.immutable_tags = bool(enabled)
     repository.immutable_tags_rules = cleaned
-    repository.save(update_fields=["immutable_tags", "immutable_tags_rules", "updated_at"])
+    with transaction.atomic():
+        repository.save(update_fields=["immutable_tags", "immutable_tags_rules", "updated_at"])
+        audit.record("repo.immutable_tags", account=repository.namespace, name=repository.full_name,
+                     data={"enabled": bool(enabled), "rules": cleaned})
     return repository
 
 
@@ -87,11 +94,19 @@ def repository_update(*, repository: Repository, description: str | None = None,
             raise ValidationError("The full description is limited to 25,000 characters.", code="full_description")
         repository.full_description = full_description
         fields.append("full_description")
+    was_private = repository.is_private
     if is_private is not None:
         repository.is_private = is_private
         fields.append("is_private")
     if fields:
-        repository.save(update_fields=[*fields, "updated_at"])
+        with transaction.atomic():
+            repository.save(update_fields=[*fields, "updated_at"])
+            if is_private is not None and is_private != was_private:
+                audit.record("repo.change_privacy", account=repository.namespace, name=repository.full_name,
+                             data={"is_private": is_private})
+            if set(fields) - {"is_private"}:
+                audit.record("repo.update", account=repository.namespace, name=repository.full_name,
+                             data={"fields": sorted(set(fields) - {"is_private"})})
     return repository
 
 
@@ -126,6 +141,7 @@ def repository_delete(*, repository: Repository, user=None) -> None:
     with transaction.atomic():
         after_deletion = _announce_deleting([repository])
         repository_deleted.send(sender=Repository, repository_snapshot=repository_snapshot(repository), user=user)
+        audit.record("repo.delete", account=repository.namespace, name=repository.full_name, actor=user)
         repository.delete()
     for after in after_deletion:
         after()
@@ -172,16 +188,22 @@ def collaborator_add(*, repository: Repository, username: str):
         raise ValidationError(f"There is no user called “{username}”.", code="unknown_user")
     if user.pk == repository.namespace.user_id:
         raise ValidationError("The owner already has full access.", code="owner")
-    collaborator, created = Collaborator.objects.get_or_create(repository=repository, user=user)
-    if not created:
-        raise ValidationError(f"{user.username} is already a collaborator.", code="duplicate")
+    with transaction.atomic():
+        collaborator, created = Collaborator.objects.get_or_create(repository=repository, user=user)
+        if not created:
+            raise ValidationError(f"{user.username} is already a collaborator.", code="duplicate")
+        audit.record("repo.collaborator.add", account=repository.namespace, name=repository.full_name,
+                     data={"collaborator": user.username})
     return collaborator
 
 
 def collaborator_remove(*, repository: Repository, username: str) -> None:
-    deleted, _ = Collaborator.objects.filter(repository=repository, user__username=username).delete()
-    if not deleted:
-        raise ValidationError(f"{username} is not a collaborator.", code="not_collaborator")
+    with transaction.atomic():
+        deleted, _ = Collaborator.objects.filter(repository=repository, user__username=username).delete()
+        if not deleted:
+            raise ValidationError(f"{username} is not a collaborator.", code="not_collaborator")
+        audit.record("repo.collaborator.remove", account=repository.namespace, name=repository.full_name,
+                     data={"collaborator": username})
 
 
 def team_permission_set(*, repository: Repository, team, permission: str):
@@ -189,12 +211,18 @@ def team_permission_set(*, repository: Repository, team, permission: str):
         raise ValidationError("Only teams of the repository's organization can be given access.", code="team")
     if permission not in TeamPermission.Level.values:
         raise ValidationError("Permission must be read, write or admin.", code="permission")
-    grant, _ = TeamPermission.objects.update_or_create(repository=repository, team=team,
-                                                       defaults={"permission": permission})
+    with transaction.atomic():
+        grant, _ = TeamPermission.objects.update_or_create(repository=repository, team=team,
+                                                           defaults={"permission": permission})
+        audit.record("repo.team_permission.set", account=repository.namespace, name=repository.full_name,
+                     data={"team": team.name, "permission": permission})
     return grant
 
 
 def team_permission_remove(*, repository: Repository, team) -> None:
-    deleted, _ = TeamPermission.objects.filter(repository=repository, team=team).delete()
-    if not deleted:
-        raise ValidationError(f"Team {team.name} has no access to this repository.", code="not_granted")
+    with transaction.atomic():
+        deleted, _ = TeamPermission.objects.filter(repository=repository, team=team).delete()
+        if not deleted:
+            raise ValidationError(f"Team {team.name} has no access to this repository.", code="not_granted")
+        audit.record("repo.team_permission.remove", account=repository.namespace, name=repository.full_name,
+                     data={"team": team.name})

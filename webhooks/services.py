@@ -16,6 +16,7 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from accounts import audit
 from repositories.models import Repository
 from repositories.services import repository_snapshot
 from webhooks import payloads
@@ -87,11 +88,16 @@ def webhook_create(*, repository: Repository, name: str, url: str, events: Itera
     name = (name or "").strip()
     if not name or len(name) > 100:
         raise ValidationError("Give the webhook a name of at most 100 characters.", code="name")
-    return Webhook.objects.create(
-        repository=repository, name=name, url=validate_url(url), events=validate_events(list(events)),
-        secret=validate_secret(secret), headers=_unmask(headers=headers or {}, stored={})[0],
-        active=active, created_by=user,
-    )
+    with transaction.atomic():
+        webhook = Webhook.objects.create(
+            repository=repository, name=name, url=validate_url(url), events=validate_events(list(events)),
+            secret=validate_secret(secret), headers=_unmask(headers=headers or {}, stored={})[0],
+            active=active, created_by=user,
+        )
+        # The host only: a URL may carry credentials or a secret path, and the secret is never recorded.
+        audit.record("webhook.create", account=repository.namespace, name=repository.full_name, actor=user,
+                     data={"webhook": name, "host": _host(webhook.url), "events": list(webhook.events)})
+    return webhook
 
 
 def webhook_update(*, webhook: Webhook, name: str | None = None, url: str | None = None,
@@ -150,6 +156,8 @@ def webhook_delete(*, webhook: Webhook) -> None:
             state=Delivery.State.CANCELLED, next_attempt_at=None, completed_at=timezone.now(),
             error="The webhook was deleted.",
         )
+        audit.record("webhook.delete", account=webhook.repository.namespace, name=webhook.repository.full_name,
+                     data={"webhook": webhook.name, "host": _host(webhook.url)})
         webhook.delete()
 
 

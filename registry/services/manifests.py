@@ -9,6 +9,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from accounts import audit
 from accounts.models import Namespace
 from lib.sql import column, model_from_row, selected_fields, table
 from oci import mediatypes
@@ -264,6 +265,8 @@ def manifest_put(*, repository: Repository, reference: str, body: bytes, content
             if not is_attachment:
                 Repository.objects.filter(pk=repository.pk).update(last_pushed_at=now)
                 repository.last_pushed_at = now
+                audit.record("repo.tag.push", account=repository.namespace, name=f"{repository.full_name}:{tag_name}",
+                             actor=user, data={"digest": manifest.digest})
                 image_pushed.send(sender=Manifest, repository=repository, tag=tag, manifest=manifest, pusher=user)
     return manifest
 
@@ -312,6 +315,9 @@ def manifest_delete(*, repository: Repository, manifest: Manifest, user) -> None
             _refuse_deleting_immutable(repository, [tag.name for tag in tags])
             for tag in tags:
                 if not is_attachment_tag(tag.name):
+                    audit.record("repo.tag.delete", account=repository.namespace,
+                                 name=f"{repository.full_name}:{tag.name}", actor=user,
+                                 data={"digest": current.digest})
                     tag_deleted.send(sender=Tag, repository=repository, tag_name=tag.name,
                                      digest=current.digest, user=user)
             attached = Manifest.objects.filter(repository=repository).filter(
@@ -335,6 +341,8 @@ def tag_delete(*, repository: Repository, tag_name: str, user) -> None:
         digest = tag.manifest.digest
         tag.delete()
         if not is_attachment_tag(tag_name):
+            audit.record("repo.tag.delete", account=repository.namespace, name=f"{repository.full_name}:{tag_name}",
+                         actor=user, data={"digest": digest})
             tag_deleted.send(sender=Tag, repository=repository, tag_name=tag_name, digest=digest, user=user)
 
 
