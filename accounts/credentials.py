@@ -2,7 +2,8 @@
 the claims of the hub's own signed tokens (Hub API JWTs, registry refresh tokens).
 
 `authenticate_credentials` serves the token service (`/token`), Basic credentials on `/v2/` and the
-Hub API login. Failed passwords count against the account and the address (accounts.throttles,
+Hub API login; organization access tokens (accounts/org_tokens.py) work at the registry's doors only.
+Failed passwords count against the account and the address (accounts.throttles,
 shared through the Django cache by every door, worker process and node). `user_for_claims` is the
 one "claims → user" check: the account, and the access token or the password and credentials epoch
 the token came from, must all still stand.
@@ -24,7 +25,8 @@ from django.utils import timezone
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from accounts import audit
-from accounts.models import AccessToken, User
+from accounts.models import AccessToken, OrganizationAccessToken, User
+from accounts.org_tokens import org_access_token_authenticate
 from accounts.services import access_token_authenticate, user_has_mfa
 from accounts.throttles import (
     TooManyAttempts,
@@ -33,8 +35,9 @@ from accounts.throttles import (
     login_attempt_begin,
 )
 
-__all__ = ["AccessTokenRequired", "Authenticated", "ClaimsRefused", "TooManyAttempts", "authenticate_credentials",
-           "client_address", "parse_basic_authorization", "password_fingerprint", "user_for_claims"]
+__all__ = ["AccessTokenRequired", "Authenticated", "ClaimsRefused", "OrganizationTokenNotAccepted", "TooManyAttempts",
+           "authenticate_credentials", "authenticate_registry_credentials", "client_address",
+           "parse_basic_authorization", "password_fingerprint", "user_for_claims"]
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +46,9 @@ MAX_CREDENTIAL_LENGTH = 1024
 
 @dataclass(frozen=True)
 class Authenticated:
-    user: User
+    user: User | None  # None only for an organization access token (registry doors only)
     token: AccessToken | None = None  # the personal access token used, or None for a password
+    organization_token: OrganizationAccessToken | None = None  # then `user` is None
 
 
 class AccessTokenRequired(Exception):
@@ -55,6 +59,16 @@ class AccessTokenRequired(Exception):
             "two-factor authentication is enabled on this account: log in with a personal access token "
             f"instead of your password (create one at {settings.HUB_PUBLIC_URL}/settings/tokens)"
         )
+
+
+class OrganizationTokenNotAccepted(AccessTokenRequired):
+    """An organization access token at a door that is not the registry's (the Hub API login): refused,
+    whatever the token, with a message saying where it works. Doors answer it as AccessTokenRequired (401)."""
+
+    def __init__(self) -> None:
+        Exception.__init__(
+            self, "organization access tokens only log in to the registry (docker login -u <organization>); "
+                  "they cannot sign in to the Hub API")
 
 
 def _password_matches(user: User | None, password: str) -> bool:
@@ -79,6 +93,8 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
         token = access_token_authenticate(username=username, secret=password)
         if token is not None:
             return Authenticated(user=token.user, token=token)
+    if not oversized and OrganizationAccessToken.looks_like_token(password):
+        raise OrganizationTokenNotAccepted  # the registry's doors take them: authenticate_registry_credentials
     user = None if oversized or not username else account_for_identifier(username)
     attempt = login_attempt_begin(identifier=username, address=remote_addr, user=user)
     # Said whether or not the password matched, so the answer never tells a right password from a wrong one.
@@ -117,6 +133,26 @@ def _audit_registry_login(user: User, address: str) -> None:
     if cache.add(marker, 1, timeout=86400):
         audit.record("account.registry_login", account=audit.user_account(user), name=user.username, actor=user,
                      address=address)
+
+
+def authenticate_registry_credentials(username: str, password: str, *, remote_addr: str = "",
+                                      **options) -> Authenticated | None:
+    """`authenticate_credentials` for the registry's doors (`/token`, Basic credentials on `/v2/`), which
+    also take an organization access token with the organization's name as the username: then `user`
+    is None and `organization_token` is set. One that does not stand (unknown, another organization's,
+    revoked, inactive, expired) is a failed login like a wrong password: counted against the name and
+    the address (TooManyAttempts once either budget is used up), and answered None."""
+    oversized = len(username) > MAX_CREDENTIAL_LENGTH or len(password) > MAX_CREDENTIAL_LENGTH
+    if oversized or not OrganizationAccessToken.looks_like_token(password):
+        return authenticate_credentials(username, password, remote_addr=remote_addr, **options)
+    organization_token = org_access_token_authenticate(username=username, secret=password)
+    if organization_token is not None:
+        return Authenticated(user=None, organization_token=organization_token)
+    user = account_for_identifier(username) if username else None
+    login_attempt_begin(identifier=username, address=remote_addr, user=user)  # a failure, never taken back
+    logger.info("registry login refused for %r from %s: unusable organization access token", username[:100],
+                remote_addr)
+    return None
 
 
 def parse_basic_authorization(header: str | bytes | None) -> tuple[str, str] | None:

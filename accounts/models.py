@@ -318,3 +318,53 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.action} {self.name} by {self.actor_name or 'the system'}"
+
+
+class OrganizationAccessToken(models.Model):
+    """An organization access token (Docker Hub's): logs in to the registry as the organization
+    (`docker login -u <org> -p <token>`), with exactly its resources and scopes, and never to the Hub API.
+
+    `resources` is a list of {"type": "TYPE_REPO", "path": <"org/name", a glob inside the organization, or
+    "*/*/public">, "scopes": ["scope-image-pull", "scope-image-push"]} (checked by accounts/org_tokens.py).
+    The token is `dckr_oat_<key_id><secret>`: it is found by its `key_id` and its keyed hash compared in
+    constant time; the secret itself is never stored.
+    """
+
+    PREFIX = "dckr_oat_"
+    KEY_ID_LENGTH = 12
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="access_tokens")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+")
+    label = models.CharField(max_length=100)
+    description = models.CharField(max_length=255, blank=True)
+    resources = models.JSONField(default=list)
+    key_id = models.CharField(max_length=KEY_ID_LENGTH, unique=True, editable=False)
+    token_hash = models.CharField(max_length=64, editable=False)
+    token_hint = models.CharField(max_length=16, editable=False, help_text="The last characters, for recognition.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    expires_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # Revoked (deleted through the API or the web): never usable again, no longer listed.
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.label} ({self.organization_id})"
+
+    @staticmethod
+    def hash_secret(secret: str) -> str:
+        # 256 bits of randomness: a fast keyed hash is the right tool (no brute force).
+        return hmac.new(b"wharf-organization-access-token", secret.encode(), hashlib.sha256).hexdigest()
+
+    @classmethod
+    def looks_like_token(cls, value: str) -> bool:
+        return isinstance(value, str) and value.startswith(cls.PREFIX)
+
+    def is_usable(self, now: datetime | None = None) -> bool:
+        if self.revoked_at is not None or not self.is_active:
+            return False
+        return self.expires_at is None or self.expires_at > (now or timezone.now())

@@ -14,7 +14,7 @@ from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
 
 from accounts import audit
-from accounts.models import AccessToken, User
+from accounts.models import AccessToken, OrganizationAccessToken, User
 from accounts.revocation import credentials_revoked
 from accounts.services import user_credentials_end
 from accounts.throttles import account_for_identifier, client_address
@@ -47,6 +47,7 @@ def access_token_saved(sender, instance: AccessToken, created: bool, raw: bool =
 
 
 @receiver(post_delete, sender=AccessToken, dispatch_uid="accounts.access_token_deleted")
+@receiver(post_delete, sender=OrganizationAccessToken, dispatch_uid="accounts.organization_access_token_deleted")
 @receiver(post_delete, sender=User, dispatch_uid="accounts.user_deleted")
 def credentials_deleted(sender, **kwargs) -> None:
     credentials_revoked()

@@ -22,6 +22,7 @@ from accounts.api import (
     TeamViewSet,
     UserViewSet,
 )
+from accounts.api_org_tokens import OrganizationAccessTokenViewSet
 from hub.activity import AuditActionsView, AuditLogView
 from repositories.api import (
     NAMESPACE_PATTERN,
@@ -61,6 +62,8 @@ router.register(rf"v2/users/(?P<username>{ACCOUNT})/starred", StarredViewSet, ba
 router.register(r"v2/users", UserViewSet, basename="api-user")
 router.register(r"v2/orgs", OrganizationViewSet, basename="api-org")
 router.register(rf"v2/orgs/(?P<org>{ACCOUNT})/groups", TeamViewSet, basename="api-team")
+router.register(rf"v2/orgs/(?P<org>{ACCOUNT})/access-tokens", OrganizationAccessTokenViewSet,
+                basename="api-org-access-token")
 router.register(r"v2/access-tokens", AccessTokenViewSet, basename="api-access-token")
 
 urlpatterns = [

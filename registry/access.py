@@ -13,6 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest
 
 from accounts.models import User
+from accounts.org_tokens import OrganizationTokenGrant
 from registry.errors import TooManyRequests, Unauthorized
 from repositories.permissions import Actor
 
@@ -75,7 +76,7 @@ def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> R
     from accounts.credentials import (
         AccessTokenRequired,
         TooManyAttempts,
-        authenticate_credentials,
+        authenticate_registry_credentials,
         client_address,
         parse_basic_authorization,
     )
@@ -95,11 +96,14 @@ def authenticate_request(request: HttpRequest, *, scope: str | None = None) -> R
         if parsed is not None:
             username, password = parsed
             try:
-                result = authenticate_credentials(username, password, remote_addr=client_address(request))
+                result = authenticate_registry_credentials(username, password, remote_addr=client_address(request))
             except TooManyAttempts as exc:
                 raise TooManyRequests(str(exc), headers={"Retry-After": str(exc.retry_after)}) from None
             except AccessTokenRequired as exc:
                 raise Unauthorized(str(exc), headers={"WWW-Authenticate": challenge(scope)}) from None
+            if result is not None and result.organization_token is not None:
+                actor = Actor(organization_token=OrganizationTokenGrant.of(result.organization_token))
+                return RegistryAccess(username=actor.username, actor=actor)
             if result is not None:
                 actor = Actor.for_user(result.user, result.token)
                 return RegistryAccess(username=result.user.username, actor=actor)

@@ -4,9 +4,10 @@
 - `issue_registry_token`: the intersection of the asked and allowed actions, as a signed JWT.
 - `verify_registry_token`: what the registry views call on every request (cached per token). A token
   names the account (`uid`) and the personal access token (`pat`) or credentials epoch (`ep`) it came
-  from; one issued before the last revocation anywhere (accounts.revocation, read from the cache every
-  few seconds) is checked against the database once, so a revoked token stops working within seconds
-  without a query per request.
+  from, or the organization access token (`oat`, no account: `sub` is the organization); one issued
+  before the last revocation anywhere (accounts.revocation, read from the cache every few seconds) is
+  checked against the database once, so a revoked token stops working within seconds without a query
+  per request.
 - Refresh tokens: the docker CLI logs in once (GET, `offline_token=true`) and then trades the
   refresh token for access tokens with POST. They carry another audience, so neither kind of
   token is ever accepted in place of the other.
@@ -46,19 +47,20 @@ from accounts.credentials import (
     Authenticated,
     ClaimsRefused,
     TooManyAttempts,
-    authenticate_credentials,
+    authenticate_registry_credentials,
     client_address,
     parse_basic_authorization,
     password_fingerprint,
     user_for_claims,
 )
 from accounts.models import AccessToken, Namespace, User
+from accounts.org_tokens import OrganizationTokenGrant, organization_token_stands
 from accounts.revocation import revocation_epoch
 from lib.keyfiles import create_exclusively, load_or_create_p256_key
 from oci.names import InvalidName, normalize_repository_name
 from oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
 from registry.errors import TooManyRequests
-from registry.ratelimits import account_pull_limit, pull_limits_on
+from registry.ratelimits import account_pull_limit, organization_pull_limit, pull_limits_on
 from repositories.models import Repository, validate_repository_name
 from repositories.permissions import DELETE, PULL, PUSH, Actor, may_create_repository, repository_actions
 
@@ -220,10 +222,33 @@ def allowed_repository_actions(actor: Actor, name: str) -> frozenset[str]:
         Repository.objects.select_related("namespace")
         .filter(namespace__name=namespace_name, name=repository_name).first()
     )
+    if actor.organization_token is not None:
+        return _organization_token_actions(actor.organization_token, namespace_name, repository_name, repository)
     if repository is not None:
         return _as_registry_actions(repository_actions(actor, repository))
     namespace = Namespace.objects.filter(name=namespace_name).first()
     if namespace is None or not may_create_repository(actor, namespace):
+        return NOTHING
+    try:
+        validate_repository_name(repository_name)
+    except ValidationError:
+        return NOTHING
+    return frozenset({PULL, PUSH})
+
+
+def _organization_token_actions(grant: OrganizationTokenGrant, namespace_name: str, repository_name: str,
+                                repository: Repository | None) -> frozenset[str]:
+    """Exactly what the token's resources give: pull and push on the organization's repositories its
+    paths match, pull on public ones for `*/*/public`. A missing repository of the organization gets
+    pull and push when the token may push to its name (the push creates it), like an owner's would."""
+    if repository is not None:
+        return grant.actions_for(namespace_name, repository_name, is_public=not repository.is_private) & {PULL, PUSH}
+    granted = grant.actions_for(namespace_name, repository_name, is_public=False)
+    if PUSH not in granted:
+        return NOTHING
+    namespace = Namespace.objects.filter(name=namespace_name, organization_id=grant.organization_id,
+                                         deleted_at=None).first()
+    if namespace is None:
         return NOTHING
     try:
         validate_repository_name(repository_name)
@@ -251,10 +276,14 @@ def issue_registry_token(*, actor: Actor, scopes: list[Scope], credentials: Auth
         "iss": settings.HUB_PUBLIC_URL, "sub": actor.username, "aud": settings.REGISTRY_SERVICE,
         "exp": now + expires_in, "nbf": now, "iat": now, "jti": secrets.token_urlsafe(16), "access": access,
     }
-    if credentials is not None:
+    if credentials is not None and credentials.organization_token is not None:
+        claims["oat"] = credentials.organization_token.pk  # so that it dies with the organization access token
+    elif credentials is not None:
         claims.update(_credential_claims(credentials.user, credentials.token))
     if actor.user is not None and pull_limits_on():
         claims["pl"] = account_pull_limit(actor.user)  # so that manifest GETs read no database for it
+    elif actor.organization_token is not None and pull_limits_on():
+        claims["pl"] = organization_pull_limit(actor.organization_token.organization_id)
     return IssuedToken(token=_sign(claims), expires_in=expires_in,
                        issued_at=datetime.fromtimestamp(now, UTC), access=access)
 
@@ -275,6 +304,7 @@ class RegistryClaims:
     access_token_id: int | None = None  # `pat`: the personal access token it logged in with
     credentials_epoch: int | None = None  # `ep`: the account's epoch, when it logged in with the password
     pull_limit: int | None = None  # `pl`: the account's pulls per window when issued (registry/ratelimits.py)
+    organization_token_id: int | None = None  # `oat`: the organization access token it logged in with
 
     def actions_for(self, namespace: str, name: str) -> frozenset[str]:
         """The granted actions on `namespace/name`; `*` implies pull, push and delete."""
@@ -309,7 +339,7 @@ class RegistryClaims:
                 repositories[key] = repositories.get(key, NOTHING) | granted
             elif type_ == REGISTRY and name == CATALOG:
                 catalog |= granted
-        credentials = {name: payload.get(name) for name in ("uid", "pat", "ep", "pl")}
+        credentials = {name: payload.get(name) for name in ("uid", "pat", "ep", "pl", "oat")}
         if not all(value is None or (isinstance(value, int) and not isinstance(value, bool))
                    for value in credentials.values()):
             return None
@@ -317,7 +347,7 @@ class RegistryClaims:
                    access=tuple(access), repositories=repositories, catalog_actions=catalog,
                    issued_at=int(payload["iat"]), user_id=credentials["uid"],
                    access_token_id=credentials["pat"], credentials_epoch=credentials["ep"],
-                   pull_limit=credentials["pl"])
+                   pull_limit=credentials["pl"], organization_token_id=credentials["oat"])
 
 
 @dataclass
@@ -344,7 +374,10 @@ def _credential_claims(user: User, token: AccessToken | None) -> dict[str, int]:
 
 
 def _credentials_stand(claims: RegistryClaims) -> bool:
-    """One query: the account is active and the access token (or the credentials epoch) unchanged."""
+    """One query: the account is active and the access token (or the credentials epoch) unchanged, or
+    the organization access token still usable."""
+    if claims.organization_token_id is not None:
+        return organization_token_stands(claims.organization_token_id)
     if claims.access_token_id is not None:
         return (AccessToken.objects.filter(pk=claims.access_token_id, user_id=claims.user_id, user__is_active=True,
                                            revoked_at=None)
@@ -356,7 +389,7 @@ def _survives_revocations(entry: _Verified) -> bool:
     """False when the credentials behind the token were revoked. Checked in memory against the
     revocation epoch; the database is asked once per token issued before a revocation."""
     claims = entry.claims
-    if claims.user_id is None:
+    if claims.user_id is None and claims.organization_token_id is None:
         return True  # anonymous: nothing to revoke
     epoch = revocation_epoch()
     if claims.issued_at - ISSUE_MARGIN_SECONDS > epoch:
@@ -463,7 +496,15 @@ def _check_service(service: str | None, *, required: bool) -> JsonResponse | Non
 
 
 def _actor(authenticated: Authenticated | None) -> Actor:
+    if authenticated is not None and authenticated.organization_token is not None:
+        return Actor(organization_token=OrganizationTokenGrant.of(authenticated.organization_token))
     return Actor.for_user(authenticated.user, authenticated.token) if authenticated else Actor()
+
+
+def _may_refresh(authenticated: Authenticated | None) -> bool:
+    """Refresh tokens are for accounts: a client logged in with an organization access token sends it
+    again (Basic) for each token, so revoking it needs nothing more."""
+    return authenticated is not None and authenticated.user is not None
 
 
 def _token_get(request: HttpRequest) -> HttpResponse:
@@ -481,7 +522,7 @@ def _token_get(request: HttpRequest) -> HttpResponse:
         if credentials is None:
             return _unauthorized()
         try:
-            authenticated = authenticate_credentials(*credentials, remote_addr=client_address(request))
+            authenticated = authenticate_registry_credentials(*credentials, remote_addr=client_address(request))
         except TooManyAttempts as error:
             return _throttled(error)
         except AccessTokenRequired as error:
@@ -491,7 +532,7 @@ def _token_get(request: HttpRequest) -> HttpResponse:
     issued = issue_registry_token(actor=_actor(authenticated), scopes=scopes, credentials=authenticated)
     body = {"token": issued.token, "access_token": issued.token, "expires_in": issued.expires_in,
             "issued_at": issued.issued_at_rfc3339}
-    if authenticated is not None and request.GET.get("offline_token", "").lower() in {"true", "1"}:
+    if _may_refresh(authenticated) and request.GET.get("offline_token", "").lower() in {"true", "1"}:
         body["refresh_token"] = issue_refresh_token(user=authenticated.user, token=authenticated.token)
     return JsonResponse(body)
 
@@ -513,7 +554,8 @@ def _token_post(request: HttpRequest) -> HttpResponse:
         if not username or not password:
             return _error(400, "invalid_request", "username and password are required")
         try:
-            authenticated = authenticate_credentials(username, password, remote_addr=client_address(request))
+            authenticated = authenticate_registry_credentials(username, password,
+                                                              remote_addr=client_address(request))
         except TooManyAttempts as error:
             return _throttled(error)
         except AccessTokenRequired as error:
@@ -529,7 +571,7 @@ def _token_post(request: HttpRequest) -> HttpResponse:
     issued = issue_registry_token(actor=_actor(authenticated), scopes=scopes, credentials=authenticated)
     body = {"access_token": issued.token, "scope": issued.granted_scope, "expires_in": issued.expires_in,
             "issued_at": issued.issued_at_rfc3339}
-    if form.get("access_type") == "offline":
+    if form.get("access_type") == "offline" and _may_refresh(authenticated):
         body["refresh_token"] = issue_refresh_token(user=authenticated.user, token=authenticated.token)
     return JsonResponse(body)
 

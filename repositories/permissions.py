@@ -8,7 +8,8 @@ Used by the registry's token service, the web pages and the Hub API alike.
 - personal repositories: collaborators pull and push;
 - `library/` (official images): staff have everything;
 - anyone, signed in or not, pulls a public repository;
-- a personal access token caps the result by its scope.
+- a personal access token caps the result by its scope;
+- an organization access token grants exactly its resources (accounts/org_tokens.py), nothing else.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from accounts.models import AccessToken, Membership, Namespace, Team
+from accounts.org_tokens import OrganizationTokenGrant
 from repositories.models import Collaborator, Repository, TeamPermission
 
 PULL = "pull"
@@ -42,11 +44,13 @@ SCOPE_CAPS: dict[str, frozenset[str]] = {
 
 @dataclass(frozen=True)
 class Actor:
-    """Who is asking: a user (or nobody), and the scope of the token they used, if any."""
+    """Who is asking: a user (or nobody), and the scope of the token they used, if any; or an
+    organization access token (then `user` is None, and the registry asks the grant, never the rule)."""
 
     user: object | None = None
     token_scope: str | None = None
     token_repository_id: int | None = None  # a token limited to one repository pulls, at most, elsewhere
+    organization_token: OrganizationTokenGrant | None = None
 
     @classmethod
     def for_user(cls, user, token: AccessToken | None = None) -> Actor:
@@ -67,6 +71,8 @@ class Actor:
 
     @property
     def username(self) -> str:
+        if self.user is None and self.organization_token is not None:
+            return self.organization_token.organization_name
         return self.user.username if self.user is not None else ""
 
     def cap(self, actions: frozenset[str], *, is_private: bool, repository_id: int | None = None) -> frozenset[str]:
