@@ -3,10 +3,11 @@
 one PostgreSQL, one Redis and one S3 endpoint (moto's server), on loopback (tests/cluster.py).
 
 For each node count a fresh cluster starts (gunicorn nodes with data dirs of their own behind HAProxy
-round-robin); for each concurrency, that many clients push distinct images at once over raw HTTP
-(config blob POST ?digest=, layer POST + PATCH + PUT ?digest=, manifest PUT), then pull them back at
-once (manifest GET, config and layer GETs following the 307 to S3, every digest checked). Each cell
-prints operations/s, MiB/s, p50 and p95 latency of a whole push or pull, and errors.
+round-robin) and is warmed up by a few unmeasured pushes and pulls; for each concurrency, that many
+clients push distinct images at once over raw HTTP (config blob POST ?digest=, layer POST + PATCH +
+PUT ?digest=, manifest PUT), then pull them back at once (manifest GET, config and layer GETs
+following the 307 to S3, every digest checked). Each cell prints operations/s, MiB/s, p50 and p95
+latency of a whole push or pull, and errors.
 
 Each cell also prints the CPU seconds the nodes, moto, HAProxy and the clients (this process) spent:
 on a small machine they all share the same cores, so that is what bounds the figures.
@@ -31,6 +32,7 @@ BENCH_HUB_X=v sets HUB_X=v on every node (BENCH_HUB_WEB_WORKERS=4, BENCH_HUB_WEB
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import math
@@ -310,7 +312,7 @@ def registry_apis(cluster, repos: list[str]) -> list[RegistryApi]:
 
 def push_and_pull(cluster, s3: S3Server, nodes: int, concurrency: int, per_worker: int,
                   layers: Layers) -> tuple[Cell, Cell]:
-    repos = [f"{USER}/n{nodes}-c{concurrency}-w{i}" for i in range(concurrency)]
+    repos = [f"{USER}/n{nodes}-c{concurrency}-{uuid.uuid4().hex[:6]}-w{i}" for i in range(concurrency)]
     images = [[layers.image(repo, f"v{k}") for k in range(per_worker)] for repo in repos]
     apis = registry_apis(cluster, repos)
     pushed: list[tuple[int, Image]] = []
@@ -391,6 +393,9 @@ class SharedState:
         self.admin = database.admin()
         self.quiet_autovacuum()
         self.last_activity = time.monotonic()
+
+    def close(self) -> None:
+        self.admin.close()
 
     def quiet_autovacuum(self) -> None:
         """Keep autovacuum off Wharf's tables, analyze them, then vacuum everything (the catalogs those
@@ -552,46 +557,45 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="wharf-scaleout-"))
     database = Database(database_server)
-    database.create()
-    s3 = start_s3(work / "s3")
-    bucket = s3.make_bucket("scaleout")
-    shared = {"DJANGO_SETTINGS_MODULE": "hub.settings", "DATABASE_URL": database.url, "REDIS_URL": redis_url,
-              "HUB_ACCESS_LOG": "", **s3.environment(bucket)}
-    shared.update({k[len("BENCH_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_HUB_")})
     layers = Layers(round(args.size_mib * MIB))
     print(f"# Wharf scale-out benchmark: {os.cpu_count()} CPUs, nodes {args.nodes}, clients {args.concurrency}, "
           f"{args.size_mib:g} MiB layers, {args.ops} pushes then pulls per cell", flush=True)
     results: list[list[str]] = []
     costs: list[Cost] = []
-    cluster = None
-    try:
+    with contextlib.ExitStack() as cleanup:
+        cleanup.callback(shutil.rmtree, work, ignore_errors=True)
+        database.create()
+        cleanup.callback(database.drop)
+        s3 = start_s3(work / "s3")
+        cleanup.callback(s3.stop)
+        bucket = s3.make_bucket("scaleout")
+        shared = {"DJANGO_SETTINGS_MODULE": "hub.settings", "DATABASE_URL": database.url, "REDIS_URL": redis_url,
+                  "HUB_ACCESS_LOG": "", **s3.environment(bucket)}
+        shared.update({k[len("BENCH_"):]: v for k, v in os.environ.items() if k.startswith("BENCH_HUB_")})
         prepare(work, shared)
-        for nodes in node_counts:
+        for index, nodes in enumerate(node_counts):
             began = time.perf_counter()
-            cluster = start_cluster(work / f"cluster-{nodes}", shared, nodes=nodes)
-            print(f"{nodes} node(s) up in {time.perf_counter() - began:.0f} s", flush=True)
-            for concurrency in concurrencies:
-                per_worker = max(2, math.ceil(args.ops / concurrency))
-                pushes, pulls = push_and_pull(cluster, s3, nodes, concurrency, per_worker, layers)
-                for kind, cell in (("push", pushes), ("pull", pulls)):
-                    results.append([str(nodes), str(concurrency), kind, *cell.row()])
-                    print(f"  {nodes} node(s), {concurrency:2} clients, {kind}: " + " ".join(results[-1][3:])
-                          + (f"  first error: {cell.first_error}" if cell.errors else ""), flush=True)
-                empty_bucket(s3, bucket)
-            if nodes == node_counts[-1]:
-                state = SharedState(database, s3, redis_url)
-                try:
-                    costs = shared_state_costs(cluster, state, args)
-                finally:
-                    state.admin.close()
-            cluster.stop()
-            cluster = None
-    finally:
-        if cluster is not None:
-            cluster.stop()
-        s3.stop()
-        database.drop()
-        shutil.rmtree(work, ignore_errors=True)
+            cluster = start_cluster(work / f"cluster-{index}", shared, nodes=nodes)
+            try:
+                print(f"{nodes} node(s) up in {time.perf_counter() - began:.0f} s", flush=True)
+                # Unmeasured: every worker process's first requests (imports, clients, connections).
+                push_and_pull(cluster, s3, nodes, 4 * nodes, 2, layers)
+                for concurrency in concurrencies:
+                    per_worker = max(2, math.ceil(args.ops / concurrency))
+                    pushes, pulls = push_and_pull(cluster, s3, nodes, concurrency, per_worker, layers)
+                    for kind, cell in (("push", pushes), ("pull", pulls)):
+                        results.append([str(nodes), str(concurrency), kind, *cell.row()])
+                        print(f"  {nodes} node(s), {concurrency:2} clients, {kind}: " + " ".join(results[-1][3:])
+                              + (f"  first error: {cell.first_error}" if cell.errors else ""), flush=True)
+                    empty_bucket(s3, bucket)
+                if index == len(node_counts) - 1:
+                    with contextlib.closing(SharedState(database, s3, redis_url)) as state:
+                        costs = shared_state_costs(cluster, state, args)
+            except BaseException:
+                print(f"the end of every node's log:\n{cluster.log()}", file=sys.stderr)
+                raise
+            finally:
+                cluster.stop()
 
     gunicorn = f"{shared.get('HUB_WEB_WORKERS', '2')} {shared.get('HUB_WEB_WORKER', 'gevent')} workers a node"
     print(f"\n## Throughput through HAProxy ({gunicorn}; {args.size_mib:g} MiB layer + config an image; "
