@@ -100,7 +100,13 @@ class PullBudget:
 
     @property
     def source(self) -> str:
-        return salted_hmac("wharf.registry.ratelimit-source", self.key).hexdigest()[:32]
+        return _source(self.key, settings.SECRET_KEY)
+
+
+@functools.lru_cache(maxsize=4096)
+def _source(key: str, secret: str) -> str:
+    """An opaque, stable id of a budget's key (an HMAC: the address or account cannot be read back)."""
+    return salted_hmac("wharf.registry.ratelimit-source", key, secret=secret).hexdigest()[:32]
 
 
 def pull_budget(request: HttpRequest, access) -> PullBudget | None:
@@ -144,14 +150,14 @@ class RedisCounters:
 
 
 @functools.cache
-def _counters_for(redis_url: str, data_dir: str) -> RedisCounters | FileCounters:
+def _counters_for(redis_url: str, data_dir) -> RedisCounters | FileCounters:
     if redis_url:
         return RedisCounters(redis_url)
     return FileCounters(Path(data_dir) / "ratelimits.bin")
 
 
 def counters() -> RedisCounters | FileCounters:
-    return _counters_for(settings.REDIS_URL or "", str(settings.DATA_DIR))
+    return _counters_for(settings.REDIS_URL or "", settings.DATA_DIR)
 
 
 @dataclass(frozen=True)
