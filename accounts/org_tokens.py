@@ -27,6 +27,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from accounts import audit
 from accounts.models import Organization, OrganizationAccessToken, User
 from accounts.revocation import credentials_revoked
 from oci.names import COMPONENT_RE
@@ -207,6 +208,9 @@ def org_access_token_create(*, organization: Organization, created_by: User | No
         resources=cleaned, expires_at=expires_at, key_id=key_id,
         token_hash=OrganizationAccessToken.hash_secret(secret), token_hint=secret[-4:],
     )
+    audit.record("org.access_token.create", account=audit.organization_account(organization), name=label,
+                 actor=created_by, data={"resources": cleaned,
+                                         "expires_at": expires_at.isoformat() if expires_at else None})
     return token, secret
 
 
@@ -229,6 +233,8 @@ def org_access_token_update(*, token: OrganizationAccessToken, label: str | None
         fields.append("is_active")
     if fields:
         token.save(update_fields=fields)
+        audit.record("org.access_token.update", account=audit.organization_account(token.organization),
+                     name=token.label, data={"is_active": token.is_active, "fields": fields})
     if deactivated:
         credentials_revoked()
     return token
@@ -241,6 +247,8 @@ def org_access_token_revoke(*, token: OrganizationAccessToken) -> None:
         token.revoked_at = timezone.now()
         token.is_active = False
         token.save(update_fields=["revoked_at", "is_active"])
+        audit.record("org.access_token.revoke", account=audit.organization_account(token.organization),
+                     name=token.label)
     credentials_revoked()
 
 

@@ -352,3 +352,20 @@ def test_glob_match_stays_fast_on_a_pathological_pattern():
     started = time.perf_counter()
     assert glob_match(pattern, name) is False
     assert time.perf_counter() - started < 1.0
+
+
+def test_creating_changing_and_revoking_a_token_is_audited_without_its_value(alice):
+    from accounts.models import AuditEvent
+    from accounts.org_tokens import org_access_token_create, org_access_token_revoke, org_access_token_update
+    from tests.factories import make_organization
+
+    organization = make_organization(alice)
+    token, secret = org_access_token_create(
+        organization=organization, created_by=alice, label="ci",
+        resources=[{"type": "TYPE_REPO", "path": f"{organization.name}/*", "scopes": ["scope-image-pull"]}])
+    org_access_token_update(token=token, is_active=False)
+    org_access_token_revoke(token=token)
+    events = AuditEvent.objects.filter(account__organization=organization).order_by("pk")
+    assert [event.action for event in events][-3:] == ["org.access_token.create", "org.access_token.update",
+                                                      "org.access_token.revoke"]
+    assert secret not in str([event.data for event in events])
