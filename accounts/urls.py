@@ -2,7 +2,7 @@
 
 from django.urls import path, register_converter
 
-from accounts import views
+from accounts import views, views_org_tokens
 
 
 class NameConverter:
@@ -31,6 +31,10 @@ urlpatterns = [
     path("orgs/<account_name:name>", views.org_detail, name="org_detail"),
     path("orgs/<account_name:name>/settings", views.org_settings, name="org_settings"),
     path("orgs/<account_name:name>/settings/retention", views.org_retention, name="org_retention"),
+    path("orgs/<account_name:name>/settings/access-tokens", views_org_tokens.org_access_tokens,
+         name="org_access_tokens"),
+    path("orgs/<account_name:name>/settings/access-tokens/<int:pk>/revoke",
+         views_org_tokens.org_access_token_revoke_view, name="org_access_token_revoke"),
     path("orgs/<account_name:name>/leave", views.org_leave, name="org_leave"),
     path("orgs/<account_name:name>/delete", views.org_delete, name="org_delete"),
     path("orgs/<account_name:name>/teams/new", views.team_create, name="team_create"),
