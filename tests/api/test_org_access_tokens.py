@@ -369,3 +369,14 @@ def test_creating_changing_and_revoking_a_token_is_audited_without_its_value(ali
     assert [event.action for event in events][-3:] == ["org.access_token.create", "org.access_token.update",
                                                       "org.access_token.revoke"]
     assert secret not in str([event.data for event in events])
+
+
+def test_pulls_count_against_the_organizations_plan(org, alice, repos, settings):
+    settings.HUB_PULL_LIMIT_USER = 100
+    _, secret = make_token(org, alice, [repo_resource(f"{org.name}/*")])
+    claims = lambda: jwt.decode(registry_token(org.name, secret).json()["token"],  # noqa: E731
+                                options={"verify_signature": False})
+    assert claims()["pl"] == 100 and "uid" not in claims() and "oat" in claims()
+    org.namespace.pull_limit = 7
+    org.namespace.save(update_fields=["pull_limit"])
+    assert claims()["pl"] == 7
