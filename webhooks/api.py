@@ -78,7 +78,7 @@ class WebhookDetailApi(RepositoryAdminMixin, APIView):
     )
     def patch(self, request, *args, **kwargs):
         webhook = self.webhook()
-        data = WebhookInputSerializer(data=request.data, partial=True)
+        data = WebhookInputSerializer(webhook, data=request.data, partial=True)
         data.is_valid(raise_exception=True)
         values = {key: value for key, value in data.validated_data.items() if key in request.data}
         services.webhook_update(

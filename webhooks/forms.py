@@ -7,7 +7,7 @@ from django.core.exceptions import ValidationError
 
 from webhooks import payloads
 from webhooks.services import HEADER_MASK
-from webhooks.validation import parse_header_lines, validate_secret, validate_url
+from webhooks.validation import parse_header_lines, validate_address, validate_secret, validate_url
 
 EVENT_CHOICES = [(event, payloads.EVENT_LABELS[event]) for event in payloads.EVENTS]
 
@@ -17,7 +17,8 @@ class WebhookForm(forms.Form):
     url = forms.CharField(
         label="Webhook URL", max_length=2000,
         widget=forms.URLInput(attrs={"placeholder": "https://ci.example.com/hooks/wharf", "class": "mono"}),
-        help_text="http:// or https://. Redirects are not followed; private addresses are refused.",
+        help_text="http:// or https://. Redirects are not followed; loopback and private addresses are refused "
+                  "unless the hub's administrator allows them.",
     )
     events = forms.MultipleChoiceField(
         choices=EVENT_CHOICES, widget=forms.CheckboxSelectMultiple, initial=[payloads.PUSH],
@@ -55,7 +56,11 @@ class WebhookForm(forms.Form):
                 required=False, label="Remove the secret", help_text="Deliveries will no longer be signed.")
 
     def clean_url(self) -> str:
-        return validate_url(self.cleaned_data["url"])
+        url = self.cleaned_data["url"]
+        # A new URL is checked against the address rules; an unchanged one is left to the deliveries.
+        if self.webhook is not None and url.strip() == self.webhook.url:
+            return validate_url(url)
+        return validate_address(url)
 
     def clean_secret(self) -> str:
         return validate_secret(self.cleaned_data.get("secret", ""))

@@ -9,7 +9,7 @@ from rest_framework import serializers
 
 from webhooks import payloads, services
 from webhooks.models import Delivery, Webhook
-from webhooks.validation import validate_events, validate_headers, validate_secret, validate_url
+from webhooks.validation import validate_address, validate_events, validate_headers, validate_secret, validate_url
 
 
 def _django(validator, value):
@@ -39,7 +39,10 @@ class WebhookInputSerializer(serializers.Serializer):
     active = serializers.BooleanField(required=False, default=True)
 
     def validate_hook_url(self, value):
-        return _django(validate_url, value)
+        # A new URL is checked against the address rules; an unchanged one is left to the deliveries.
+        if self.instance is not None and (value or "").strip() == self.instance.url:
+            return _django(validate_url, value)
+        return _django(validate_address, value)
 
     def validate_secret(self, value):
         return _django(validate_secret, value)

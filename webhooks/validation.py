@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import re
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 
-from lib.outbound import DeliveryRefused, parse_url
+from lib.outbound import DeliveryFailed, DeliveryRefused, address_refusal, addresses, parse_networks, parse_url
 from webhooks import payloads
 
 MAX_HEADERS = 20
@@ -35,6 +36,30 @@ def validate_url(url: str) -> str:
     except DeliveryRefused as exc:
         raise ValidationError(f"Enter a valid URL: {exc}.", code="url") from None
     return url
+
+
+def validate_address(url: str) -> str:
+    """Refuse a URL whose host is (or resolves only to) an address deliveries may not reach.
+
+    The same rules as at delivery (lib.outbound), checked when the webhook is saved so that the form
+    or the API says so at once; deliveries check again (a DNS answer can change). A name that does not
+    resolve now is accepted: the delivery reports it.
+    """
+    url = validate_url(url)
+    target = parse_url(url)
+    try:
+        candidates = addresses(target)
+    except DeliveryFailed:
+        return url
+    allowed = parse_networks(settings.HUB_WEBHOOK_ALLOWED_NETWORKS)
+    reasons = [address_refusal(address, allowed) for address in candidates]
+    if any(reason is None for reason in reasons):
+        return url
+    reason = reasons[0]
+    if target.host != str(candidates[0]):
+        reason = reason.replace(f"{candidates[0]} is", f"{target.host} resolves to {candidates[0]}, which is", 1)
+    raise ValidationError(f"{reason}; webhooks reach public addresses only (HUB_WEBHOOK_ALLOWED_NETWORKS "
+                          "allows others).", code="address")
 
 
 def validate_events(events) -> list[str]:
