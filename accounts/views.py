@@ -115,11 +115,18 @@ def token_list(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/token_list.html", context, status=201 if created else 200)
 
 
-@require_POST
 @login_required
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    """GET asks for confirmation (naming the token and its last use); POST revokes."""
     # Only the tokens the page lists: a build's one-repository token is the build's to end.
     token = get_object_or_404(services.user_access_tokens(user=request.user), pk=pk)
+    if request.method != "POST":
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse(status=405, headers={"Allow": "GET, HEAD, POST"})
+        if token.revoked_at:
+            messages.info(request, f"The token “{token.label}” is already revoked.")
+            return redirect("accounts:token_list")
+        return render(request, "accounts/token_revoke.html", {"token": token, "section": "tokens"})
     services.access_token_revoke(token=token)
     messages.success(request, f"The token “{token.label}” has been revoked. Clients using it can no longer sign in.")
     return redirect("accounts:token_list")

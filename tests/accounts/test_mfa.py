@@ -123,4 +123,4 @@ def test_tokens_page_explains_cli_needs_token_with_2fa(client, alice_with_totp):
     client.force_login(alice)
     html = client.get(reverse("accounts:token_list")).content.decode()
     assert "Two-factor authentication is on." in html
-    assert "needs an access token instead of your password" in html
+    assert "need an access token" in html and "podman login" in html

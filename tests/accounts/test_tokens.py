@@ -21,7 +21,7 @@ def test_tokens_page_empty_state(client, alice):
     client.force_login(alice)
     html = client.get(reverse("accounts:token_list")).content.decode()
     assert "No access tokens yet" in html
-    assert "the Docker CLI (<code>docker login</code>) needs an access token" in html
+    assert "the command-line clients (<code>docker login</code>," in html and "need an access token" in html
 
 
 @pytest.mark.django_db
@@ -113,9 +113,13 @@ def test_revoke(client, alice):
 
 @pytest.mark.django_db
 def test_revoke_needs_post(client, alice):
+    """GET only asks for confirmation (tests/accounts/test_token_revoke_confirm.py); other methods are refused."""
     token, _ = access_token_create(user=alice, label="ci", scope="repo:read")
     client.force_login(alice)
-    assert client.get(reverse("accounts:token_revoke", kwargs={"pk": token.pk})).status_code == 405
+    assert client.get(reverse("accounts:token_revoke", kwargs={"pk": token.pk})).status_code == 200
+    assert client.put(reverse("accounts:token_revoke", kwargs={"pk": token.pk})).status_code == 405
+    token.refresh_from_db()
+    assert token.revoked_at is None
 
 
 @pytest.mark.django_db
