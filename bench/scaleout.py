@@ -58,7 +58,7 @@ from bench.registry import PASSWORD, USER, cpu_seconds  # noqa: E402
 from tests.cluster import Cluster, S3Server, start_cluster, start_s3  # noqa: E402
 from tests.e2e.clients import Account, RegistryApi, Target  # noqa: E402
 from tests.e2e.images import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST  # noqa: E402
-from tests.live import free_port  # noqa: E402
+from tests.live import free_port, wait_until  # noqa: E402
 
 USAGE = "bash tests/services.sh .venv/bin/python bench/scaleout.py [--quick]"
 MIB = 1 << 20
@@ -304,14 +304,25 @@ def measured(cluster, s3: S3Server, work: list[list[Callable[[], int]]]) -> Cell
 
 
 def registry_apis(cluster, repos: list[str]) -> list[RegistryApi]:
-    """One API object (a session of its own) a repository, all under one token for every repository."""
+    """One API object (a session of its own) a repository, all under one token for every repository.
+    Not measured, so it waits out a balancer that took a busy node out (503) for a moment."""
     target = Target(kind="hub", host=cluster.host, server=cluster)
-    headers = target.auth_headers(Account(USER, PASSWORD), [f"repository:{repo}:pull,push" for repo in repos])
+    scopes = [f"repository:{repo}:pull,push" for repo in repos]
+    headers = wait_until(lambda: target.auth_headers(Account(USER, PASSWORD), scopes), timeout=30,
+                         interval=1, message="a registry token")
     return [RegistryApi(target, repo, headers) for repo in repos]
+
+
+def all_nodes_up(cluster) -> None:
+    """Every node in service: HAProxy's checks (every 500 ms, two misses) take a node too busy to answer
+    /healthz out for a while; a cell starts with all of them in."""
+    names = {node.name for node in cluster.nodes}
+    wait_until(lambda: cluster.balancer.servers_up() >= names, timeout=60, message=f"HAProxy to see {sorted(names)}")
 
 
 def push_and_pull(cluster, s3: S3Server, nodes: int, concurrency: int, per_worker: int,
                   layers: Layers) -> tuple[Cell, Cell]:
+    all_nodes_up(cluster)
     repos = [f"{USER}/n{nodes}-c{concurrency}-{uuid.uuid4().hex[:6]}-w{i}" for i in range(concurrency)]
     images = [[layers.image(repo, f"v{k}") for k in range(per_worker)] for repo in repos]
     apis = registry_apis(cluster, repos)
@@ -325,6 +336,7 @@ def push_and_pull(cluster, s3: S3Server, nodes: int, concurrency: int, per_worke
         return operation
 
     pushes = measured(cluster, s3, [[pusher(i, image) for image in mine] for i, mine in enumerate(images)])
+    all_nodes_up(cluster)
     apis = registry_apis(cluster, repos)  # a fresh token: a slow cell may outlive the first one
     mine: list[list[Callable[[], int]]] = [[] for _ in repos]
     for i, image in pushed:
