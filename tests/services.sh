@@ -25,7 +25,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no --databases 256 \
   --daemonize yes --pidfile "$WORK/redis.pid" --logfile "$WORK/redis.log" --dir "$WORK"
 
 mkdir -p "$WORK/pg"
