@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from django.db.models import QuerySet
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, status
@@ -14,6 +15,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
+from accounts import audit
 from accounts import serializers as s
 from accounts.credentials import AccessTokenRequired, TooManyAttempts, authenticate_credentials, client_address
 from accounts.models import AccessToken, Namespace, Organization, Team, User
@@ -103,26 +105,54 @@ class NotByAccessToken(BasePermission):
         return token is None or (token.scope == AccessToken.Scope.ADMIN and token.repository_id is None)
 
 
-class NamespacePullLimitView(APIView):
-    """`/v2/namespaces/<namespace>/pull-limit`: an account's or organization's pull limit (its plan).
-
-    The account itself, an organization's owners and staff read it; only staff change it. Anyone else
-    gets the 404 an unknown name gets. Registry tokens carry the limit they were issued with, so a
-    change reaches a client with its next token (within HUB_REGISTRY_TOKEN_TTL).
-    """
+class _NamespaceSettingView(APIView):
+    """One staff-set value of an account or organization (its plan): the account itself, an
+    organization's owners and staff read it; only staff change it; anyone else gets the 404 an unknown
+    name gets. Subclasses name the model field, the request body's key and serializer, and the answer."""
 
     permission_classes = [IsAuthenticated, NotByAccessToken]
+    field: str
+    body_key: str
+    body_serializer: type
+    audit_action: str
+    refusal: str
 
     def _namespace(self, request: Request, namespace: str) -> Namespace:
         found = (Namespace.objects.select_related("user", "organization")
                  .filter(name=namespace.lower(), deleted_at=None,
                          kind__in=[Namespace.Kind.USER, Namespace.Kind.ORGANIZATION]).first())
-        user = request.user
-        owns = found is not None and (found.user_id == user.pk or (
-            found.organization is not None and may_admin_organization(user, found.organization)))
-        if found is None or not (user.is_staff or owns):
+        if found is None or not (request.user.is_staff or audit.may_read(request.user, found)):
             raise exceptions.NotFound(NOT_FOUND)
         return found
+
+    @staticmethod
+    def _data(found: Namespace) -> dict:
+        raise NotImplementedError
+
+    def get(self, request: Request, namespace: str) -> Response:
+        return Response(self._data(self._namespace(request, namespace)))
+
+    def patch(self, request: Request, namespace: str) -> Response:
+        found = self._namespace(request, namespace)
+        if not request.user.is_staff:
+            raise exceptions.PermissionDenied(self.refusal)
+        serializer = self.body_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        value = serializer.validated_data[self.body_key]
+        with transaction.atomic():
+            setattr(found, self.field, value)
+            found.save(update_fields=[self.field])
+            audit.record(self.audit_action, account=found, name=found.name, data={self.body_key: value})
+        return Response(self._data(found))
+
+
+class NamespacePullLimitView(_NamespaceSettingView):
+    """`/v2/namespaces/<namespace>/pull-limit`: an account's or organization's pull limit (its plan).
+    Registry tokens carry the limit they were issued with, so a change reaches a client with its next
+    token (within HUB_REGISTRY_TOKEN_TTL)."""
+
+    field, body_key, body_serializer = "pull_limit", "pull_limit", s.PullLimitSerializer
+    audit_action, refusal = "namespace.pull_limit", "Only staff set pull limits."
 
     @staticmethod
     def _data(found: Namespace) -> dict:
@@ -133,27 +163,20 @@ class NamespacePullLimitView(APIView):
 
     @extend_schema(summary="An account's or organization's pull limit", responses=s.PullLimitSerializer)
     def get(self, request: Request, namespace: str) -> Response:
-        return Response(self._data(self._namespace(request, namespace)))
+        return super().get(request, namespace)
 
     @extend_schema(summary="Set an account's or organization's pull limit (staff)", request=s.PullLimitSerializer,
                    responses=s.PullLimitSerializer)
     def patch(self, request: Request, namespace: str) -> Response:
-        found = self._namespace(request, namespace)
-        if not request.user.is_staff:
-            raise exceptions.PermissionDenied("Only staff set pull limits.")
-        serializer = s.PullLimitSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        found.pull_limit = serializer.validated_data["pull_limit"]
-        found.save(update_fields=["pull_limit"])
-        return Response(self._data(found))
+        return super().patch(request, namespace)
 
 
-class NamespaceStorageView(NamespacePullLimitView):
+class NamespaceStorageView(_NamespaceSettingView):
     """`/v2/namespaces/<namespace>/storage`: what an account or organization stores, and its quota.
+    `quota_bytes` is the namespace's own quota (null: the site's `default_quota_bytes`; 0: none)."""
 
-    `quota_bytes` is the namespace's own quota (null: the site's `default_quota_bytes`; 0: none).
-    Read and changed by the same people as the pull limit.
-    """
+    field, body_key, body_serializer = "storage_quota_bytes", "quota_bytes", s.StorageQuotaSerializer
+    audit_action, refusal = "namespace.storage_quota", "Only staff set storage quotas."
 
     @staticmethod
     def _data(found: Namespace) -> dict:
@@ -163,19 +186,12 @@ class NamespaceStorageView(NamespacePullLimitView):
 
     @extend_schema(summary="An account's or organization's storage usage and quota", responses=s.StorageSerializer)
     def get(self, request: Request, namespace: str) -> Response:
-        return Response(self._data(self._namespace(request, namespace)))
+        return super().get(request, namespace)
 
     @extend_schema(summary="Set an account's or organization's storage quota (staff)",
                    request=s.StorageQuotaSerializer, responses=s.StorageSerializer)
     def patch(self, request: Request, namespace: str) -> Response:
-        found = self._namespace(request, namespace)
-        if not request.user.is_staff:
-            raise exceptions.PermissionDenied("Only staff set storage quotas.")
-        serializer = s.StorageQuotaSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        found.storage_quota_bytes = serializer.validated_data["quota_bytes"]
-        found.save(update_fields=["storage_quota_bytes"])
-        return Response(self._data(found))
+        return super().patch(request, namespace)
 
 
 class UserViewSet(GenericViewSet):

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import AuditEvent, Namespace
+from accounts.throttles import client_address
 
 # action → (group, description): the catalogue `GET /v2/auditlogs/<account>/actions` answers.
 ACTIONS: dict[str, tuple[str, str]] = {
@@ -49,6 +50,8 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "org.access_token.create": ("org", "Organization access token created"),
     "org.access_token.update": ("org", "Organization access token changed"),
     "org.access_token.revoke": ("org", "Organization access token revoked"),
+    "namespace.pull_limit": ("plan", "Pull limit changed by staff"),
+    "namespace.storage_quota": ("plan", "Storage quota changed by staff"),
     "access_token.create": ("account", "Access token created"),
     "access_token.revoke": ("account", "Access token revoked"),
     "webhook.create": ("repo", "Webhook created"),
@@ -59,7 +62,7 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "account.login_failed": ("account", "Failed sign-in"),
     "account.registry_login": ("account", "Registry login with the password"),
 }
-GROUP_LABELS = {"repo": "Repository", "org": "Organization", "account": "Account"}
+GROUP_LABELS = {"repo": "Repository", "org": "Organization", "account": "Account", "plan": "Plan"}
 ACCOUNT_LEVEL = {"account.login", "account.login_failed", "account.registry_login"}
 SECRET_WORDS = ("secret", "token", "password", "key")
 
@@ -67,7 +70,12 @@ SECRET_WORDS = ("secret", "token", "password", "key")
 @dataclass(frozen=True)
 class AuditContext:
     request: Any = None  # the HttpRequest being served: its user once authenticated (DRF sets it too)
-    address: str = ""
+    address: str = ""  # given outright, or read from `request` when an event needs it
+
+    def client_address(self) -> str:
+        if self.address or self.request is None:
+            return self.address
+        return client_address(self.request)
 
 
 _context: ContextVar[AuditContext | None] = ContextVar("wharf_audit_context", default=None)
@@ -99,7 +107,7 @@ def record(action: str, *, account: Namespace | None, name: str = "", data: dict
     actor = actor if actor is not None else _context_actor()
     if address is None:
         context = _context.get()
-        address = context.address if context is not None else ""
+        address = context.client_address() if context is not None else ""
     return AuditEvent.objects.create(
         account=account, action=action, name=name[:300], actor=actor,
         actor_name=getattr(actor, "username", "") or "", address=(address or "")[:64], data=_clean(data or {}))

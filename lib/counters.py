@@ -60,9 +60,7 @@ class FileCounters:
         """Add `amount` (may be negative) to `key`'s count, starting a window of `window_seconds` if it
         has none running; returns the new count. A negative amount never starts a window."""
         now = time.time() if now is None else now
-        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-        bucket = int.from_bytes(digest[:8], "little") % self.buckets
-        start = bucket * BUCKET_BYTES
+        digest, start = self._locate(key)
         with self._thread_lock, _locked(self.fd, start, BUCKET_BYTES):
             slot, value, resets_at = self._find(start, digest, now)
             if value == 0 and amount <= 0:
@@ -75,11 +73,15 @@ class FileCounters:
 
     def get(self, key: str, now: float | None = None) -> Count:
         now = time.time() if now is None else now
-        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
-        start = (int.from_bytes(digest[:8], "little") % self.buckets) * BUCKET_BYTES
+        digest, start = self._locate(key)
         with self._thread_lock, _locked(self.fd, start, BUCKET_BYTES):
             _, value, resets_at = self._find(start, digest, now)
         return Count(value, resets_at) if resets_at > now else Count(0, now)
+
+    def _locate(self, key: str) -> tuple[bytes, int]:
+        """`key`'s digest and the offset of the bucket it hashes to."""
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
+        return digest, (int.from_bytes(digest[:8], "little") % self.buckets) * BUCKET_BYTES
 
     def _find(self, start: int, digest: bytes, now: float) -> tuple[int, int, float]:
         """The slot for `digest` in the bucket at `start` (its own, else a free or expired one, else the

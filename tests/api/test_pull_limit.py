@@ -45,3 +45,14 @@ def test_a_bad_value_is_refused_with_a_reason(api, staff, alice, value):
     response = api.patch(url(alice.username), {"pull_limit": value}, format="json", **auth(staff))
     assert response.status_code == 400
     assert "pull_limit" in response.json()
+
+
+def test_a_change_by_staff_is_in_the_accounts_audit_log(api, staff, alice):
+    from accounts.models import AuditEvent
+
+    api.patch(url(alice.username), {"pull_limit": 50}, format="json", **auth(staff))
+    api.patch(f"/v2/namespaces/{alice.username}/storage", {"quota_bytes": 1024}, format="json", **auth(staff))
+    events = AuditEvent.objects.filter(account__user=alice).order_by("pk")
+    assert [(event.action, event.actor_name, event.data) for event in events] == [
+        ("namespace.pull_limit", staff.username, {"pull_limit": 50}),
+        ("namespace.storage_quota", staff.username, {"quota_bytes": 1024})]
