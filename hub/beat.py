@@ -7,10 +7,16 @@ The holder renews the lease at least every third of `HUB_BEAT_LEASE_SECONDS` (30
 try to take it, and take it once it has expired: a beat whose node died is replaced within a lease.
 A holder that cannot reach the database, or finds the lease taken by another, sends nothing until it
 holds the lease again. A beat that stops gives the lease back, so a standby takes over at once.
+
+A cluster is the beats that send to one broker: the lease is named after it (`lease_name`), since
+the tasks a beat sends are taken by that broker's workers only. Hubs that share a database but not a
+broker (the test suite's private hubs, a staging site on the production database server) each keep
+their own schedule.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import socket
@@ -26,6 +32,11 @@ from django.utils import timezone
 from hub.models import SchedulerLease
 
 LEASE_NAME = "beat"
+
+
+def lease_name(broker_url: str, broker_folder: str = "") -> str:
+    """The lease of the beats sending to this broker (its URL, and its folder for the filesystem broker)."""
+    return "beat:" + hashlib.sha256(f"{broker_url}|{broker_folder}".encode()).hexdigest()[:32]
 logger = logging.getLogger(__name__)
 
 
@@ -59,6 +70,9 @@ class ClusterScheduler(PersistentScheduler):
         self.lease_seconds = float(settings.HUB_BEAT_LEASE_SECONDS)
         self.holding = False
         super().__init__(*args, **kwargs)
+        conf = self.app.conf
+        self.lease = lease_name(conf.broker_url or "",
+                                str((conf.broker_transport_options or {}).get("data_folder_in", "")))
 
     def tick(self, *args, **kwargs) -> float:
         if not self._hold():
@@ -68,7 +82,7 @@ class ClusterScheduler(PersistentScheduler):
     def _hold(self) -> bool:
         close_old_connections()  # a beat lives for months: a connection the server dropped is replaced
         try:
-            holding = lease_hold(self.holder, self.lease_seconds)
+            holding = lease_hold(self.holder, self.lease_seconds, name=self.lease)
         except DatabaseError:
             logger.warning("beat %s: cannot reach the database for its lease; sending nothing", self.holder,
                            exc_info=True)
@@ -82,7 +96,7 @@ class ClusterScheduler(PersistentScheduler):
     def close(self) -> None:
         if self.holding:
             try:
-                lease_release(self.holder)
+                lease_release(self.holder, name=self.lease)
             except DatabaseError:
                 logger.warning("beat %s: could not give its lease back (it expires by itself)", self.holder)
         super().close()

@@ -62,7 +62,7 @@ def test_a_patch_past_the_quota_is_answered_before_its_body_is_sent(quota_hub, a
     location = api.start_upload()
     path = location.split(quota_hub.host, 1)[1]
     host, port = quota_hub.host.rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
+    with socket.create_connection((host, int(port)), timeout=60) as sock:  # generous: a loaded CI host
         sock.sendall((f"PATCH {path} HTTP/1.1\r\nHost: {quota_hub.host}\r\n"
                       f"Authorization: {api.headers['Authorization']}\r\n"
                       f"Content-Type: application/octet-stream\r\nContent-Length: {100 * MIB}\r\n\r\n").encode())

@@ -121,3 +121,17 @@ def test_a_standby_beat_takes_over_when_the_sending_one_dies(beat_env, tmp_path)
         stop(first)
         if second is not None:
             stop(second)
+
+
+@pytest.mark.django_db
+def test_beats_of_different_brokers_hold_leases_of_their_own():
+    """The lease is the broker's: hubs sharing a database but not a broker each keep their schedule."""
+    from hub.beat import lease_name
+
+    one, two = lease_name("redis://r:6379/2"), lease_name("redis://r:6379/3")
+    folders = {lease_name("wharf-fs://", "/a/celery/queue"), lease_name("wharf-fs://", "/b/celery/queue")}
+    assert len({one, two, *folders}) == 4
+    assert lease_name("redis://r:6379/2") == one and len(one) <= 64
+    assert lease_hold("a", 30, name=one)
+    assert lease_hold("b", 30, name=two)
+    assert not lease_hold("b", 30, name=one)
