@@ -1,0 +1,1 @@
+"""Wharf as a pull-through cache of another registry (issue 22)."""
