@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from allauth.account.decorators import secure_admin_login
+from allauth.socialaccount.models import SocialApp, SocialToken
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
@@ -16,6 +17,12 @@ from accounts.models import AccessToken, Membership, Namespace, Organization, Te
 
 # The admin logs in through the site's login (its second factor, its failure budget), never its own form.
 admin.site.login = secure_admin_login(admin.site.login)
+
+# Single sign-on's providers come from HUB_OIDC_PROVIDERS only (accounts/sso.py ignores SocialApp rows), and
+# provider tokens are not stored: the admin keeps only the linked identities (Social accounts).
+for _model in (SocialApp, SocialToken):
+    if admin.site.is_registered(_model):
+        admin.site.unregister(_model)
 
 
 class UserCreationAdminForm(AdminUserCreationForm):

@@ -61,9 +61,13 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "account.login": ("account", "Signed in"),
     "account.login_failed": ("account", "Failed sign-in"),
     "account.registry_login": ("account", "Registry login with the password"),
+    "account.sso_link": ("account", "Single sign-on identity linked"),
+    "account.sso_unlink": ("account", "Single sign-on identity unlinked"),
+    "account.sso_refused": ("account", "Single sign-on refused"),
 }
 GROUP_LABELS = {"repo": "Repository", "org": "Organization", "account": "Account", "plan": "Plan"}
-ACCOUNT_LEVEL = {"account.login", "account.login_failed", "account.registry_login"}
+ACCOUNT_LEVEL = {"account.login", "account.login_failed", "account.registry_login", "account.sso_link",
+                 "account.sso_unlink", "account.sso_refused"}
 SECRET_WORDS = ("secret", "token", "password", "key")
 
 

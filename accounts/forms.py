@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
+from allauth.socialaccount.forms import SignupForm as SocialSignupForm
 from django import forms
 
 from accounts.models import AccessToken, Organization, User
@@ -108,3 +109,19 @@ class ConfirmNameForm(forms.Form):
         if value != self.expected:
             raise forms.ValidationError(f"That does not match. Type “{self.expected}” exactly.")
         return value
+
+
+class SSOSignupForm(SocialSignupForm):
+    """First sign-in through single sign-on: pick the namespace name (the sign-up rules apply through the
+    account adapter's clean_username); the email is the one the provider vouched for and cannot be changed."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        username = self.fields["username"]
+        username.label = "Namespace name"
+        username.help_text = ("Your username and the namespace of your repositories (<name>/<repository>): "
+                              "4–30 lowercase letters and digits. It cannot be changed later.")
+        username.widget.attrs.update({"autocomplete": "off", "autocapitalize": "none", "spellcheck": "false"})
+        if "email" in self.fields:
+            self.fields["email"].disabled = True
+            self.fields["email"].help_text = "Confirmed by your identity provider."

@@ -6,6 +6,7 @@ changes or the account is deactivated; these cover what happens to the rows arou
 
 from __future__ import annotations
 
+from allauth.account.internal.flows.login import get_authentication_records
 from allauth.mfa.models import Authenticator
 from allauth.mfa.signals import authenticator_added
 from django.contrib.auth import update_session_auth_hash
@@ -55,9 +56,15 @@ def credentials_deleted(sender, **kwargs) -> None:
 
 @receiver(user_logged_in, dispatch_uid="accounts.audit_sign_in")
 def audit_sign_in(sender, request, user, **kwargs) -> None:
-    """A web session began (the Hub API's logins are recorded where they are checked)."""
+    """A web session began (the Hub API's logins are recorded where they are checked); through single
+    sign-on, with the provider."""
+    data = {"door": "web"}
+    first_factors = [record for record in (get_authentication_records(request, user) if request is not None else [])
+                     if record.get("method") != "mfa"]
+    if first_factors and first_factors[-1].get("method") == "socialaccount":
+        data = {"door": "sso", "provider": str(first_factors[-1].get("provider") or "")}
     audit.record("account.login", account=audit.user_account(user), name=user.username, actor=user,
-                 address=client_address(request) if request is not None else "", data={"door": "web"})
+                 address=client_address(request) if request is not None else "", data=data)
 
 
 @receiver(user_login_failed, dispatch_uid="accounts.audit_failed_sign_in")

@@ -142,6 +142,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.mfa",
+    "allauth.socialaccount",  # single sign-on (OpenID Connect): installed always, so the schema never depends on it
+    "allauth.socialaccount.providers.openid_connect",
     "hub",
     "accounts",
     "repositories",
@@ -340,6 +342,85 @@ ACCOUNT_RATE_LIMITS = {
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = env("HUB_SITE_NAME", "Wharf")
+
+# --- Single sign-on with OpenID Connect (accounts/sso.py; README, "Single sign-on") -------------
+def _oidc_providers(raw: str) -> list[dict]:
+    """HUB_OIDC_PROVIDERS: a JSON list of {"name", "issuer", "client_id", "secret" (or "secret_file"),
+    "domains", optional "id" and "signup"}; checked here so a mistake stops Wharf at start-up."""
+    import json
+    import re
+
+    if not raw.strip():
+        return []
+    try:
+        items = json.loads(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"HUB_OIDC_PROVIDERS: not valid JSON ({exc})") from None
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list):
+        raise ImproperlyConfigured("HUB_OIDC_PROVIDERS: expected a JSON list of providers")
+    providers, seen = [], set()
+    for number, item in enumerate(items, 1):
+        where = f"HUB_OIDC_PROVIDERS, provider {number}"
+        if not isinstance(item, dict):
+            raise ImproperlyConfigured(f"{where}: expected an object")
+        unknown = set(item) - {"id", "name", "issuer", "client_id", "secret", "secret_file", "domains", "signup"}
+        if unknown:
+            raise ImproperlyConfigured(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        name = str(item.get("name") or "").strip()
+        if not name:
+            raise ImproperlyConfigured(f"{where}: needs a name (shown on the button)")
+        ident = str(item.get("id") or re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-"))
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,29}", ident) or ident in seen:
+            raise ImproperlyConfigured(f"{where}: id {ident!r} must be unique, 1-30 of a-z, 0-9 and -")
+        seen.add(ident)
+        issuer = str(item.get("issuer") or "").strip().rstrip("/")
+        parts = urlsplit(issuer)
+        loopback = parts.hostname in {"127.0.0.1", "localhost", "::1"}
+        if not parts.hostname or not (parts.scheme == "https" or (parts.scheme == "http" and loopback)):
+            raise ImproperlyConfigured(f"{where}: issuer {issuer!r} must be an https:// URL (http:// on loopback only)")
+        secret = str(item.get("secret") or "")
+        if item.get("secret_file"):
+            secret = Path(str(item["secret_file"])).read_text().strip()
+        if not item.get("client_id") or not secret:
+            raise ImproperlyConfigured(f"{where}: needs client_id and secret (or secret_file)")
+        domains = item.get("domains") or []
+        if isinstance(domains, str):
+            domains = domains.split(",")
+        domains = [str(domain).strip().lower().lstrip("@") for domain in domains if str(domain).strip()]
+        if not domains or not all(re.fullmatch(r"[a-z0-9.-]+\.[a-z0-9-]+", domain) for domain in domains):
+            raise ImproperlyConfigured(f"{where}: domains must list the email domains it may vouch for")
+        signup = item.get("signup")
+        if signup is not None and not isinstance(signup, bool):
+            raise ImproperlyConfigured(f"{where}: signup must be true or false")
+        providers.append({"id": ident, "name": name, "issuer": issuer, "client_id": str(item["client_id"]),
+                          "secret": secret, "domains": domains, "signup": signup})
+    return providers
+
+
+HUB_OIDC_PROVIDERS = _oidc_providers(envsecret("HUB_OIDC_PROVIDERS"))
+SOCIALACCOUNT_ADAPTER = "accounts.sso.SocialAccountAdapter"
+SOCIALACCOUNT_PROVIDERS = {
+    "openid_connect": {
+        "OAUTH_PKCE_ENABLED": True,
+        "APPS": [
+            {"provider_id": provider["id"], "name": provider["name"], "client_id": provider["client_id"],
+             "secret": provider["secret"],
+             "settings": {"server_url": provider["issuer"], "email_domains": provider["domains"],
+                          "signup": provider["signup"]}}
+            for provider in HUB_OIDC_PROVIDERS
+        ],
+    },
+}
+SOCIALACCOUNT_AUTO_SIGNUP = False  # a new account always picks its namespace name first
+SOCIALACCOUNT_EMAIL_REQUIRED = True
+SOCIALACCOUNT_EMAIL_AUTHENTICATION = True  # linking by email: accounts.sso decides when it may
+SOCIALACCOUNT_EMAIL_AUTHENTICATION_AUTO_CONNECT = True
+SOCIALACCOUNT_LOGIN_ON_GET = False  # the buttons POST (CSRF), a GET asks first
+SOCIALACCOUNT_STORE_TOKENS = False
+SOCIALACCOUNT_REQUESTS_TIMEOUT = 10
+SOCIALACCOUNT_FORMS = {"signup": "accounts.forms.SSOSignupForm"}
 
 # --- Email ----------------------------------------------------------------------------------
 EMAIL_URL = env("EMAIL_URL")

@@ -1,7 +1,8 @@
 """Every app mounted on one site: the registry at /v2/ and /token, pages and the Hub API."""
 
+from django.conf import settings
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import include, path, re_path
 
 from accounts import views as account_views
 from hub import activity, views
@@ -14,6 +15,8 @@ urlpatterns = [
     path("", include("registry.urls")),
     path("", views.home, name="home"),
     path("accounts/login/", account_views.LoginView.as_view(), name="account_login"),  # 429 when throttled
+    # Single sign-on's pages exist only with providers configured (HUB_OIDC_PROVIDERS; README, "Single sign-on").
+    *([] if settings.HUB_OIDC_PROVIDERS else [re_path(r"^accounts/(3rdparty|social|oidc)/", views.not_found)]),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),  # registers the account_name converter used below
     path("settings/activity", activity.activity, name="account_activity"),
