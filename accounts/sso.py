@@ -204,6 +204,9 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 @receiver(social_account_added, dispatch_uid="accounts.sso_linked")
 def sso_linked(sender, request, sociallogin: SocialLogin, **kwargs) -> None:
     _record("account.sso_link", sociallogin.user, sociallogin, request, uid=sociallogin.account.uid)
+    if request is not None and hasattr(request, "_messages"):
+        messages.info(request, f"{provider_name(sociallogin)} is now linked to your account: it can sign you in "
+                               "(Settings → Single sign-on).")
 
 
 @receiver(user_signed_up, dispatch_uid="accounts.sso_signed_up")
