@@ -72,10 +72,10 @@ def parse_networks(values: Iterable[str]) -> list[Network]:
     return [ipaddress.ip_network(value.strip(), strict=False) for value in values if value.strip()]
 
 
-def parse_url(url: str) -> Target:
+def parse_url(url: str, *, max_length: int = MAX_URL_LENGTH) -> Target:
     """Check the URL's shape (no DNS); raises DeliveryRefused with a reason people can act on."""
-    if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
-        raise DeliveryRefused(f"the URL must be 1–{MAX_URL_LENGTH} characters")
+    if not isinstance(url, str) or not url or len(url) > max_length:
+        raise DeliveryRefused(f"the URL must be 1–{max_length} characters")
     if any(ch.isspace() or ord(ch) < 32 for ch in url):
         raise DeliveryRefused("the URL must not contain spaces or control characters")
     try:
@@ -218,7 +218,16 @@ class _HTTPSConnection(_KeptAlive, urllib3.connection.HTTPSConnection):
 
 
 def _pool(target: Target, address: str, *, size: int = 1) -> urllib3.HTTPConnectionPool:
-    timeout = urllib3.Timeout(connect=CONNECT_TIMEOUT, read=READ_TIMEOUT)
+    return connection_pool(target, address, size=size)
+
+
+def connection_pool(target: Target, address: str, *, size: int = 1, connect_timeout: float = CONNECT_TIMEOUT,
+                    read_timeout: float = READ_TIMEOUT) -> urllib3.HTTPConnectionPool:
+    """A urllib3 pool whose connections go to `address` (checked by the caller: `resolve`, or a host
+    the operator named), with `target.host` as the Host header's name, TLS server name and the name
+    the certificate must match. Redirects and retries are the caller's business (urlopen with
+    redirect=False, retries=False); idle connections are kept as `Connections` keeps them."""
+    timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     if target.scheme == "https":
         pool = urllib3.HTTPSConnectionPool(
             host=address, port=target.port, timeout=timeout, retries=False, maxsize=size,
@@ -331,6 +340,11 @@ def post(url: str, body: bytes, headers: dict[str, str], *, allowed_networks: It
             pool.close()
     return Response(status=status, headers=response_headers, body=data, truncated=truncated,
                     duration_ms=int((time.monotonic() - started) * 1000), address=address)
+
+
+def describe_failure(exc: Exception) -> str:
+    """A short, credential-free account of a urllib3 failure (for DeliveryFailed and its kin)."""
+    return _describe(exc)
 
 
 def _describe(exc: Exception) -> str:
