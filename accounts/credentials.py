@@ -52,11 +52,14 @@ class Authenticated:
 
 
 class AccessTokenRequired(Exception):
-    """A password for an account with two-factor authentication: only an access token logs in."""
+    """A password for an account with two-factor authentication, or for one made through single sign-on
+    (no password): only an access token logs in."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, no_password: bool = False) -> None:
+        why = ("this account signs in through single sign-on and has no password" if no_password
+               else "two-factor authentication is enabled on this account")
         super().__init__(
-            "two-factor authentication is enabled on this account: log in with a personal access token "
+            f"{why}: log in with a personal access token "
             f"instead of your password (create one at {settings.HUB_PUBLIC_URL}/settings/tokens)"
         )
 
@@ -86,7 +89,8 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
     A personal access token or a password works, and the username may be the email address. A valid
     access token always works; a password is refused (TooManyAttempts) once the account or the
     address has used its failure budget, before any hashing work; a refused one counts as a failure.
-    Accounts with two-factor authentication must use a token: their password raises AccessTokenRequired.
+    Accounts with two-factor authentication, and those without a password (made through single sign-on),
+    must use a token: a password raises AccessTokenRequired.
     """
     oversized = len(username) > MAX_CREDENTIAL_LENGTH or len(password) > MAX_CREDENTIAL_LENGTH
     if not oversized and AccessToken.looks_like_token(password):
@@ -98,7 +102,8 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
     user = None if oversized or not username else account_for_identifier(username)
     attempt = login_attempt_begin(identifier=username, address=remote_addr, user=user)
     # Said whether or not the password matched, so the answer never tells a right password from a wrong one.
-    needs_token = user is not None and user.is_active and user_has_mfa(user)
+    no_password = user is not None and user.is_active and not user.has_usable_password()  # single sign-on's
+    needs_token = user is not None and user.is_active and (no_password or user_has_mfa(user))
     reason = ""
     if not username or not password or oversized:
         reason = "empty or oversized credentials"
@@ -114,7 +119,7 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
             audit.record("account.login_failed", account=audit.user_account(user), name=user.username,
                          actor=user, address=remote_addr, data={"door": door})
         if needs_token:
-            raise AccessTokenRequired
+            raise AccessTokenRequired(no_password=no_password)
         return None
     attempt.succeeded()
     if door == "registry":

@@ -319,3 +319,28 @@ def test_a_deleted_accounts_name_cannot_be_picked(client, sso):
     sso_sign_in(client, claims_for("patti@acme.test", preferred_username="pattigone"))
     response = client.post(reverse("socialaccount_signup"), {"username": "pattigone"})
     assert response.status_code == 200 and "deleted account" in response.content.decode()
+
+
+# --- The command-line clients ---------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_cli_is_told_an_sso_account_needs_an_access_token(client, settings):
+    import base64
+
+    from accounts.services import access_token_create
+
+    user = UserFactory()
+    user.set_unusable_password()
+    user.save()
+
+    def token_answer(password: str):
+        basic = base64.b64encode(f"{user.username}:{password}".encode()).decode()
+        return client.get("/token", {"service": settings.REGISTRY_SERVICE}, HTTP_AUTHORIZATION=f"Basic {basic}")
+
+    refused = token_answer("any-password")
+    assert refused.status_code == 401
+    assert "signs in through single sign-on and has no password: log in with a personal access token" \
+        in refused.json()["details"]
+    _, secret = access_token_create(user=user, label="cli", scope="repo:read")
+    assert token_answer(secret).status_code == 200
