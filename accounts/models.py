@@ -111,6 +111,7 @@ class Namespace(models.Model):
         USER = "user", "User"
         ORGANIZATION = "org", "Organization"
         LIBRARY = "library", "Official images"
+        MIRROR = "mirror", "Mirror of another registry"  # a HUB_MIRRORS prefix (registry/mirror)
 
     name = models.CharField(max_length=30, unique=True)
     kind = models.CharField(max_length=8, choices=Kind.choices)

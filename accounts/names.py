@@ -32,5 +32,12 @@ def validate_namespace_name(value: str) -> None:
         raise ValidationError("Must be between 4 and 30 characters long.", code="length")
     if not NAMESPACE_RE.match(value):
         raise ValidationError("Use only lowercase letters (a–z) and digits (0–9).", code="characters")
-    if value in RESERVED_NAMESPACES:
+    if value in RESERVED_NAMESPACES or value in _mirror_prefixes():
         raise ValidationError(f"“{value}” is reserved. Please choose another name.", code="reserved")
+
+
+def _mirror_prefixes() -> dict:
+    """The pull-through cache's prefixes (HUB_MIRRORS): names no user or organization may take."""
+    from django.conf import settings
+
+    return getattr(settings, "HUB_MIRRORS", {})

@@ -155,6 +155,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "hub.middleware.MetricsMiddleware",  # first: it sees every request, the registry's fast path too
     "hub.middleware.OperationsPathsMiddleware",  # probes and scrapes, whatever their Host header
+    "registry.mirror.hostmode.MirrorHostMiddleware",  # HUB_MIRROR_HOSTS: /v2/ under the upstream's names
     "hub.middleware.AuditContextMiddleware",  # who acts, from where: for the audit log's events
     "hub.middleware.RegistryFastPathMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -481,6 +482,33 @@ HUB_AUDIT_RETENTION_DAYS = envint("HUB_AUDIT_RETENTION_DAYS", 365)
 # --- Webhooks -------------------------------------------------------------------------------
 HUB_WEBHOOK_ALLOWED_NETWORKS = envlist("HUB_WEBHOOK_ALLOWED_NETWORKS")
 HUB_WEBHOOK_BACKOFF_SECONDS = envfloat("HUB_WEBHOOK_BACKOFF_SECONDS", 60.0)
+
+# --- Pull-through cache (registry/mirror; README, "Pull-through cache") -----------------------
+def _mirror_settings():
+    from registry.mirror import config as mirror_config  # plain parsers: no app is loaded here
+
+    try:
+        mirrors = mirror_config.parse_mirrors(env("HUB_MIRRORS"))
+        hosts = mirror_config.parse_mirror_hosts(env("HUB_MIRROR_HOSTS"))
+        readers = mirror_config.parse_mirror_readers(env("HUB_MIRROR_READERS"))
+    except ValueError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+    for setting, prefixes in (("HUB_MIRROR_HOSTS", hosts.values()), ("HUB_MIRROR_READERS", readers)):
+        for prefix in prefixes:
+            if prefix not in mirrors:
+                raise ImproperlyConfigured(f"{setting}: {prefix!r} is not a mirror prefix of HUB_MIRRORS")
+    return mirrors, hosts, readers
+
+
+# prefix → Mirror; mirror host (lowercase, no port) → prefix; prefix → organizations allowed to read it
+HUB_MIRRORS, HUB_MIRROR_HOSTS, HUB_MIRROR_READERS = _mirror_settings()
+HUB_MIRROR_TTL_SECONDS = envint("HUB_MIRROR_TTL_SECONDS", 300)  # a tag is asked upstream at most this often
+HUB_MIRROR_ANONYMOUS = envbool("HUB_MIRROR_ANONYMOUS", False)  # anonymous pulls of mirrored names
+HUB_MIRROR_MAX_BYTES = envint("HUB_MIRROR_MAX_BYTES", 0)  # the cache's size; 0: unbounded
+for _name in ("HUB_MIRROR_TTL_SECONDS", "HUB_MIRROR_MAX_BYTES"):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"{_name}={globals()[_name]}: expected a number of at least 0")
+ALLOWED_HOSTS += [host if ":" not in host else f"[{host}]" for host in HUB_MIRROR_HOSTS]
 
 # --- REST framework -------------------------------------------------------------------------
 REST_FRAMEWORK = {

@@ -7,6 +7,7 @@ class RegistryConfig(AppConfig):
 
     def ready(self) -> None:
         from registry import receivers
+        from registry.mirror import checks  # noqa: F401 - registers the mirror prefix check
         from repositories.signals import repositories_deleting
 
         repositories_deleting.connect(receivers.on_repositories_deleting, dispatch_uid="registry.repositories_deleting")

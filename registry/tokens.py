@@ -57,9 +57,12 @@ from accounts.models import AccessToken, Namespace, User
 from accounts.org_tokens import OrganizationTokenGrant, organization_token_stands
 from accounts.revocation import revocation_epoch
 from lib.keyfiles import create_exclusively, load_or_create_p256_key
-from oci.names import InvalidName, normalize_repository_name
+from oci.names import InvalidName
 from oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
 from registry.errors import TooManyRequests
+from registry.mirror.access import mirror_actions
+from registry.mirror.hostmode import canonical_scopes
+from registry.mirror.names import is_mirror_namespace, split_name
 from registry.ratelimits import account_pull_limit, organization_pull_limit, pull_limits_on
 from repositories.models import Repository, validate_repository_name
 from repositories.permissions import DELETE, PULL, PUSH, Actor, may_create_repository, repository_actions
@@ -215,9 +218,11 @@ def allowed_repository_actions(actor: Actor, name: str) -> frozenset[str]:
     push; so a private repository the actor cannot see and a missing one look exactly alike.
     """
     try:
-        namespace_name, repository_name = normalize_repository_name(name)
+        namespace_name, repository_name = split_name(name)
     except InvalidName:
         return NOTHING
+    if is_mirror_namespace(namespace_name):  # pull through a mirror, never push (registry/mirror/access.py)
+        return mirror_actions(actor, namespace_name)
     repository = (
         Repository.objects.select_related("namespace")
         .filter(namespace__name=namespace_name, name=repository_name).first()
@@ -331,7 +336,7 @@ class RegistryClaims:
             granted = frozenset(actions)
             if type_ == REPOSITORY:
                 try:
-                    key = normalize_repository_name(name)
+                    key = split_name(name)
                 except InvalidName:
                     continue
                 if ALL in granted:
@@ -512,7 +517,7 @@ def _token_get(request: HttpRequest) -> HttpResponse:
     if problem:
         return problem
     try:
-        scopes = parse_scopes(request.GET.getlist("scope"))
+        scopes = canonical_scopes(request, parse_scopes(request.GET.getlist("scope")))
     except InvalidScope as error:
         return _error(400, "invalid_scope", str(error))
     authenticated = None
@@ -545,7 +550,7 @@ def _token_post(request: HttpRequest) -> HttpResponse:
     if not form.get("client_id"):
         return _error(400, "invalid_request", "client_id is required")
     try:
-        scopes = parse_scopes(form.getlist("scope"))
+        scopes = canonical_scopes(request, parse_scopes(form.getlist("scope")))
     except InvalidScope as error:
         return _error(400, "invalid_scope", str(error))
     grant_type = form.get("grant_type", "")

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.utils.decorators import method_decorator
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.models import Namespace
-from oci.names import InvalidName, display_name, normalize_repository_name
+from oci.names import InvalidName, display_name
 from registry import ratelimits
 from registry.access import RegistryAccess, authenticate_request, challenge
 from registry.errors import (
@@ -22,6 +23,7 @@ from registry.errors import (
     Unauthorized,
     Unsupported,
 )
+from registry.mirror.names import split_name
 from repositories.models import Repository
 from repositories.permissions import DELETE, PULL, PUSH
 from repositories.services import repository_get_or_create_for_push
@@ -49,6 +51,7 @@ class RegistryView(View):
     repository: Repository | None
     namespace_name: str
     repository_name: str
+    mirror_prefix: str | None = None  # the HUB_MIRRORS prefix of a mirrored name (registry/mirror)
 
     def dispatch(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
         refused = ratelimits.abuse_refusal(request)
@@ -76,10 +79,12 @@ class RegistryView(View):
     # --- names and scopes -----------------------------------------------------------------
     def _resolve_name(self, raw: str) -> None:
         try:
-            self.namespace_name, self.repository_name = normalize_repository_name(raw)
+            self.namespace_name, self.repository_name = split_name(raw)
         except InvalidName as exc:
             raise NameInvalid(detail={"name": raw[:300], "reason": str(exc)}) from None
         self.raw_name = raw
+        if self.namespace_name in settings.HUB_MIRRORS:
+            self.mirror_prefix = self.namespace_name
 
     def required_action(self, request: HttpRequest) -> str:
         return self.method_actions[request.method]

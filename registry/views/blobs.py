@@ -92,7 +92,30 @@ class BlobView(RegistryView):
             "Cache-Control": "max-age=31536000",
         }
 
+    def _mirrored(self, digest: str) -> Blob | StreamingHttpResponse:
+        """A blob of a mirrored repository: linked already, landed meanwhile, or fetched now (streamed)."""
+        from registry.mirror import service as mirror
+
+        blob = mirror.linked_blob(self.repository, digest)
+        if blob is not None:
+            return blob
+        fetched = mirror.fetch_blob(repository=self.repository, prefix=self.mirror_prefix, digest=digest)
+        if isinstance(fetched, Blob):
+            return fetched
+        response = StreamingHttpResponse(iter(fetched), content_type="application/octet-stream")
+        if fetched.size is not None:
+            response["Content-Length"] = str(fetched.size)
+        response["Docker-Content-Digest"] = digest
+        response[mirror.HEADER] = mirror.MISS
+        return response
+
     def head(self, request: HttpRequest, digest: str) -> HttpResponse:
+        if self.mirror_prefix is not None:
+            fetched = self._mirrored(_digest_or_error(digest))
+            if isinstance(fetched, StreamingHttpResponse):  # fetch and store it, answer with nothing
+                from registry.mirror.service import store_only
+
+                store_only(fetched.streaming_content, digest=_digest_or_error(digest))
         blob = _linked_blob(self.repository, _digest_or_error(digest))
         _touch(blob)
         response = empty(200, self._headers(blob))
@@ -101,6 +124,10 @@ class BlobView(RegistryView):
         return response
 
     def get(self, request: HttpRequest, digest: str) -> HttpResponse:
+        if self.mirror_prefix is not None:
+            fetched = self._mirrored(_digest_or_error(digest))
+            if isinstance(fetched, StreamingHttpResponse):
+                return fetched
         blob = _linked_blob(self.repository, _digest_or_error(digest))
         url = blob_store.url(blob.digest)
         if url is not None:  # the store serves it (a presigned S3 URL)

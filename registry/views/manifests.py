@@ -35,8 +35,12 @@ class ManifestView(RegistryView):
     creates_repository = True
     lazy_repository_methods = frozenset({"GET", "HEAD"})
 
+    mirror_state: str | None = None
+
     def _read(self, reference: str) -> Manifest:
         """The manifest a tag or digest names, found with the repository in one query (hot path)."""
+        if self.mirror_prefix is not None:
+            return self._read_mirrored(reference)
         if manifest_service.is_valid_reference(reference):
             manifest = manifest_service.manifest_fetch(
                 namespace=self.namespace_name, name=self.repository_name, reference=reference
@@ -49,6 +53,28 @@ class ManifestView(RegistryView):
             raise NameUnknown(detail={"name": self.display_name})
         return manifest_service.manifest_lookup(repository=self.repository, reference=reference)
 
+    def _read_mirrored(self, reference: str) -> Manifest:
+        """Pull through (registry/mirror/service.py): cached, revalidated or fetched from the upstream."""
+        from registry.mirror import service as mirror
+
+        if not manifest_service.is_valid_reference(reference):
+            raise manifest_service.unknown_reference(reference)
+        self.repository = self.find_repository()
+
+        def before_fetch() -> None:  # a miss spends the puller's budget: refuse before fetching
+            budget = ratelimits.pull_budget(self.request, self.access)
+            if budget is None:
+                return
+            if self.request.method == "HEAD":  # a HEAD never counts otherwise; fetching does
+                ratelimits.take_pull(budget)
+            elif ratelimits.peek_pulls(budget).remaining <= 0:
+                ratelimits.take_pull(budget)  # raises TOOMANYREQUESTS with the usual message and headers
+
+        served = mirror.serve_manifest(prefix=self.mirror_prefix, name=self.repository_name,
+                                       repository=self.repository, reference=reference, before_fetch=before_fetch)
+        self.mirror_state = served.state
+        return served.manifest
+
     def _negotiate(self, request: HttpRequest, manifest: Manifest) -> Manifest:
         accepted = accepted_media_types(request)
         if _acceptable(manifest, accepted):
@@ -59,6 +85,8 @@ class ManifestView(RegistryView):
                 if platform.get("os") == "linux" and platform.get("architecture") == "amd64":
                     child = Manifest.objects.filter(repository_id=manifest.repository_id,
                                                     digest=platform["digest"]).first()
+                    if child is None and self.mirror_prefix is not None:
+                        child = self._read_mirrored(platform["digest"])
                     if child is not None and _acceptable(child, accepted):
                         return child
         raise ManifestUnknown(
@@ -72,6 +100,10 @@ class ManifestView(RegistryView):
         response["Content-Length"] = str(len(content))
         response["Docker-Content-Digest"] = manifest.digest
         response["ETag"] = f'"{manifest.digest}"'
+        if self.mirror_state is not None:
+            from registry.mirror.service import mirror_headers
+
+            _add_headers(response, mirror_headers(self.mirror_state))
         return response
 
     def head(self, request: HttpRequest, reference: str) -> HttpResponse:

@@ -1,0 +1,212 @@
+"""Pull through a mirrored name with a fake upstream: misses fetch and store, hits do not, tags are
+revalidated once per TTL, a failing upstream leaves cached content served (and said so), blobs are
+verified before they are stored and served only under the repository they are linked to."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from django.db import connections
+
+from registry.mirror.upstream import UpstreamRateLimited, UpstreamUnavailable
+from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, RepositoryBlob, Tag
+from repositories.models import Repository
+from tests.registry.helpers import bearer, digest_of, token_for
+from tests.registry.mirror.mirror_fakes import PREFIX, installed
+
+pytestmark = pytest.mark.django_db(transaction=False)
+
+
+@pytest.fixture
+def upstream(settings, private_cache):
+    yield from installed(settings)
+
+
+ACCEPT = {"HTTP_ACCEPT": "application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json"}
+
+
+def pull_auth(client, user, name):
+    return bearer(token_for(client, user.username, f"repository:{name}:pull"))
+
+
+def get_manifest(client, auth, name, reference, method="get"):
+    return getattr(client, method)(f"/v2/{name}/manifests/{reference}", **auth, **ACCEPT)
+
+
+def read_blob(client, auth, name, digest):
+    response = client.get(f"/v2/{name}/blobs/{digest}", **auth)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response, body
+
+
+def test_miss_fetches_stores_and_links(client, alice, upstream):
+    body = upstream.add_image("library/alpine", "3.20", layers=(b"the layer bytes",))
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+
+    response = get_manifest(client, auth, name, "3.20")
+    assert response.status_code == 200, response.content
+    assert response.content == body
+    assert response["Docker-Content-Digest"] == digest_of(body)
+    assert response["X-Wharf-Mirror"] == "miss"
+    repository = Repository.objects.get(namespace__name=PREFIX, name="library/alpine")
+    assert repository.namespace.kind == "mirror" and repository.is_private
+    assert Tag.objects.get(repository=repository, name="3.20").manifest.digest == digest_of(body)
+
+    # Blobs: streamed on the first GET, stored, linked and then served from the store.
+    layer = digest_of(b"the layer bytes")
+    response, data = read_blob(client, auth, name, layer)
+    assert response.status_code == 200 and data == b"the layer bytes"
+    assert response["X-Wharf-Mirror"] == "miss"
+    blob = Blob.objects.get(digest=layer)
+    assert RepositoryBlob.objects.filter(repository=repository, blob=blob).exists()
+    assert ManifestBlob.objects.filter(manifest__digest=digest_of(body), blob=blob).exists()  # GC keeps it
+    response, data = read_blob(client, auth, name, layer)
+    assert response.status_code == 200 and data == b"the layer bytes"
+    assert "X-Wharf-Mirror" not in response
+    assert upstream.count("blob") == 1
+
+    # A hit within the TTL asks nothing upstream; a digest never does.
+    assert get_manifest(client, auth, name, "3.20")["X-Wharf-Mirror"] == "hit"
+    assert get_manifest(client, auth, name, digest_of(body))["X-Wharf-Mirror"] == "hit"
+    assert upstream.count("manifest") == 1 and upstream.count("head") == 0
+
+
+def test_docker_hub_official_short_name_is_the_same_repository(client, alice, upstream):
+    upstream.add_image("library/busybox", "latest")
+    auth = pull_auth(client, alice, f"{PREFIX}/busybox")
+    assert get_manifest(client, auth, f"{PREFIX}/busybox", "latest").status_code == 200
+    auth = pull_auth(client, alice, f"{PREFIX}/library/busybox")
+    assert get_manifest(client, auth, f"{PREFIX}/library/busybox", "latest")["X-Wharf-Mirror"] == "hit"
+    assert Repository.objects.filter(namespace__name=PREFIX).count() == 1
+
+
+def test_tag_revalidated_once_per_ttl_and_moves(client, alice, upstream, settings):
+    upstream.add_image("library/alpine", "latest", salt="one")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "latest")["X-Wharf-Mirror"] == "miss"
+
+    settings.HUB_MIRROR_TTL_SECONDS = 0  # every request is due: a HEAD, no GET while it did not move
+    assert get_manifest(client, auth, name, "latest")["X-Wharf-Mirror"] == "revalidated"
+    assert upstream.count("head") == 1 and upstream.count("manifest") == 1
+
+    moved = upstream.add_image("library/alpine", "latest", salt="two")
+    response = get_manifest(client, auth, name, "latest")
+    assert response["X-Wharf-Mirror"] == "miss" and response.content == moved
+    assert upstream.count("head") == 2 and upstream.count("manifest") == 2
+
+    settings.HUB_MIRROR_TTL_SECONDS = 300  # the first fetch marked the tag fresh for 300 s: no more HEADs
+    assert get_manifest(client, auth, name, "latest")["X-Wharf-Mirror"] == "hit"
+    assert upstream.count("head") == 2
+
+
+@pytest.mark.parametrize("failure", [UpstreamUnavailable("connection refused"), UpstreamRateLimited("429", 30)])
+def test_failing_upstream_serves_cached_and_says_so(client, alice, upstream, settings, failure):
+    body = upstream.add_image("library/alpine", "latest", layers=(b"cached layer",))
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    get_manifest(client, auth, name, "latest")
+    read_blob(client, auth, name, digest_of(b"cached layer"))
+
+    upstream.fail = failure
+    settings.HUB_MIRROR_TTL_SECONDS = 0
+    response = get_manifest(client, auth, name, "latest")
+    assert response.status_code == 200 and response.content == body
+    assert response["X-Wharf-Mirror"] == "stale"
+    assert response["Warning"] == '110 - "stale: upstream unavailable"'
+    response, data = read_blob(client, auth, name, digest_of(b"cached layer"))
+    assert response.status_code == 200 and data == b"cached layer"
+
+    # What was never cached cannot be served: 503 UNAVAILABLE, or 429 passed on.
+    response = get_manifest(client, auth, name, "edge")
+    expected = 429 if isinstance(failure, UpstreamRateLimited) else 503
+    assert response.status_code == expected, response.content
+    if expected == 429:
+        assert response["Retry-After"] == "30"
+
+
+def test_unknown_upstream_name_creates_nothing(client, alice, upstream):
+    name = f"{PREFIX}/nobody/nothing"
+    auth = pull_auth(client, alice, name)
+    response = get_manifest(client, auth, name, "latest")
+    assert response.status_code == 404 and response.json()["errors"][0]["code"] == "NAME_UNKNOWN"
+    assert not Repository.objects.filter(namespace__name=PREFIX).exists()
+
+
+def test_index_children_on_demand(client, alice, upstream):
+    index, (_amd, arm) = upstream.add_index("library/alpine", "latest")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "latest").content == index
+    repository = Repository.objects.get(namespace__name=PREFIX)
+    assert not Manifest.objects.filter(repository=repository, digest=digest_of(arm)).exists()
+    assert get_manifest(client, auth, name, digest_of(arm)).content == arm
+    child = Manifest.objects.get(repository=repository, digest=digest_of(arm))
+    assert ManifestChild.objects.filter(parent__digest=digest_of(index), child=child).exists()
+    assert upstream.count("manifest") == 2
+
+
+def test_tampered_blob_is_neither_stored_nor_served_again(client, alice, upstream):
+    upstream.add_image("library/alpine", "latest", layers=(b"honest bytes",))
+    digest = digest_of(b"honest bytes")
+    upstream.tampered[digest] = b"evil bytes!!"
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    get_manifest(client, auth, name, "latest")
+    response = client.get(f"/v2/{name}/blobs/{digest}", **auth)
+    with pytest.raises(Exception, match="expected"):
+        b"".join(response.streaming_content)
+    assert not Blob.objects.filter(digest=digest).exists()
+    response = client.head(f"/v2/{name}/blobs/{digest}", **auth)  # a HEAD fetches it again: refused
+    assert response.status_code == 400
+    assert not Blob.objects.filter(digest=digest).exists()
+
+
+def test_blob_of_another_repository_is_not_served_under_a_mirror_name(client, alice, upstream, alice_private):
+    """A digest stored for someone's private repository is served under a mirror name only after the
+    upstream proved it has those bytes (fetched and verified), never from the shared store alone."""
+    upstream.add_image("library/alpine", "latest")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    get_manifest(client, auth, name, "latest")
+    secret = b"alice's private layer"
+    push = bearer(token_for(client, alice.username, f"repository:{alice.username}/secret:pull,push"))
+    response = client.post(f"/v2/{alice.username}/secret/blobs/uploads/?digest={digest_of(secret)}", data=secret,
+                           content_type="application/octet-stream", **push)
+    assert response.status_code == 201, response.content
+    response = client.get(f"/v2/{name}/blobs/{digest_of(secret)}", **auth)
+    assert response.status_code == 404  # the upstream does not have it
+    assert upstream.count("blob") == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_eight_clients_one_upstream_fetch(client, alice, upstream, settings):
+    """Eight requests for one uncached blob at once: one fetches, seven wait for it to land."""
+    settings.REDIS_URL = ""  # the per-node lock (a flock); the e2e test runs the Redis one
+    layer = b"x" * 200_000
+    upstream.add_image("library/alpine", "latest", layers=(layer,))
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    get_manifest(client, auth, name, "latest")
+    upstream.blob_gate = threading.Event()
+    results: list[bytes] = []
+
+    def pull():
+        from django.test import Client
+
+        try:
+            response, data = read_blob(Client(), auth, name, digest_of(layer))
+            results.append(data if response.status_code == 200 else response.content)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=pull) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    threading.Timer(0.5, upstream.blob_gate.set).start()
+    for thread in threads:
+        thread.join(30)
+    assert results == [layer] * 8
+    assert upstream.count("blob") == 1
