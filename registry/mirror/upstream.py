@@ -139,17 +139,11 @@ class _TokenCache:
     the challenge last seen, so the next request sends the kept token straight away."""
 
     def __init__(self) -> None:
-        self._guard = None
+        # Held only for dictionary updates, never across I/O: safe whether or not gevent patched it.
+        self.guard = threading.Lock()
         self._tokens: OrderedDict[tuple, tuple[str, float]] = OrderedDict()
         self._hints: OrderedDict[tuple, _Challenge] = OrderedDict()
         self._fetching: dict[tuple, object] = {}
-
-    @property
-    def guard(self):
-        # Held only for dictionary updates, never across I/O: safe whichever lock class it is.
-        if self._guard is None:
-            self._guard = threading.Lock()
-        return self._guard
 
     def get(self, key: tuple) -> str | None:
         with self.guard:
@@ -186,7 +180,8 @@ class _TokenCache:
                 self._hints.popitem(last=False)
 
     def fetch_lock(self, key: tuple):
-        """The lock one token fetch per key holds (created now, so it is gevent's under gevent)."""
+        """The lock one token fetch per key holds across its I/O: created on first use, so under gevent
+        it is gevent's (a greenlet waiting for it lets the others run), a thread lock elsewhere."""
         with self.guard:
             lock = self._fetching.get(key)
             if lock is None:
@@ -295,7 +290,7 @@ class UpstreamClient:
         self._home = outbound.parse_url(mirror.url + "/v2/")
         self._key = (mirror.prefix, mirror.url, mirror.username or "")
         self._pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
-        self._pools_guard = None
+        self._pools_guard = threading.Lock()  # never held across I/O
         self._basic = None
         if mirror.username is not None:
             raw = f"{mirror.username}:{mirror.password or ''}".encode()
@@ -376,7 +371,7 @@ class UpstreamClient:
                           max_bytes=self.max_blob_bytes)
 
     def close(self) -> None:
-        with self._guard():
+        with self._pools_guard:
             pools, self._pools = list(self._pools.values()), OrderedDict()
         for pool in pools:
             pool.close()
@@ -401,11 +396,6 @@ class UpstreamClient:
             raise ValueError("not a tag or digest")
         return f"/v2/{repository}/manifests/{reference}"
 
-    def _guard(self):
-        if self._pools_guard is None:
-            self._pools_guard = threading.Lock()
-        return self._pools_guard
-
     def _pool(self, target: Target) -> urllib3.HTTPConnectionPool:
         """A pool to `target`'s origin: by name for the mirror's own origin, else pinned to the one
         address the outbound rules allowed (checked on every request)."""
@@ -420,7 +410,7 @@ class UpstreamClient:
                 raise UpstreamUnavailable(f"{self.mirror.display}: {exc}") from None
             foreign = True
         key = (target.scheme, address, target.port, target.host)
-        with self._guard():
+        with self._pools_guard:
             pool = self._pools.get(key)
             if pool is None:
                 pool = self._pools[key] = outbound.connection_pool(
@@ -528,6 +518,8 @@ class UpstreamClient:
                 if token is None or token == rejected_token:
                     token, seconds = self._fetch_token(challenge, repository)
                     TOKENS.put(key, token, seconds)
+                    logger.debug("mirror %s: new token for %s, kept %.0f s", self.mirror.prefix,
+                                 challenge.scope or repository, seconds)
         return (home, f"Bearer {token}")
 
     def _fetch_token(self, challenge: _Challenge, repository: str) -> tuple[str, float]:

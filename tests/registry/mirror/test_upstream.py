@@ -268,11 +268,20 @@ def test_short_blob_is_unavailable(scripted):
 
 def test_blob_longer_than_asked_is_refused(scripted):
     scripted.script = lambda h: reply(h, 200, BLOB + b"more")
+    client = client_for(scripted.url)
     with pytest.raises(DigestMismatch):
-        read_all(client_for(scripted.url).open_blob("library/alpine", BLOB_DIGEST))
-    stream = client_for(scripted.url, max_blob_bytes=1000).open_blob
+        read_all(client.open_blob("library/alpine", BLOB_DIGEST))
+    # Bytes past the Content-Length are not the body, and the connection they linger on is not reused.
+    scripted.script = lambda h: reply(h, 200, BLOB + b"HTTP/1.1 200 OK\r\n\r\n", length=len(BLOB))
+    assert read_all(client.open_blob("library/alpine", BLOB_DIGEST)) == BLOB
+    scripted.script = lambda h: reply(h, 200, MANIFEST, {"Content-Type": OCI_MANIFEST})
+    assert client.get_manifest("library/alpine", "latest").body == MANIFEST
+
+
+def test_blob_over_the_size_cap_is_refused(scripted):
+    scripted.script = lambda h: reply(h, 200, BLOB)
     with pytest.raises(UpstreamError, match="larger"):
-        stream("library/alpine", BLOB_DIGEST)
+        client_for(scripted.url, max_blob_bytes=1000).open_blob("library/alpine", BLOB_DIGEST)
 
 
 def test_manifest_not_matching_its_digest_reference(scripted):
@@ -325,6 +334,30 @@ def test_redirect_to_another_host_is_refused_unless_allowed(scripted):
         assert cdn_request.headers["Host"] == f"localhost:{cdn.port}"
         blob_requests = [r for r in scripted.requests if "/blobs/" in r.path]
         assert blob_requests[-1].headers["Authorization"] == "Bearer tok-abc"
+    finally:
+        cdn.close()
+
+
+def test_the_mirror_itself_is_reached_whatever_its_address(scripted):
+    """The operator named it: no allowed networks needed for loopback, unlike a realm or CDN elsewhere."""
+    scripted.script = lambda h: reply(h, 200, MANIFEST, {"Content-Type": OCI_MANIFEST})
+    client = client_for(scripted.url, allowed_networks=())
+    assert client.get_manifest("library/alpine", "latest").digest == MANIFEST_DIGEST
+
+
+def test_a_kept_token_is_sent_at_once(scripted):
+    """A warm mirror costs the upstream no 401 round trip and the realm nothing."""
+    cdn = Scripted()
+    try:
+        _registry_with_cdn(scripted, cdn, "127.0.0.1")
+        client = client_for(scripted.url)
+        assert read_all(client.open_blob("library/alpine", BLOB_DIGEST)) == BLOB
+        assert [r.path.split("?")[0] for r in scripted.requests] == [
+            f"/v2/library/alpine/blobs/{BLOB_DIGEST}", "/token", f"/v2/library/alpine/blobs/{BLOB_DIGEST}"]
+        scripted.clear()
+        assert read_all(client.open_blob("library/alpine", BLOB_DIGEST)) == BLOB
+        [again] = scripted.requests
+        assert again.headers["Authorization"] == "Bearer tok-abc"
     finally:
         cdn.close()
 
@@ -382,3 +415,48 @@ def test_names_are_checked_before_anything_is_sent(scripted, repository, referen
     with pytest.raises(ValueError):
         client_for(scripted.url).get_manifest(repository, reference)
     assert scripted.requests == []
+
+
+GEVENT_SCRIPT = """
+import sys
+from gevent import monkey
+monkey.patch_all()
+import gevent
+from lib.outbound import parse_networks
+from registry.mirror.config import Mirror
+from registry.mirror.upstream import UpstreamClient
+
+url, repository, digest = sys.argv[1:4]
+client = UpstreamClient(Mirror(prefix="dockerhub", url=url), allowed_networks=parse_networks(["127.0.0.0/8"]))
+state = {"now": 0, "most": 0}
+
+def pull():  # overlaps with the others only if waiting on the upstream yields to the loop
+    state["now"] += 1
+    state["most"] = max(state["most"], state["now"])
+    try:
+        manifest = client.get_manifest(repository, "latest")
+        with client.open_blob(repository, digest) as stream:
+            return manifest.digest, sum(len(chunk) for chunk in stream)
+    finally:
+        state["now"] -= 1
+
+jobs = [gevent.spawn(pull) for _ in range(6)]
+gevent.joinall(jobs, timeout=60, raise_error=True)
+print(len({job.value for job in jobs}), state["most"])
+"""
+
+
+def test_works_under_gevent(upstream_registry, tokens):
+    """In a gevent-patched process (gunicorn's workers): greenlets share one token fetch, and waiting
+    on the upstream lets other greenlets run."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    image = upstream_registry.images["library/alpine"]
+    root = Path(__file__).resolve().parents[3]
+    proc = subprocess.run([sys.executable, "-c", GEVENT_SCRIPT, upstream_registry.url, "library/alpine",
+                           image.layers[0]], capture_output=True, text=True, timeout=120, cwd=root)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["1", "6"]  # one answer; all six were in flight at once
+    assert len(tokens.token_requests()) == 1
