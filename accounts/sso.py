@@ -22,6 +22,7 @@ import logging
 import re
 import time
 
+import requests
 from allauth.account.internal.flows.login import get_authentication_records
 from allauth.account.models import EmailAddress
 from allauth.account.signals import user_signed_up
@@ -31,6 +32,7 @@ from allauth.mfa.models import Authenticator
 from allauth.mfa.utils import is_mfa_enabled
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
 from allauth.socialaccount.models import SocialAccount, SocialLogin
+from allauth.socialaccount.providers.oauth2.client import OAuth2Error
 from allauth.socialaccount.signals import social_account_added, social_account_removed
 from django.conf import settings
 from django.contrib import messages
@@ -139,6 +141,28 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     def list_apps(self, request, provider=None, client_id=None):
         """The providers of HUB_OIDC_PROVIDERS only: SocialApp rows (the admin's) are ignored."""
         return [app for app in super().list_apps(request, provider=provider, client_id=client_id) if app.pk is None]
+
+    def get_requests_session(self):
+        """Calls to the provider (discovery, token, userinfo, keys) that fail, or answer an error, become
+        OAuth2Error: allauth then shows its sign-in failure page (401) instead of a 500 at the login step."""
+        session = super().get_requests_session()
+        send = session.request
+
+        def request(method, url, *args, **kwargs):
+            try:
+                response = send(method, url, *args, **kwargs)
+            except requests.RequestException as exc:
+                raise OAuth2Error(f"{method} {url}: {exc.__class__.__name__}: {exc}") from exc
+            if response.status_code >= 400:
+                raise OAuth2Error(f"{method} {url}: answered {response.status_code}")
+            return response
+
+        session.request = request
+        return session
+
+    def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None) -> None:
+        logger.warning("sso: sign-in through %s failed: %s %s", getattr(provider, "id", provider), error or "",
+                       exception or "")
 
     def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
         signup = _app_settings(sociallogin).get("signup")

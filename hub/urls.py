@@ -5,6 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 
 from accounts import views as account_views
+from accounts import views_sso
 from hub import activity, views
 from registry import urls as registry_urls
 
@@ -17,6 +18,7 @@ urlpatterns = [
     path("accounts/login/", account_views.LoginView.as_view(), name="account_login"),  # 429 when throttled
     # Single sign-on's pages exist only with providers configured (HUB_OIDC_PROVIDERS; README, "Single sign-on").
     *([] if settings.HUB_OIDC_PROVIDERS else [re_path(r"^accounts/(3rdparty|social|oidc)/", views.not_found)]),
+    path("accounts/oidc/<str:provider_id>/login/", views_sso.oidc_login, name="openid_connect_login"),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),  # registers the account_name converter used below
     path("settings/activity", activity.activity, name="account_activity"),

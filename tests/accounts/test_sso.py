@@ -344,3 +344,19 @@ def test_the_cli_is_told_an_sso_account_needs_an_access_token(client, settings):
         in refused.json()["details"]
     _, secret = access_token_create(user=user, label="cli", scope="repo:read")
     assert token_answer(secret).status_code == 200
+
+
+@pytest.mark.django_db
+def test_a_provider_that_cannot_be_reached_gets_a_page_not_a_500(client, sso):
+    with responses.RequestsMock() as mock:
+        mock.get(f"{ISSUER}/.well-known/openid-configuration", status=503)
+        response = client.post("/accounts/oidc/acme-sso/login/?process=login")
+    assert response.status_code == 401
+    assert "Sign-in through Acme SSO failed" in response.content.decode()
+    with idp(claims_for("quinn@acme.test")) as mock:
+        mock.replace(responses.POST, f"{ISSUER}/token", json={"error": "invalid_grant"}, status=400)
+        start = client.post("/accounts/oidc/acme-sso/login/?process=login")
+        state = parse_qs(urlsplit(start["Location"]).query)["state"][0]
+        response = client.get("/accounts/oidc/acme-sso/login/callback/", {"code": "c0de", "state": state})
+    assert response.status_code == 401 and "could not be reached, or did not complete" in response.content.decode()
+    assert not signed_in_user(client).is_authenticated
