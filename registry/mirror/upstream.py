@@ -564,7 +564,8 @@ class UpstreamClient:
             answer = json.loads(body)
             token = answer.get("token") or answer.get("access_token")
             seconds = answer.get("expires_in", TOKEN_DEFAULT_SECONDS)
-            seconds = TOKEN_DEFAULT_SECONDS if not isinstance(seconds, int) or seconds <= 0 else seconds
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 0 < seconds < 10**9:
+                seconds = TOKEN_DEFAULT_SECONDS
         except (ValueError, AttributeError):
             token = None
         if not isinstance(token, str) or not token or any(ch.isspace() or ord(ch) < 33 for ch in token):

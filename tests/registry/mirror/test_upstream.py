@@ -34,6 +34,7 @@ from tests.registry.mirror.upstreams import (
     MIRROR_USER,
     OCI_MANIFEST,
     Scripted,
+    TestCA,
     TokenServer,
     push,
     reply,
@@ -360,6 +361,45 @@ def test_a_kept_token_is_sent_at_once(scripted):
         assert again.headers["Authorization"] == "Bearer tok-abc"
     finally:
         cdn.close()
+
+
+@pytest.fixture
+def test_ca(tmp_path, monkeypatch):
+    """A CA the process trusts for this test (OpenSSL reads SSL_CERT_FILE for every new connection)."""
+    ca = TestCA(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca.pem))
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    return ca
+
+
+def test_https_upstream_and_cdn_are_verified(test_ca):
+    """An https mirror reached by IP (certificate for that IP) redirecting blobs to an https CDN by name,
+    pinned to its checked address and still verified against its name."""
+    cdn = Scripted(tls=test_ca.server_context("localhost"))
+    home = Scripted(tls=test_ca.server_context("127.0.0.1"))
+    try:
+        _registry_with_cdn(home, cdn, "localhost")
+        cdn_url = f"https://localhost:{cdn.port}/cdn/blob?sig=1"
+        home_script = home.script
+        home.script = lambda h: (reply(h, 307, b"", {"Location": cdn_url}) if "/blobs/" in h.path
+                                 and h.headers.get("Authorization") == "Bearer tok-abc" else home_script(h))
+        client = client_for(home.url, allowed_networks=LOOPBACK)
+        assert read_all(client.open_blob("library/alpine", BLOB_DIGEST)) == BLOB
+        assert len(cdn.requests) == 1
+    finally:
+        cdn.close()
+        home.close()
+
+
+def test_https_certificate_for_another_name_is_unavailable(test_ca):
+    server = Scripted(tls=test_ca.server_context("other.example"))
+    try:
+        server.script = lambda h: reply(h, 200, MANIFEST, {"Content-Type": OCI_MANIFEST})
+        with pytest.raises(UpstreamUnavailable, match="TLS"):
+            client_for(server.url).get_manifest("library/alpine", "latest")
+        assert server.requests == []
+    finally:
+        server.close()
 
 
 def test_redirects_are_bounded(scripted):

@@ -14,8 +14,10 @@ from __future__ import annotations
 import base64
 import datetime
 import hashlib
+import ipaddress
 import json
 import os
+import ssl
 import subprocess
 import threading
 import time
@@ -58,7 +60,8 @@ class Seen:
 class _Server:
     """A ThreadingHTTPServer on 127.0.0.1 whose handler calls `self.handle(handler)`; records requests."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.requests: list[Seen] = []
         self._lock = threading.Lock()
         owner = self
@@ -69,18 +72,31 @@ class _Server:
             def _any(self):
                 with owner._lock:
                     owner.requests.append(Seen(self.command, self.path, dict(self.headers.items())))
-                try:
-                    owner.handle(self)
-                except (BrokenPipeError, ConnectionResetError):
-                    self.close_connection = True  # the client hung up early: some tests make it
+                owner.handle(self)
 
             do_GET = do_HEAD = _any
 
             def log_message(self, *args):
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.server.daemon_threads = True
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):
+                sock, address = super().get_request()
+                if owner.tls is not None:
+                    sock.settimeout(5)
+                    try:  # the handshake in this thread: a client that fails it must not stop the server
+                        sock = owner.tls.wrap_socket(sock, server_side=True)
+                    except (ssl.SSLError, OSError):
+                        sock.close()
+                        raise
+                return sock, address
+
+            def handle_error(self, request, client_address):
+                pass  # clients that hang up or fail the handshake: some tests make them
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
 
@@ -90,7 +106,7 @@ class _Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         raise NotImplementedError
@@ -332,11 +348,66 @@ def push(layout: Path, tag: str, registry: TokenRegistry, repository: str) -> No
 
 
 class Scripted(_Server):
-    """Answers with `script(handler)`, which each test sets (reply() helps)."""
+    """Answers with `script(handler)`, which each test sets (reply() helps); over TLS with `tls`."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
         self.script: Callable[[BaseHTTPRequestHandler], None] = lambda handler: reply(handler, 404)
-        super().__init__()
+        super().__init__(tls=tls)
 
     def handle(self, handler: BaseHTTPRequestHandler) -> None:
         self.script(handler)
+
+
+class TestCA:
+    """A certificate authority for one test: `server_context(names)` is a TLS server context whose
+    certificate (signed by the CA) holds those DNS names and IP addresses; `pem` is the CA to trust."""
+
+    __test__ = False
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "wharf mirror test CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.certificate = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
+                                         content_commitment=False, key_encipherment=False, data_encipherment=False,
+                                         key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.pem = root / "ca.pem"
+        self.pem.write_bytes(self.certificate.public_bytes(serialization.Encoding.PEM))
+
+    def server_context(self, *names: str) -> ssl.SSLContext:
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt = []
+        for value in names:
+            try:
+                alt.append(x509.IPAddress(ipaddress.ip_address(value)))
+            except ValueError:
+                alt.append(x509.DNSName(value))
+        now = datetime.datetime.now(datetime.UTC)
+        certificate = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(self.certificate.subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName(alt), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        stem = self.root / f"server-{uuid.uuid4().hex[:8]}"
+        stem.with_suffix(".crt").write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        stem.with_suffix(".key").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(stem.with_suffix(".crt"), stem.with_suffix(".key"))
+        return context
