@@ -255,6 +255,16 @@ def _close(response) -> None:
         response.release_conn()
 
 
+def _discard(response) -> None:
+    """Read and drop a small body (a 401's, a redirect's) so its connection can be kept alive; close
+    the connection instead when the body is large or broken."""
+    try:
+        _body, more = _read_capped(response, MAX_ERROR_BYTES)
+    except (urllib3.exceptions.HTTPError, OSError):
+        more = True
+    (_close if more else _finish)(response)
+
+
 def _finish(response) -> None:
     """Give back the connection of a response read to its end (kept alive for the next request)."""
     with contextlib.suppress(Exception):
@@ -447,7 +457,7 @@ class UpstreamClient:
                     f"{self.mirror.display}: {target.host_header}: {outbound.describe_failure(exc)}") from None
             location = response.headers.get("Location")
             if response.status in REDIRECT_STATUSES and location:
-                _close(response)
+                _discard(response)
                 url = urljoin(url, location.strip())
                 if method not in ("GET", "HEAD"):
                     raise UpstreamError(f"{self.mirror.display}: unexpected redirect")
@@ -466,7 +476,7 @@ class UpstreamClient:
         response, _target = self._open(method, url, headers, authorization=authorization)
         if response.status == 401:
             challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
-            _close(response)
+            _discard(response)
             challenge = next((c for c in challenges if c.scheme == "bearer" and c.realm), None)
             if challenge is None:
                 challenge = next((c for c in challenges if c.scheme == "basic"), None)
@@ -479,7 +489,7 @@ class UpstreamClient:
             TOKENS.remember(hint_key, challenge)
             response, _target = self._open(method, url, headers, authorization=authorization)
             if response.status in (401, 403):
-                _close(response)
+                _discard(response)
                 raise UpstreamDenied(f"{self._where(repository)}: the upstream refused access "
                                      f"({response.status}{self._credential_note()})")
         if 200 <= response.status < 300:
