@@ -18,6 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from playwright.sync_api import Page, expect
 
+from tests.conftest import PASSWORD
+from tests.e2e.test_accounts_browser import totp_now
 from tests.e2e.test_hub_browser import shoot
 from tests.live import BIN, REPO_ROOT, GiveUp, free_port, log_tail, start_hub, wait_until
 
@@ -31,6 +33,7 @@ PEOPLE = {  # the provider's people: username → email (all verified there)
     "linked": f"linked{RUN}@acme.test",
     "outsider": f"outsider{RUN}@evil.test",
     "boss": f"boss{RUN}@acme.test",
+    "guarded": f"guarded{RUN}@acme.test",
 }
 
 
@@ -187,7 +190,66 @@ def test_a_staff_account_is_refused_until_its_owner_confirms(sso_page, sso_hub, 
     sign_in_at_the_provider(page, sso_hub, provider, "boss")
     expect(page.get_by_test_id("sso-refused")).to_contain_text("a staff account")
     shoot(page, screenshots_dir, "sso-refused-staff")
-    page.goto(f"{sso_hub.url}/")
-    expect(page.get_by_role("link", name="Sign in")).to_be_visible()  # not signed in
     with committed():
         assert not SocialAccount.objects.filter(user=boss).exists()
+
+    # Its owner confirms with the password, then links the provider from Settings > Single sign-on.
+    page.get_by_role("link", name="Sign in with the password").click()
+    page.fill("#id_login", boss.username)
+    page.fill("#id_password", PASSWORD)
+    page.locator("main").get_by_role("button", name="Sign In", exact=True).click()
+    expect(page.get_by_role("heading", name="Single sign-on", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Link Acme SSO").click()  # the provider still knows the browser: straight back
+    expect(page.get_by_text("Acme SSO is now linked to your account")).to_be_visible()
+    with committed():
+        assert SocialAccount.objects.get(user=boss).provider == "acme"
+    # From now on the provider signs its owner in.
+    page.context.clear_cookies(name="sessionid")
+    page.goto(f"{sso_hub.url}/accounts/login/")
+    page.get_by_role("button", name="Sign in with Acme SSO").click()
+    expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
+
+
+def test_an_account_with_two_factor_authentication_links_after_both_factors_and_is_asked_for_its_code(
+        sso_page, sso_hub, provider, live_user, committed, screenshots_dir):
+    from allauth.account.models import EmailAddress
+    from allauth.mfa.models import Authenticator
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.totp.internal.auth import TOTP
+    from allauth.socialaccount.models import SocialAccount
+
+    guarded = live_user(email=PEOPLE["guarded"])
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    with committed():
+        EmailAddress.objects.create(user=guarded, email=PEOPLE["guarded"], verified=True, primary=True)
+        TOTP.activate(guarded, secret)
+        RecoveryCodes.activate(guarded)
+        recovery_code = RecoveryCodes(Authenticator.objects.get(
+            user=guarded, type=Authenticator.Type.RECOVERY_CODES)).get_unused_codes()[0]
+    page = sso_page
+    # Password and second factor (a recovery code: the TOTP code of this half-minute is for the provider's turn).
+    page.goto(f"{sso_hub.url}/accounts/login/?next=/accounts/3rdparty/")
+    page.fill("#id_login", guarded.username)
+    page.fill("#id_password", PASSWORD)
+    page.locator("main").get_by_role("button", name="Sign In", exact=True).click()
+    page.fill("#id_code", recovery_code)
+    page.locator("main").get_by_role("button", name="Sign In", exact=True).click()
+    expect(page.get_by_role("heading", name="Single sign-on", exact=True)).to_be_visible()
+    page.get_by_role("button", name="Link Acme SSO").click()
+    page.wait_for_url(lambda url: url.startswith(provider.url))
+    page.fill("#id_login", "guarded")
+    page.fill("#id_password", IDP_PASSWORD)
+    page.get_by_role("button", name="Sign In").click()
+    expect(page.get_by_text("Acme SSO is now linked to your account")).to_be_visible()
+    with committed():
+        assert SocialAccount.objects.filter(user=guarded, provider="acme").exists()
+
+    # Signed out of Wharf (the provider still knows the browser): the provider, then the second factor.
+    page.context.clear_cookies(name="sessionid")
+    page.goto(f"{sso_hub.url}/accounts/login/")
+    page.get_by_role("button", name="Sign in with Acme SSO").click()
+    expect(page.get_by_role("heading", name="Two-Factor Authentication")).to_be_visible()
+    shoot(page, screenshots_dir, "sso-second-factor")
+    page.fill("#id_code", totp_now(secret))
+    page.locator("main").get_by_role("button", name="Sign In", exact=True).click()
+    expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
