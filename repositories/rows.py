@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import html
 
+from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
 
 from repositories.templatetags.repo_format import compact, digest, filesize, platform_name, reltime, repo_url
@@ -97,8 +98,9 @@ def repository_row(repository, *, star: SafeString | None = None) -> SafeString:
 
 
 def tag_row(repository, tag, *, trusted_badge: str = "", can_delete: bool = False) -> SafeString:
-    """One tag in the Tags tab: name (and its trusted-build badge, rendered by the caller), digest,
-    platforms, size, when and by whom it was pushed, when it was last pulled, and a delete link."""
+    """One tag in the Tags tab: name (and its trusted-build badge, rendered by the caller) with its pull
+    command, digest (copyable), platforms, size, when and by whom it was pushed, when it was last
+    pulled, and a delete link. Every cell carries its column's name (data-label) for the phone layout."""
     manifest = tag.manifest
     name = _escape(tag.name)
     chips = "".join(f'<span class="chip">{_escape(label)}</span>' for label in
@@ -107,6 +109,8 @@ def tag_row(repository, tag, *, trusted_badge: str = "", can_delete: bool = Fals
         chips = '<span class="muted small">—</span>'
     pushed_by = f' <span class="muted small">by {_escape(tag.pushed_by.username)}</span>' if tag.pushed_by else ""
     badge = f"<div>{trusted_badge}</div>" if trusted_badge else ""
+    pull = _escape(f"docker pull {settings.HUB_PUBLIC_HOST}/{repository.display_name}:{tag.name}")
+    full_digest = _escape(manifest.digest)
     delete = ""
     if can_delete:
         delete = (f'<td class="actions"><a class="btn btn-sm btn-ghost" '
@@ -114,13 +118,17 @@ def tag_row(repository, tag, *, trusted_badge: str = "", can_delete: bool = Fals
                   f'aria-label="Delete tag {name}">Delete</a></td>')
     return mark_safe(  # noqa: S308 - every value escaped
         "<tr>\n"
-        f'    <th scope="row"><a class="mono" href="{_escape(repo_url(repository, "tag_detail", tag=tag.name))}">'
-        f"{name}</a>{badge}</th>\n"
-        f"    <td>{_escape(digest(manifest.digest))}</td>\n"
-        f'    <td><span class="chips">{chips}</span></td>\n'
-        f'    <td class="nowrap">{_escape(filesize(manifest.total_size))}</td>\n'
-        f'    <td class="nowrap">{_escape(reltime(tag.pushed_at))}{pushed_by}</td>\n'
-        f'    <td class="nowrap">{_escape(reltime(tag.last_pulled_at))}</td>\n'
+        f'    <th scope="row" data-label="Tag"><a class="mono" '
+        f'href="{_escape(repo_url(repository, "tag_detail", tag=tag.name))}">{name}</a>{badge}'
+        f'<div class="command tag-pull"><code>{pull}</code><button class="btn btn-sm" type="button" '
+        f'data-copy="{pull}" aria-label="Copy the pull command for {name}" hidden>Copy</button></div></th>\n'
+        f'    <td data-label="Digest"><span class="digest-copy">{_escape(digest(manifest.digest))}'
+        f'<button class="btn btn-sm btn-ghost" type="button" data-copy="{full_digest}" '
+        f'aria-label="Copy the digest of {name}" hidden>Copy</button></span></td>\n'
+        f'    <td data-label="Platforms"><span class="chips">{chips}</span></td>\n'
+        f'    <td class="nowrap" data-label="Size">{_escape(filesize(manifest.total_size))}</td>\n'
+        f'    <td class="nowrap" data-label="Pushed">{_escape(reltime(tag.pushed_at))}{pushed_by}</td>\n'
+        f'    <td class="nowrap" data-label="Last pulled">{_escape(reltime(tag.last_pulled_at))}</td>\n'
         f"    {delete}\n"
         "  </tr>\n"
     )

@@ -15,8 +15,9 @@ from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from repositories import selectors
 from repositories.models import Repository
-from repositories.permissions import ADMIN, Actor, repository_actions
+from repositories.permissions import ADMIN
 from webhooks import services
 from webhooks.forms import WebhookForm
 from webhooks.models import Delivery, Webhook
@@ -27,20 +28,15 @@ MAX_CALLBACK_BYTES = 8 * 1024
 SECRET_SESSION_KEY = "webhooks:new-secret:{}"
 
 
-def admin_repository(request: HttpRequest, namespace: str, name: str) -> Repository:
-    """The repository when the user administers it; 404 otherwise (never tell strangers it exists)."""
-    repository = (Repository.objects.select_related("namespace")
-                  .filter(namespace__name=namespace, name=name, namespace__deleted_at=None, is_pending=False)
-                  .first())
-    if repository is None or ADMIN not in repository_actions(Actor.for_user(request.user), repository):
-        raise Http404("No such repository")
-    return repository
-
-
 def repository_admin_page(view):
+    """Load the repository named in the URL for a user who administers it (404 for anyone else: never
+    tell strangers it exists); the view gets its RepositoryAccess, which the repository's page frame
+    (header, pull box, tabs) needs."""
+
     @wraps(view)
     def wrapper(request: HttpRequest, namespace: str, name: str, *args, **kwargs):
-        return view(request, admin_repository(request, namespace, name), *args, **kwargs)
+        access = selectors.repository_for_request(request, namespace, name, need=ADMIN)
+        return view(request, access, *args, **kwargs)
 
     return wrapper
 
@@ -54,13 +50,16 @@ def _url(repository: Repository, view: str, **kwargs) -> str:
                                                **kwargs})
 
 
-def _context(repository: Repository, **extra) -> dict:
-    return {"repository": repository, "list_url": _url(repository, "list"),
-            "repository_url": f"/r/{repository.namespace.name}/{repository.name}", **extra}
+def _context(access: selectors.RepositoryAccess, **extra) -> dict:
+    """The repository page's context (templates/repositories/base_repository.html) on the Webhooks tab."""
+    repository = access.repository
+    return {"repository": repository, "access": access, "tab": "webhooks", "pull_name": repository.display_name,
+            "list_url": _url(repository, "list"), **extra}
 
 
 @repository_admin_page
-def webhook_list(request: HttpRequest, repository: Repository) -> HttpResponse:
+def webhook_list(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
+    repository = access.repository
     # The secret and headers are not shown here: not loaded, not decrypted.
     webhooks = list(Webhook.objects.filter(repository=repository).defer("secret", "headers"))
     latest = {}
@@ -68,11 +67,12 @@ def webhook_list(request: HttpRequest, repository: Repository) -> HttpResponse:
                      .only("webhook_id", "state", "created_at", "response_status", "event")):
         latest.setdefault(delivery.webhook_id, delivery)
     rows = [(hook, latest.get(hook.pk)) for hook in webhooks]
-    return render(request, "webhooks/list.html", _context(repository, rows=rows))
+    return render(request, "webhooks/list.html", _context(access, rows=rows))
 
 
 @repository_admin_page
-def webhook_create(request: HttpRequest, repository: Repository) -> HttpResponse:
+def webhook_create(request: HttpRequest, access: selectors.RepositoryAccess) -> HttpResponse:
+    repository = access.repository
     form = WebhookForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
@@ -89,7 +89,7 @@ def webhook_create(request: HttpRequest, repository: Repository) -> HttpResponse
             messages.success(request, f"Created the webhook “{webhook.name}”. Send a test delivery to try it.")
             return redirect(_url(repository, "detail", pk=webhook.pk))
     status = 400 if request.method == "POST" else 200
-    return render(request, "webhooks/form.html", _context(repository, form=form), status=status)
+    return render(request, "webhooks/form.html", _context(access, form=form), status=status)
 
 
 def _history(request: HttpRequest, webhook: Webhook):
@@ -98,13 +98,14 @@ def _history(request: HttpRequest, webhook: Webhook):
 
 
 @repository_admin_page
-def webhook_detail(request: HttpRequest, repository: Repository, pk: int) -> HttpResponse:
+def webhook_detail(request: HttpRequest, access: selectors.RepositoryAccess, pk: int) -> HttpResponse:
+    repository = access.repository
     webhook = _webhook(repository, pk)
     page = _history(request, webhook)
     has_pending = any(delivery.state == Delivery.State.PENDING for delivery in page)
     if request.headers.get("HX-Request") and request.GET.get("partial") == "deliveries":
         return render(request, "webhooks/_deliveries.html",
-                      _context(repository, webhook=webhook, page=page, has_pending=has_pending))
+                      _context(access, webhook=webhook, page=page, has_pending=has_pending))
     initial = {"name": webhook.name, "url": webhook.url, "events": webhook.events, "active": webhook.active,
                "headers": format_header_lines(services.headers_masked(webhook.headers))}
     form = WebhookForm(request.POST or None, webhook=webhook, initial=initial)
@@ -123,13 +124,14 @@ def webhook_detail(request: HttpRequest, repository: Repository, pk: int) -> Htt
         status = 400
     new_secret = request.session.pop(SECRET_SESSION_KEY.format(webhook.pk), None)
     return render(request, "webhooks/detail.html",
-                  _context(repository, webhook=webhook, form=form, page=page, has_pending=has_pending,
+                  _context(access, webhook=webhook, form=form, page=page, has_pending=has_pending,
                            new_secret=new_secret), status=status)
 
 
 @require_POST
 @repository_admin_page
-def webhook_toggle(request: HttpRequest, repository: Repository, pk: int) -> HttpResponse:
+def webhook_toggle(request: HttpRequest, access: selectors.RepositoryAccess, pk: int) -> HttpResponse:
+    repository = access.repository
     webhook = _webhook(repository, pk)
     services.webhook_set_active(webhook=webhook, active=not webhook.active)
     messages.success(request, f"“{webhook.name}” is now {'active' if webhook.active else 'disabled'}.")
@@ -139,18 +141,20 @@ def webhook_toggle(request: HttpRequest, repository: Repository, pk: int) -> Htt
 
 
 @repository_admin_page
-def webhook_delete(request: HttpRequest, repository: Repository, pk: int) -> HttpResponse:
+def webhook_delete(request: HttpRequest, access: selectors.RepositoryAccess, pk: int) -> HttpResponse:
+    repository = access.repository
     webhook = _webhook(repository, pk)
     if request.method == "POST":
         services.webhook_delete(webhook=webhook)
         messages.success(request, f"Deleted the webhook “{webhook.name}”.")
         return redirect(_url(repository, "list"))
-    return render(request, "webhooks/delete.html", _context(repository, webhook=webhook))
+    return render(request, "webhooks/delete.html", _context(access, webhook=webhook))
 
 
 @require_POST
 @repository_admin_page
-def webhook_test(request: HttpRequest, repository: Repository, pk: int) -> HttpResponse:
+def webhook_test(request: HttpRequest, access: selectors.RepositoryAccess, pk: int) -> HttpResponse:
+    repository = access.repository
     webhook = _webhook(repository, pk)
     delivery = services.webhook_ping(webhook=webhook, user=request.user)
     messages.success(request, "Queued a test delivery (event ping). Its result appears in the history below.")
@@ -162,19 +166,21 @@ def _delivery(webhook: Webhook, delivery_id: uuid.UUID) -> Delivery:
 
 
 @repository_admin_page
-def delivery_detail(request: HttpRequest, repository: Repository, pk: int, delivery_id: uuid.UUID) -> HttpResponse:
-    webhook = _webhook(repository, pk)
+def delivery_detail(request: HttpRequest, access: selectors.RepositoryAccess, pk: int,
+                    delivery_id: uuid.UUID) -> HttpResponse:
+    webhook = _webhook(access.repository, pk)
     delivery = _delivery(webhook, delivery_id)
     request_headers = services.request_headers_masked(delivery.request_headers)
     return render(request, "webhooks/delivery.html",
-                  _context(repository, webhook=webhook, delivery=delivery, request_headers=request_headers,
+                  _context(access, webhook=webhook, delivery=delivery, request_headers=request_headers,
                            headers_hidden=services.HEADER_MASK in request_headers.values()))
 
 
 @require_POST
 @repository_admin_page
-def delivery_redeliver(request: HttpRequest, repository: Repository, pk: int,
+def delivery_redeliver(request: HttpRequest, access: selectors.RepositoryAccess, pk: int,
                        delivery_id: uuid.UUID) -> HttpResponse:
+    repository = access.repository
     webhook = _webhook(repository, pk)
     copy = services.delivery_redeliver(delivery=_delivery(webhook, delivery_id))
     messages.success(request, "Queued a redelivery of the same payload.")

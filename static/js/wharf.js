@@ -37,4 +37,15 @@
     if (!navigator.clipboard) return;
     document.querySelectorAll("[data-copy][hidden], [data-copy-target][hidden]").forEach(function (b) { b.hidden = false; });
   });
+
+  // A tab strip that scrolls sideways (phones wrap them, see .tabs in wharf.css) opens with its
+  // current tab in view.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll(".tabs [aria-current='page'], .sidenav [aria-current='page']").forEach(function (tab) {
+      var strip = tab.closest(".tabs, .sidenav ul");
+      if (!strip || strip.scrollWidth <= strip.clientWidth) return;
+      var left = tab.getBoundingClientRect().left - strip.getBoundingClientRect().left + strip.scrollLeft;
+      strip.scrollLeft = left - (strip.clientWidth - tab.offsetWidth) / 2;
+    });
+  });
 })();

@@ -39,7 +39,8 @@ def build_url(repository, build: Build) -> str:
 def test_tag_rows_show_the_badge_only_for_built_tags(pushed):
     build = successful_build(pushed, "latest")
     html = Client().get(page_url(pushed, "tags")).content.decode()
-    rows = {row.split('">', 1)[0]: row for row in html.split('<tr>\n    <th scope="row"><a class="mono" href="')[1:]}
+    row_start = '<tr>\n    <th scope="row" data-label="Tag"><a class="mono" href="'
+    rows = {row.split('">', 1)[0]: row for row in html.split(row_start)[1:]}
     latest = next(row for key, row in rows.items() if key.endswith("/latest"))
     manual = next(row for key, row in rows.items() if key.endswith("/manual"))
     assert "Trusted build" in latest and build_url(pushed, build) in latest
