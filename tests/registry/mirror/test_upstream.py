@@ -32,6 +32,7 @@ from registry.mirror.upstream import (
 from tests.registry.mirror.upstreams import (
     MIRROR_PASSWORD,
     MIRROR_USER,
+    OCI_INDEX,
     OCI_MANIFEST,
     Scripted,
     TestCA,
@@ -39,6 +40,7 @@ from tests.registry.mirror.upstreams import (
     push,
     reply,
     start_token_registry,
+    write_index,
     write_layout,
 )
 
@@ -57,8 +59,10 @@ def upstream_registry(tmp_path_factory):
             "library/alpine": write_layout(layout, "latest"),
             "private/app": write_layout(layout, "v1", layer_sizes=(2000,)),
         }
+        registry.index = write_index(layout, "multi")
         push(layout, "latest", registry, "library/alpine")
         push(layout, "v1", registry, "private/app")
+        push(layout, "multi", registry, "library/alpine")
         yield registry
     finally:
         registry.stop()
@@ -127,6 +131,18 @@ def test_anonymous_token_flow_fetches_manifests_and_blobs(upstream_registry, tok
         assert b"".join(chunks) == image.blobs[digest]
         assert max(len(c) for c in chunks) <= upstream.BLOB_CHUNK
     assert len(tokens.token_requests()) == 1  # the token was kept and reused
+
+
+def test_multi_arch_index_and_its_children(upstream_registry, tokens):
+    index, children = upstream_registry.index
+    client = client_for(upstream_registry.url)
+    fetched = client.get_manifest("library/alpine", "multi")
+    assert (fetched.body, fetched.digest, fetched.media_type) == (index.manifest, index.digest, OCI_INDEX)
+    assert client.head_manifest("library/alpine", "multi").media_type == OCI_INDEX
+    for child in children:
+        assert client.get_manifest("library/alpine", child.digest).body == child.manifest
+        [layer] = child.layers
+        assert read_all(client.open_blob("library/alpine", layer)) == child.blobs[layer]
 
 
 def test_token_is_reused_per_repository_and_shared_by_clients(upstream_registry, tokens):

@@ -334,9 +334,28 @@ def write_layout(layout: Path, tag: str, *, layer_sizes: tuple[int, ...] = (3 * 
     return Image(manifest=manifest, digest=manifest_digest, blobs=blobs)
 
 
+def write_index(layout: Path, tag: str, *, arches: tuple[str, ...] = ("amd64", "arm64")) -> tuple[Image, list[Image]]:
+    """A multi-arch OCI index tagged `tag`, one small image per arch (children untagged in the layout)."""
+    children = []
+    for arch in arches:
+        children.append(write_layout(layout, f"{tag}-{arch}", layer_sizes=(500,), arch=arch))
+    index = json.loads((layout / "index.json").read_text())
+    index["manifests"] = [d for d in index["manifests"]
+                          if not d["annotations"]["org.opencontainers.image.ref.name"].startswith(f"{tag}-")]
+    body = json.dumps({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
+        {"mediaType": OCI_MANIFEST, "digest": child.digest, "size": len(child.manifest),
+         "platform": {"architecture": arch, "os": "linux"}} for arch, child in zip(arches, children, strict=True)
+    ]}).encode()
+    digest = _blob(layout, body)
+    index["manifests"].append({"mediaType": OCI_INDEX, "digest": digest, "size": len(body),
+                               "annotations": {"org.opencontainers.image.ref.name": tag}})
+    (layout / "index.json").write_text(json.dumps(index))
+    return Image(manifest=body, digest=digest), children
+
+
 def push(layout: Path, tag: str, registry: TokenRegistry, repository: str) -> None:
     """skopeo copy from the layout into the registry (PUSH_USER's credentials, through the token server)."""
-    argv = ["skopeo", "copy", "--quiet", "--dest-tls-verify=false", "--preserve-digests",
+    argv = ["skopeo", "copy", "--quiet", "--all", "--dest-tls-verify=false", "--preserve-digests",
             "--dest-creds", f"{PUSH_USER}:{PUSH_PASSWORD}",
             f"oci:{layout}:{tag}", f"docker://{registry.host}/{repository}:{tag}"]
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
