@@ -7,13 +7,16 @@ root, directly or through other symlinks) is refused before buildah runs; the sa
 buildah nothing of the host, is the second wall.
 
 `base_images()` lists the images a Dockerfile starts from, so the worker can pull them (with the
-build's registry token) before the build runs without network and without that token.
+build's registry token) before the build runs without network and without that token. `declared_args()`
+lists the ARG names it declares, so only the built-in build args it asks for are passed (buildah warns
+"one or more build args were not consumed" about the others).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shlex
 import stat
 from pathlib import Path
 
@@ -112,6 +115,29 @@ def _expand(value: str, variables: dict[str, str]) -> str:
         return match.group(2) or ""
 
     return VARIABLE_RE.sub(replace, value).strip("\"'")
+
+
+ARG_LINE_RE = re.compile(r"^\s*ARG\s+(.+)$", re.IGNORECASE)
+ARG_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def declared_args(dockerfile: str) -> set[str]:
+    """The names every ARG instruction declares, before the first FROM (global) or in a stage, several
+    per line too (`ARG A B=1`, `ARG MSG="two words"`)."""
+    names: set[str] = set()
+    for line in _logical_lines(dockerfile):
+        found = ARG_LINE_RE.match(line)
+        if not found:
+            continue
+        try:
+            words = shlex.split(found.group(1), comments=False)
+        except ValueError:  # an unbalanced quote: the names are still the words before each `=`
+            words = found.group(1).split()
+        for word in words:
+            name = word.partition("=")[0]
+            if ARG_NAME_RE.fullmatch(name):
+                names.add(name)
+    return names
 
 
 def base_images(dockerfile: str, build_args: dict[str, str]) -> list[str]:

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from builds import constants
-from builds.context_check import ContextRefused, base_images, check_context
+from builds.context_check import ContextRefused, base_images, check_context, declared_args
 from builds.executor import BuildJob, BuildOutcome, Reporter, Signer
 from builds.sandbox import (
     PUBLIC,
@@ -434,7 +434,9 @@ class LocalRunner:
             "DOCKER_REPO": f"{job.public_host}/{job.repository}", "DOCKERFILE_PATH": job.dockerfile,
             "DOCKER_TAG": job.tag, "IMAGE_NAME": f"{job.public_host}/{job.repository}:{job.tag}",
         }
-        arguments = {**builtins, **job.build_args}
+        # Only the built-in args the Dockerfile declares (buildah warns about the others); the rule's own all.
+        declared = declared_args(dockerfile_text)
+        arguments = {**{name: value for name, value in builtins.items() if name in declared}, **job.build_args}
         self._pull_base_images(ws, dockerfile_text, arguments)
         argv = [*self._buildah_global(ws), "bud", "--isolation", "chroot", "--pull=never",
                 "-f", str(dockerfile), "-t", job.image]

@@ -1,6 +1,7 @@
 """The runner without Celery: a real git checkout and a fake `buildah` (a shell script) that records
 its process ids, so cancel and timeout can be checked to kill the whole process group."""
 
+import itertools
 import os
 import subprocess
 import time
@@ -84,7 +85,7 @@ def test_success_fetches_builds_pushes_and_signs(tmp_path, source):
     assert outcome.state == constants.SUCCESS, outcome
     assert outcome.digest == "sha256:" + "0" * 63 + "1" and signed == [(outcome.digest, commit)]
     args = (record / "bud-args").read_text()
-    assert f"SOURCE_COMMIT={commit}" in args and "--secret id=tok,src=" in args and "very-secret" not in args
+    assert "--build-arg A=1" in args and "--secret id=tok,src=" in args and "very-secret" not in args
     assert "--isolation chroot" in args and "--storage-driver vfs" in args
     assert list((tmp_path / "work").iterdir()) == []  # the workspace is gone
 
@@ -201,7 +202,8 @@ def test_a_huge_dockerfile_is_refused_not_read_whole(tmp_path, source):
 def test_a_long_commit_message_still_builds(tmp_path, source):
     """COMMIT_MSG goes to buildah as one argument, which the kernel caps at 128 KiB."""
     repo, _ = source
-    commit = commit_to(repo, {"a.txt": "a"}, message="subject\n\n" + "body line of a long message\n" * 10_000)
+    commit = commit_to(repo, {"Dockerfile": "FROM scratch\nARG COMMIT_MSG\n"},
+                       message="subject\n\n" + "body line of a long message\n" * 10_000)
     buildah, record = fake_buildah(tmp_path, sleep=0)
     outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
         job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
@@ -275,3 +277,16 @@ def test_a_local_source_is_fetched_with_no_network(tmp_path, source, monkeypatch
     fetches = [options for name, options in steps if name == "git"]
     assert len(fetches) >= 3 and all(options["network"] is False and options["user_namespace"] is False
                                      for options in fetches), steps
+
+
+def test_only_the_built_in_args_the_dockerfile_declares_are_passed(tmp_path, source):
+    repo, _ = source
+    commit = commit_to(repo, {"Dockerfile": "ARG SOURCE_BRANCH\nFROM scratch\nARG SOURCE_COMMIT DOCKER_TAG=x\n"})
+    buildah, record = fake_buildah(tmp_path, sleep=0)
+    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
+        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    assert outcome.state == constants.SUCCESS, outcome
+    words = (record / "bud-args").read_text().split()
+    passed = sorted(value.partition("=")[0] for flag, value in itertools.pairwise(words)
+                    if flag == "--build-arg")
+    assert passed == ["A", "DOCKER_TAG", "SOURCE_BRANCH", "SOURCE_COMMIT"]  # the rule's own A always; no COMMIT_MSG

@@ -206,6 +206,7 @@ def test_commit_builds_signs_and_pulls(project, build_hub, clients_for_hub, tmp_
     assert build["state"] == "success", detail["log"]
     assert build["commit"] == commit and build["tag"] == "latest" and build["ref"] == "refs/heads/main"
     assert SECRET_VALUE not in detail["log"]
+    assert "were not consumed" not in detail["log"]  # only the declared built-in args (SOURCE_COMMIT) were passed
 
     pulled = tmp_path / "pulled"
     clients_for_hub.skopeo_pull_dir(f"{build_hub.host}/{repo}:latest", pulled, creds=creds)
