@@ -198,23 +198,53 @@ def serve_manifest(*, prefix: str, name: str, repository: Repository | None, ref
         _touch_check(repository)
         if info.digest == cached.digest:
             return Served(cached, REVALIDATED)
-    before_fetch()
+    lock = None
+    if cached is None:  # a miss: one request fetches, the others wait for what it stores
+        lock, repository, cached = _miss_flight(prefix, name, repository, reference)
+        if cached is not None:
+            return Served(cached, HIT)
     try:
-        fetched = client.get_manifest(name, reference)
-    except UpstreamError as exc:
-        if cached is not None and not isinstance(exc, UpstreamNotFound):
-            return Served(cached, STALE)
-        missing = (ManifestUnknown(detail={"reference": reference[:200]}) if repository is not None
-                   else NameUnknown(detail={"name": f"{prefix}/{name}"}))
-        raise _refusal(exc, missing=missing) from None
-    if repository is None:
-        repository = mirror_repository(prefix, name)
-    _touch_check(repository)
-    tag = None if is_digest_reference(reference) else reference
-    manifest = store_manifest(repository=repository, fetched=fetched, tag=tag)
-    if tag is not None and cached is None and settings.HUB_MIRROR_TTL_SECONDS > 0:  # just fetched: fresh
-        cache.set(_check_key(repository, tag), int(time.time()), settings.HUB_MIRROR_TTL_SECONDS)
-    return Served(manifest, MISS)
+        before_fetch()
+        try:
+            fetched = client.get_manifest(name, reference)
+        except UpstreamError as exc:
+            if cached is not None and not isinstance(exc, UpstreamNotFound):
+                return Served(cached, STALE)
+            missing = (ManifestUnknown(detail={"reference": reference[:200]}) if repository is not None
+                       else NameUnknown(detail={"name": f"{prefix}/{name}"}))
+            raise _refusal(exc, missing=missing) from None
+        if repository is None:
+            repository = mirror_repository(prefix, name)
+        _touch_check(repository)
+        tag = None if is_digest_reference(reference) else reference
+        manifest = store_manifest(repository=repository, fetched=fetched, tag=tag)
+        if tag is not None and cached is None and settings.HUB_MIRROR_TTL_SECONDS > 0:  # just fetched: fresh
+            cache.set(_check_key(repository, tag), int(time.time()), settings.HUB_MIRROR_TTL_SECONDS)
+        return Served(manifest, MISS)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _miss_flight(prefix: str, name: str, repository: Repository | None, reference: str
+                 ) -> tuple[flight.FlightLock | None, Repository | None, Manifest | None]:
+    """Hold the fetch of a missing manifest, or wait until another request stored it: (lock held or
+    None, the repository, the manifest if it landed meanwhile)."""
+    lock = flight.FlightLock(f"manifest:{prefix}/{name}@{reference}")
+    deadline = time.monotonic() + WAIT_MAX_SECONDS
+    while True:
+        acquired = lock.acquire()
+        if repository is None:
+            repository = (Repository.objects.select_related("namespace")
+                          .filter(namespace__name=prefix, name=name).first())
+        cached = _cached(repository, reference)
+        if cached is not None or acquired:
+            if cached is not None and acquired:
+                lock.release()
+            return (lock if acquired and cached is None else None), repository, cached
+        if time.monotonic() > deadline:
+            raise UpstreamFailed("timed out waiting for another request fetching this manifest")
+        time.sleep(WAIT_POLL_SECONDS)
 
 
 def _touch_check(repository: Repository) -> None:
