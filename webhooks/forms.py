@@ -12,6 +12,15 @@ from webhooks.validation import parse_header_lines, validate_address, validate_s
 EVENT_CHOICES = [(event, payloads.EVENT_LABELS[event]) for event in payloads.EVENTS]
 
 
+def secret_help(webhook) -> str:
+    """What the edit form says about the stored secret (its hint is "set" when too short to show an end)."""
+    if not webhook.secret:
+        return "No secret is set: deliveries are not signed. Enter one to sign them."
+    hint = webhook.secret_hint
+    shown = f" (ending in {hint.removeprefix('…')})" if hint.startswith("…") else ""
+    return f"A secret is set{shown}. Leave empty to keep it."
+
+
 class WebhookForm(forms.Form):
     name = forms.CharField(max_length=100, help_text="For you: shown in the list and the delivery history.")
     url = forms.CharField(
@@ -43,10 +52,7 @@ class WebhookForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.webhook = webhook
         if webhook is not None:
-            self.fields["secret"].help_text = (
-                f"Currently {'set (' + webhook.secret_hint + ')' if webhook.secret else 'not set'}. "
-                "Leave empty to keep it."
-            )
+            self.fields["secret"].help_text = secret_help(webhook)
             self.fields["headers"].help_text = (
                 f"One “Name: value” per line. Saved values are hidden: a value left as {HEADER_MASK} is kept; "
                 "type a new one to change it, or remove the line to remove the header. A URL on another host "
