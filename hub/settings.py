@@ -574,6 +574,9 @@ CELERY_BEAT_SCHEDULE = {
                                  "schedule": envfloat("HUB_WEBHOOK_SWEEP_SECONDS", 10.0)},
 }
 PULL_BUFFER_WRITE_SECONDS = envfloat("HUB_PULL_BUFFER_SECONDS", min(5.0, PULL_COUNTER_FLUSH_SECONDS))
+if HUB_MIRROR_MAX_BYTES:  # the pull-through cache's bound (registry/mirror/eviction.py)
+    CELERY_BEAT_SCHEDULE["evict-mirrors"] = {"task": "registry.evict_mirrors",
+                                             "schedule": envfloat("HUB_MIRROR_EVICT_SECONDS", 600.0)}
 
 # --- Automated builds (builds/) -------------------------------------------------------------
 # Off by default: `buildah --isolation chroot` is no sandbox for untrusted Dockerfiles (README).

@@ -31,6 +31,14 @@ def run_retention_policies_task() -> int:
     return run_all()
 
 
+@shared_task(name="registry.evict_mirrors")
+def evict_mirrors_task() -> int:
+    """HUB_MIRROR_MAX_BYTES: the least recently pulled mirrored repositories go while the cache is over it."""
+    from registry.mirror.eviction import evict_mirrors
+
+    return len(evict_mirrors())
+
+
 @shared_task(name="registry.send_quota_warning")
 def send_quota_warning_task(namespace_id: int) -> int:
     """The owners' one email when their namespace passes 80% of its storage quota."""
