@@ -22,6 +22,7 @@ from oci.names import LIBRARY, is_attachment_tag
 from registry import retention
 from registry import selectors as registry_selectors
 from registry.errors import ManifestUnknown, TagImmutable
+from registry.mirror.selectors import mirrored_repositories
 from registry.models import Tag
 from registry.services.manifests import tag_delete as tag_delete_service
 from registry.views import retention as retention_views
@@ -374,10 +375,12 @@ def search(request: HttpRequest) -> HttpResponse:
         "query": query, "sort": sort, "official": official, "page": page,
         "query_string": urlencode({"q": query, "sort": sort, **({"official": "1"} if official else {})}),
         "starred": selectors.starred_ids(request.user, page.object_list),
+        "mirrors": mirrored_repositories(request.user, query=query) if query and not official else [],
         "sorts": [("best", "Best match"), ("stars", "Most stars"), ("pulls", "Most pulls"),
                   ("updated", "Recently updated")],
     })
 
 
 def explore(request: HttpRequest) -> HttpResponse:
-    return render(request, "repositories/explore.html", {"sections": selectors.explore_sections()})
+    return render(request, "repositories/explore.html", {"sections": selectors.explore_sections(),
+                                                         "mirrors": mirrored_repositories(request.user)})
