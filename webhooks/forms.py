@@ -17,7 +17,7 @@ def secret_help(webhook) -> str:
     if not webhook.secret:
         return "No secret is set: deliveries are not signed. Enter one to sign them."
     hint = webhook.secret_hint
-    shown = f" (ending in {hint.removeprefix('…')})" if hint.startswith("…") else ""
+    shown = f" (ending {hint})" if hint.startswith("…") else ""
     return f"A secret is set{shown}. Leave empty to keep it."
 
 

@@ -13,7 +13,7 @@ def secret_help(make_hook, receiver, secret: str) -> str:
 
 def test_a_long_secret_is_named_by_its_last_characters(make_hook, receiver):
     assert secret_help(make_hook, receiver, "a-very-long-secret-1234") == \
-        "A secret is set (ending in 1234). Leave empty to keep it."
+        "A secret is set (ending …1234). Leave empty to keep it."
 
 
 def test_a_short_secret_is_said_to_be_set_once(make_hook, receiver):
