@@ -21,6 +21,7 @@ PREFIX = "dockerhub"
 
 class FakeBlobStream:
     def __init__(self, data: bytes, digest: str, chunk: int = 7) -> None:
+        chunk = chunk if len(data) < 1 << 20 else 1 << 20
         self.data, self.digest, self.chunk = data, digest, chunk
         self.size = len(data)
 

@@ -210,3 +210,23 @@ def test_eight_clients_one_upstream_fetch(client, alice, upstream, settings):
         thread.join(30)
     assert results == [layer] * 8
     assert upstream.count("blob") == 1
+
+
+def test_misses_spend_the_pullers_budget_before_fetching(client, alice, upstream, settings, tmp_path):
+    from registry import ratelimits
+
+    settings.REDIS_URL = ""
+    settings.DATA_DIR = tmp_path  # the embedded counter store, empty
+    settings.HUB_PULL_LIMIT_USER = 2
+    for tag in ("one", "two", "three"):
+        upstream.add_image("library/alpine", tag)
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    try:
+        assert get_manifest(client, auth, name, "one", method="head").status_code == 200  # a HEAD miss counts
+        assert get_manifest(client, auth, name, "two").status_code == 200
+        response = get_manifest(client, auth, name, "three")
+        assert response.status_code == 429 and response.json()["errors"][0]["code"] == "TOOMANYREQUESTS"
+        assert ("manifest", "library/alpine", "three") not in upstream.calls  # refused before fetching
+    finally:
+        ratelimits._counters_for.cache_clear()
