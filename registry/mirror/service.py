@@ -348,7 +348,7 @@ class BlobFetch:
                     if pending_size >= WRITE_BYTES:
                         offset += writer.append(offset, pending)
                         pending, pending_size = [], 0
-                        self.lock.renew()
+                    self.lock.renew()  # a Redis lease outlives a slow upstream (at most one call per 5 s)
                 if pending:
                     offset += writer.append(offset, pending)
                 computed = f"sha256:{hasher.hexdigest()}"

@@ -15,7 +15,7 @@ from repositories.models import Repository
 from tests.registry.helpers import bearer, digest_of, token_for
 from tests.registry.mirror.mirror_fakes import PREFIX, installed
 
-pytestmark = pytest.mark.django_db(transaction=False)
+pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]  # the embedded defaults too: file locks, database cache
 
 
 @pytest.fixture
