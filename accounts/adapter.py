@@ -1,3 +1,4 @@
+from dataclasses import dataclass
 from typing import Any
 
 from allauth.account.adapter import DefaultAccountAdapter
@@ -15,6 +16,18 @@ from accounts.throttles import (
 )
 
 THROTTLED_ATTRIBUTE = "wharf_login_throttled"  # set on the request when the failure budget is used up
+
+
+@dataclass(frozen=True)
+class SiteIdentity:
+    """What allauth's emails call `current_site`: without django.contrib.sites it was the request's
+    host:port ("Hello from 127.0.0.1:8000!"); now the site's name (HUB_SITE_NAME) and public host."""
+
+    name: str
+    domain: str
+
+    def __str__(self) -> str:
+        return self.name
 
 
 def _identifier(credentials: dict[str, Any]) -> str:
@@ -36,6 +49,10 @@ class AccountAdapter(DefaultAccountAdapter):
         if not shallow:
             namespace_check_available(name=username)
         return username
+
+    def send_mail(self, template_prefix: str, email: str, context: dict) -> None:
+        context = {**context, "current_site": SiteIdentity(settings.HUB_SITE_NAME, settings.HUB_PUBLIC_HOST)}
+        super().send_mail(template_prefix, email, context)
 
     def get_client_ip(self, request: HttpRequest) -> str:
         address = client_address(request)

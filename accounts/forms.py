@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, time
 
+from allauth.account.forms import SignupForm as AccountSignupForm
 from allauth.socialaccount.forms import SignupForm as SocialSignupForm
 from django import forms
 
@@ -109,6 +110,22 @@ class ConfirmNameForm(forms.Form):
         if value != self.expected:
             raise forms.ValidationError(f"That does not match. Type “{self.expected}” exactly.")
         return value
+
+
+USERNAME_RULES = ("4–30 lowercase letters (a–z) and digits (0–9). It is also your namespace: your repositories "
+                  "are <name>/<repository>. It cannot be changed later.")
+
+
+class SignupForm(AccountSignupForm):
+    """The sign-up form with the username rules shown before the first submit, not only in its errors.
+    The password fields come back empty after a refused submit, by design: a password is never written
+    back into a page (where the browser's cache and history would keep it); the other fields keep their input."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        username = self.fields["username"]
+        username.help_text = USERNAME_RULES
+        username.widget.attrs.update({"autocapitalize": "none", "spellcheck": "false"})
 
 
 class SSOSignupForm(SocialSignupForm):

@@ -4,7 +4,7 @@ from django.http import HttpRequest
 
 def site(request: HttpRequest) -> dict:
     return {
-        "SITE_NAME": "Wharf",
+        "SITE_NAME": settings.HUB_SITE_NAME,
         "REGISTRY_HOST": settings.HUB_PUBLIC_HOST,
         "PUBLIC_URL": settings.HUB_PUBLIC_URL,
     }

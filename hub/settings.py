@@ -332,8 +332,10 @@ if ACCOUNT_EMAIL_VERIFICATION not in {"mandatory", "optional", "none"}:
 ACCOUNT_UNIQUE_EMAIL = True
 ACCOUNT_USERNAME_MIN_LENGTH = 4
 ACCOUNT_ADAPTER = "accounts.adapter.AccountAdapter"
+ACCOUNT_FORMS = {"signup": "accounts.forms.SignupForm"}  # the username rules shown up front
 ACCOUNT_LOGOUT_ON_PASSWORD_CHANGE = False
-ACCOUNT_EMAIL_SUBJECT_PREFIX = "[Wharf] "
+HUB_SITE_NAME = env("HUB_SITE_NAME", "Wharf")  # pages, emails (greeting, subject), authenticator apps
+ACCOUNT_EMAIL_SUBJECT_PREFIX = f"[{HUB_SITE_NAME}] "
 # Failed password logins are counted by accounts.throttles for every door (the adapter replaces
 # allauth's login_failed limit): 10 per account per 5 minutes, 50 per address.
 ACCOUNT_RATE_LIMITS = {
@@ -342,7 +344,7 @@ ACCOUNT_RATE_LIMITS = {
     "reset_password": "20/m/ip,5/m/key",
 }
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
-MFA_TOTP_ISSUER = env("HUB_SITE_NAME", "Wharf")
+MFA_TOTP_ISSUER = HUB_SITE_NAME
 
 # --- Single sign-on with OpenID Connect (accounts/sso.py; README, "Single sign-on") -------------
 def _oidc_providers(raw: str) -> list[dict]:
