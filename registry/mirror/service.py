@@ -327,7 +327,9 @@ def linked_blob(repository: Repository, digest: str) -> Blob | None:
 
 
 class BlobFetch:
-    """A blob being fetched by this request: iterate for the bytes (they are stored on the way)."""
+    """A blob being fetched by this request: iterate for the bytes (they are stored on the way). If the
+    client hangs up, the fetch still runs to its end and stores the blob: others may be waiting for it,
+    and the upstream's bytes are already being paid for."""
 
     def __init__(self, *, repository: Repository, prefix: str, digest: str, lock: flight.FlightLock, stream) -> None:
         self.repository, self.prefix, self.digest, self.lock = repository, prefix, digest, lock
@@ -340,9 +342,14 @@ class BlobFetch:
         try:
             with self.stream, uploads._locked(upload) as writer:
                 hasher, offset, pending, pending_size = hashlib.sha256(), 0, [], 0
+                client_gone = False
                 for chunk in self.stream:  # the client raises DigestMismatch after the last chunk if it differs
                     hasher.update(chunk)
-                    yield chunk
+                    if not client_gone:
+                        try:
+                            yield chunk
+                        except GeneratorExit:  # our client hung up: finish storing it for those who wait
+                            client_gone = True
                     pending.append(chunk)
                     pending_size += len(chunk)
                     if pending_size >= WRITE_BYTES:

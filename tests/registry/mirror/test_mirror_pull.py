@@ -230,3 +230,20 @@ def test_misses_spend_the_pullers_budget_before_fetching(client, alice, upstream
         assert ("manifest", "library/alpine", "three") not in upstream.calls  # refused before fetching
     finally:
         ratelimits._counters_for.cache_clear()
+
+
+def test_a_client_hanging_up_does_not_waste_the_fetch(client, alice, upstream):
+    from registry.mirror import service
+
+    layer = b"z" * 100_000
+    upstream.add_image("library/alpine", "latest", layers=(layer,))
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    get_manifest(client, auth, name, "latest")
+    repository = Repository.objects.get(namespace__name=PREFIX, name="library/alpine")
+    chunks = iter(service.fetch_blob(repository=repository, prefix=PREFIX, digest=digest_of(layer)))
+    assert len(next(chunks)) == 7  # the first chunk, then the client goes (the server closes the iterator)
+    chunks.close()
+    assert Blob.objects.filter(digest=digest_of(layer)).exists()
+    _, data = read_blob(client, auth, name, digest_of(layer))
+    assert data == layer and upstream.count("blob") == 1
