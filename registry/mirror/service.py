@@ -190,7 +190,8 @@ def serve_manifest(*, prefix: str, name: str, repository: Repository | None, ref
     if cached is not None:  # a tag due for a check: one HEAD, a GET only when it moved
         try:
             info = client.head_manifest(name, reference)
-        except UpstreamNotFound:
+        except UpstreamNotFound:  # the tag is gone upstream: so it goes here (GC takes what it alone kept)
+            Tag.objects.filter(repository=repository, name=reference).delete()
             raise ManifestUnknown(detail={"reference": reference[:200]}) from None
         except UpstreamError as exc:
             logger.info("mirror %s/%s:%s: serving the cached manifest (%s)", prefix, name, reference, exc)

@@ -247,3 +247,15 @@ def test_a_client_hanging_up_does_not_waste_the_fetch(client, alice, upstream):
     assert Blob.objects.filter(digest=digest_of(layer)).exists()
     _, data = read_blob(client, auth, name, digest_of(layer))
     assert data == layer and upstream.count("blob") == 1
+
+
+def test_a_tag_deleted_upstream_goes_when_checked(client, alice, upstream, settings):
+    upstream.add_image("library/alpine", "edge")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "edge").status_code == 200
+    del upstream.manifests[("library/alpine", "edge")]
+    settings.HUB_MIRROR_TTL_SECONDS = 0
+    response = get_manifest(client, auth, name, "edge")
+    assert response.status_code == 404 and response.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
+    assert not Tag.objects.filter(repository__namespace__name=PREFIX, name="edge").exists()
