@@ -272,6 +272,8 @@ def team_update(*, team: Team, name: str | None = None, description: str | None 
         try:
             with transaction.atomic():
                 team.save(update_fields=fields)
+                audit.record("org.team.update", account=audit.organization_account(team.organization),
+                             name=team.name, data={field: getattr(team, field) for field in fields})
         except IntegrityError:
             raise ValidationError(f"The organization already has a team called “{team.name}”.",
                                   code="taken") from None

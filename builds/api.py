@@ -92,7 +92,7 @@ class BuildRuleViewSet(RepositoryScopedMixin, GenericViewSet):
         return Response(self.get_serializer(rule).data)
 
     def destroy(self, request: Request, namespace: str, repository: str, pk: str) -> Response:
-        self._rule(self.get_repository(), pk).delete()
+        services.build_rule_delete(rule=self._rule(self.get_repository(), pk))
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

@@ -117,7 +117,10 @@ def build_source_link(*, repository: Repository, url: str, default_branch: str =
 
 def build_source_rotate_token(*, source: BuildSource) -> str:
     token = source.rotate_token()
-    source.save(update_fields=["token_hash", "updated_at"])
+    repository = source.repository
+    with transaction.atomic():
+        source.save(update_fields=["token_hash", "updated_at"])
+        audit.record("build.source.rotate_token", account=repository.namespace, name=repository.full_name)
     return token
 
 
@@ -156,20 +159,40 @@ def _clean_rule(rule: BuildRule) -> None:
 RULE_FIELDS = ("source_type", "source", "docker_tag", "dockerfile", "context", "build_args", "secrets", "enabled")
 
 
+def _rule_audit_data(rule: BuildRule) -> dict:
+    """What the audit log keeps of a rule: the names of its build arguments, never their values, nor its secrets."""
+    return {"source_type": rule.source_type, "source": rule.source, "docker_tag": rule.docker_tag,
+            "dockerfile": rule.dockerfile, "context": rule.context, "enabled": rule.enabled,
+            "build_args": sorted(rule.build_args or {})}
+
+
+def _rule_save(rule: BuildRule, action: str) -> BuildRule:
+    _clean_rule(rule)
+    repository = rule.repository
+    with transaction.atomic():
+        rule.save()
+        audit.record(action, account=repository.namespace, name=repository.full_name, data=_rule_audit_data(rule))
+    return rule
+
+
 def build_rule_create(*, repository: Repository, **values) -> BuildRule:
     rule = BuildRule(repository=repository, **{k: v for k, v in values.items() if k in RULE_FIELDS})
-    _clean_rule(rule)
-    rule.save()
-    return rule
+    return _rule_save(rule, "build.rule.create")
 
 
 def build_rule_update(*, rule: BuildRule, **values) -> BuildRule:
     for key, value in values.items():
         if key in RULE_FIELDS:
             setattr(rule, key, value)
-    _clean_rule(rule)
-    rule.save()
-    return rule
+    return _rule_save(rule, "build.rule.update")
+
+
+def build_rule_delete(*, rule: BuildRule) -> None:
+    repository = rule.repository
+    with transaction.atomic():
+        audit.record("build.rule.delete", account=repository.namespace, name=repository.full_name,
+                     data=_rule_audit_data(rule))
+        rule.delete()
 
 
 # --- Creating and enqueueing builds -----------------------------------------------------------------

@@ -130,7 +130,9 @@ def rule_save(request: HttpRequest, namespace: str, name: str, pk: int | None = 
     access = _access(request, namespace, name, need=ADMIN)
     try:
         if request.POST.get("delete") and pk:
-            BuildRule.objects.filter(repository=access.repository, pk=pk).delete()
+            rule = BuildRule.objects.filter(repository=access.repository, pk=pk).first()
+            if rule is not None:
+                services.build_rule_delete(rule=rule)
         elif pk:
             rule = BuildRule.objects.filter(repository=access.repository, pk=pk).first()
             if rule is None:

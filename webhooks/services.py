@@ -130,9 +130,15 @@ def webhook_update(*, webhook: Webhook, name: str | None = None, url: str | None
         webhook.secret = validate_secret(secret)
     if new_headers is not None:
         webhook.headers = new_headers
-    webhook.save()
-    if active is not None and active != webhook.active:
-        webhook_set_active(webhook=webhook, active=active)
+    changed = [field for field, given in (("name", name), ("url", url), ("events", events), ("secret", secret),
+                                          ("headers", headers)) if given is not None]
+    with transaction.atomic():
+        webhook.save()
+        if changed:  # which fields were given, never their values (secrets and header values stay out)
+            audit.record("webhook.update", account=webhook.repository.namespace, name=webhook.repository.full_name,
+                         data={"webhook": webhook.name, "host": _host(webhook.url), "fields": changed})
+        if active is not None and active != webhook.active:
+            webhook_set_active(webhook=webhook, active=active)
     return webhook
 
 
@@ -145,7 +151,11 @@ def webhook_set_active(*, webhook: Webhook, active: bool) -> Webhook:
         webhook.disabled_at = None
     elif webhook.disabled_at is None:
         webhook.disabled_at = timezone.now()
-    webhook.save(update_fields=["active", "consecutive_failures", "disabled_reason", "disabled_at", "updated_at"])
+    with transaction.atomic():
+        webhook.save(update_fields=["active", "consecutive_failures", "disabled_reason", "disabled_at",
+                                    "updated_at"])
+        audit.record("webhook.update", account=webhook.repository.namespace, name=webhook.repository.full_name,
+                     data={"webhook": webhook.name, "host": _host(webhook.url), "active": active})
     return webhook
 
 
