@@ -2,7 +2,10 @@
 teams changed, members leaving, webhooks changed, build sources and build rules, organization retention,
 each in the organization's or the repository owner's log, without secret values."""
 
+import base64
+
 import pytest
+from rest_framework.test import APIClient
 
 from accounts.models import AuditEvent, Namespace
 from accounts.services import (
@@ -134,3 +137,27 @@ def test_an_organizations_retention_policy_change_is_recorded(alice, org_account
                           include_patterns=[], exclude_patterns=[], untagged_days=7)
     [event] = events(org_account, "org.retention")
     assert (event.actor_name, event.data["keep_days"], event.data["untagged_days"]) == (alice.username, 30, 7)
+
+
+def _registry_login(client, settings, username: str, password: str, address: str = "192.0.2.10") -> int:
+    basic = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+    return client.get("/token", {"service": settings.REGISTRY_SERVICE}, HTTP_AUTHORIZATION=basic,
+                      REMOTE_ADDR=address).status_code
+
+
+def test_failed_sign_ins_at_the_registry_and_api_doors_are_recorded_for_existing_accounts(client, alice, settings):
+    assert _registry_login(client, settings, alice.username, "wrong password") == 401
+    assert _registry_login(client, settings, "nobody-at-all", "wrong password") == 401
+    assert APIClient().post("/v2/users/login", {"username": alice.username, "password": "nope"},
+                            format="json").status_code == 401
+    failed = events(Namespace.objects.get(user=alice), "account.login_failed")
+    assert [(e.data["door"], e.address) for e in failed] == [("registry", "192.0.2.10"), ("api", "127.0.0.1")]
+    assert AuditEvent.objects.filter(action="account.login_failed").count() == 2
+
+
+def test_attempts_refused_by_the_throttle_write_no_event(client, alice, settings):
+    settings.REGISTRY_AUTH_MAX_FAILURES = per_account = 4
+    statuses = [_registry_login(client, settings, alice.username, "wrong password", f"192.0.2.{n}")
+                for n in range(per_account + 5)]
+    assert statuses.count(429) == 5, statuses
+    assert len(events(Namespace.objects.get(user=alice), "account.login_failed")) == per_account
