@@ -26,10 +26,11 @@ _REALM_RE = re.compile(r'realm="[^"]*"')
 
 def request_host(request: HttpRequest) -> str:
     """The Host header's name, lowercased, without its port (not validated: only compared)."""
-    host = request.META.get("HTTP_HOST", "").strip().lower().rstrip(".")
+    host = request.META.get("HTTP_HOST", "").strip().lower()
     if host.startswith("["):
         return host[1:].partition("]")[0]
-    return host.rpartition(":")[0] if host.count(":") == 1 else host
+    name = host.rpartition(":")[0] if host.count(":") == 1 else host
+    return name.rstrip(".")  # after the port: `mirror.example.com.:5000` is the mirror host too
 
 
 def host_prefix(request: HttpRequest) -> str | None:

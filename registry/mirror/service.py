@@ -123,10 +123,13 @@ _clients_lock = threading.Lock()
 def client_for(prefix: str) -> UpstreamClient:
     """One client per prefix and process (it caches the upstream's tokens)."""
     mirror = settings.HUB_MIRRORS[prefix]
+    limit = settings.HUB_MAX_BLOB_BYTES  # a blob fetched upstream is bounded like a pushed one
     client = _clients.get(prefix)
-    if client is None or getattr(client, "mirror", mirror) != mirror:
+    if (client is None or getattr(client, "mirror", mirror) != mirror
+            or getattr(client, "max_blob_bytes", limit) != limit):
         with _clients_lock:
-            client = UpstreamClient(mirror, allowed_networks=parse_networks(settings.HUB_WEBHOOK_ALLOWED_NETWORKS))
+            client = UpstreamClient(mirror, allowed_networks=parse_networks(settings.HUB_WEBHOOK_ALLOWED_NETWORKS),
+                                    max_blob_bytes=limit)
             _clients[prefix] = client
     return client
 
