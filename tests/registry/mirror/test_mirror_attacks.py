@@ -24,6 +24,7 @@ from registry.mirror import service
 from registry.mirror.config import Mirror
 from registry.mirror.upstream import BLOB_CHUNK, UpstreamError, UpstreamUnavailable
 from registry.models import Blob, BlobUpload, Manifest, ManifestBlob, RepositoryBlob, Tag
+from registry.tokens import verify_registry_token
 from repositories.models import Repository
 from tests.conftest import PASSWORD
 from tests.factories import UserFactory, make_organization, team
@@ -246,6 +247,10 @@ def test_a_mirror_host_token_opens_nothing_on_the_main_host(host_mode, charlie, 
                           HTTP_AUTHORIZATION=basic(charlie.username))
     assert response.status_code == 200
     token = response.json()["token"]
+    claims = verify_registry_token(token)
+    assert [(entry["name"], entry["actions"]) for entry in claims.access] == [(f"{PREFIX}/{alice.username}/secret",
+                                                                              ["pull"])]
+    assert claims.actions_for(alice.username, "secret") == frozenset()
     response = client.get(f"/v2/{alice.username}/secret/manifests/latest", **bearer(token), **ACCEPT)
     assert response.status_code == 401 and response.content != secret_pushed
     response = client.get(f"/v2/{alice.username}/secret/blobs/{digest_of(SECRET_LAYER)}", **bearer(token))
