@@ -26,6 +26,7 @@ from accounts.models import Namespace, User
 from accounts.services import user_delete
 from hub.settings import _oidc_providers
 from registry.mirror.config import Mirror
+from tests.accounts.conftest import sign_in
 from tests.conftest import PASSWORD
 from tests.factories import UserFactory, make_organization
 from tests.registry.helpers import basic
@@ -401,3 +402,23 @@ def test_a_providers_claims_are_escaped_on_the_refusal_page(client, sso):
     html = response.content.decode()
     assert response.status_code == 403
     assert "<script>alert(1)" not in html and "<img src=x" not in html
+
+
+# --- Squatting an address -----------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "open (reported by helper-29): an address another account holds unconfirmed blocks its owner's first "
+    "sign-in through the provider (403 local_unverified, accounts/sso.py authenticate_by_email), so any "
+    "tenant can lock the people of an allowed domain out of single sign-on by adding their addresses "
+    "unconfirmed to accounts of their own"))
+def test_an_unconfirmed_squatter_does_not_lock_the_addresss_owner_out(client, sso):
+    mallory = verified_user("mallory@elsewhere.test")
+    squatter = Client()
+    sign_in(squatter, mallory)
+    for address in ("wendy@acme.test", "xavier@acme.test"):  # as many as mallory likes, never confirmed
+        squatter.post(reverse("account_email"), {"email": address, "action_add": ""})
+    assert EmailAddress.objects.filter(user=mallory, email="wendy@acme.test", verified=False).exists()
+    response = sign_in_through(client, claims("wendy@acme.test", sub="wendy"))
+    assert not SocialAccount.objects.filter(user=mallory).exists()  # never linked to the squatter (holds today)
+    assert response.status_code == 302 and response["Location"] == reverse("socialaccount_signup")
