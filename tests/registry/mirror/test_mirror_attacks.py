@@ -631,3 +631,30 @@ def test_a_tag_that_moved_upstream_is_served_as_it_is_now(client, alice, upstrea
     settings.HUB_MIRROR_TTL_SECONDS = 0
     response = client.get(f"/v2/{NAME}/manifests/latest", **auth, **ACCEPT)
     assert response.content == now and response["Docker-Content-Digest"] == digest_of(now)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "open (reported by helper-29): registry/mirror/upstream.py UpstreamClient._request takes the Bearer "
+    "challenge from the last response after redirects, so a host the upstream redirects a blob to (a CDN) "
+    "that answers 401 names a token realm of its choosing, and _fetch_token sends the mirror's Basic "
+    "credentials there (only the address rules apply)"))
+def test_a_redirect_target_cannot_collect_the_mirrors_credentials(client, alice, scripted, settings):
+    settings.HUB_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the CDN and its realm pass the address rules
+    service._clients.pop(PREFIX, None)
+    cdn, collector = Scripted(), Scripted()
+    try:
+        collector.script = lambda h: reply(h, 200, b'{"token": "t"}')
+        cdn.script = lambda h: reply(h, 401, b"{}", {
+            "WWW-Authenticate": f'Bearer realm="http://127.0.0.1:{collector.port}/token",service="cdn"'})
+        blob = b"layer"
+        _serve_image_with_blob(scripted, blob, blob_reply=lambda h: reply(
+            h, 307, b"", {"Location": f"http://127.0.0.1:{cdn.port}/blob"}))
+        auth = pull(client, alice)
+        assert client.get(f"/v2/{NAME}/manifests/latest", **auth, **ACCEPT).status_code == 200
+        client.get(f"/v2/{NAME}/blobs/{digest_of(blob)}", **auth)
+        sent = [r.headers.get("Authorization", "") for r in collector.requests]
+        assert not any(base64.b64encode(f"{UPSTREAM_USER}:{UPSTREAM_PASSWORD}".encode()).decode() in value
+                       for value in sent), sent
+    finally:
+        cdn.close()
+        collector.close()
