@@ -8,6 +8,7 @@ redirected). One exception follows from the registry going first: a tag named `l
 addressed with the trailing slash (`…/tags/list/`), since `…/tags/list` is the registry's tag list.
 """
 
+from django.conf import settings
 from django.urls import re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
@@ -49,6 +50,18 @@ class HubRouter(SimpleRouter):
         self.trailing_slash = "/?"
 
 
+class ApiDocsView(SpectacularSwaggerView):
+    """Swagger UI (the committed copy under static/vendor/swagger-ui) inside the site's frame, after a
+    word on authentication (templates/hub/api_docs.html)."""
+
+    template_name = "hub/api_docs.html"
+
+    def get(self, request, *args, **kwargs):
+        response = super().get(request, *args, **kwargs)
+        response.data["token_minutes"] = settings.HUB_API_TOKEN_TTL // 60
+        return response
+
+
 router = HubRouter()
 router.register(rf"v2/namespaces/{NS}/repositories", NamespaceRepositoryViewSet, basename="api-ns-repository")
 router.register(rf"v2/namespaces/{NS}/repositories/{REPO}/tags", TagViewSet, basename="api-ns-tag")
@@ -76,5 +89,5 @@ urlpatterns = [
     re_path(rf"^v2/namespaces/{NS}/storage/?$", NamespaceStorageView.as_view(), name="api-storage"),
     *router.urls,
     re_path(r"^api/schema/?$", SpectacularAPIView.as_view(), name="api-schema"),
-    re_path(r"^api/docs/?$", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    re_path(r"^api/docs/?$", ApiDocsView.as_view(url_name="api-schema"), name="api-docs"),
 ]

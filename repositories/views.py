@@ -13,6 +13,7 @@ from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.middleware.csrf import get_token
 from django.shortcuts import get_object_or_404, redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
 from django.views.decorators.http import require_http_methods, require_POST
@@ -191,8 +192,16 @@ def repository_star(request: HttpRequest, access: selectors.RepositoryAccess) ->
         access.is_starred = True
         text = f"Starred {repository.display_name}."
     if getattr(request, "htmx", False):
-        return HttpResponse(rows.star_button(repository, starred=access.is_starred,
-                                             next_url=request.POST.get("next", ""), csrf_token=get_token(request)))
+        repository.refresh_from_db(fields=["star_count"])  # others' stars too
+        button = rows.star_button(repository, starred=access.is_starred, next_url=request.POST.get("next", ""),
+                                  csrf_token=get_token(request))
+        # On the repository's own pages the header's star count is swapped too (out of band), not left stale.
+        base = repo_url(repository)
+        current = (request.htmx.current_url_abs_path or "").partition("?")[0]
+        if current == base or current.startswith(base + "/"):
+            button += render_to_string("repositories/includes/header_stars.html",
+                                       {"repository": repository, "oob": True})
+        return HttpResponse(button)
     messages.success(request, text)
     return redirect(_safe_next(request, repo_url(repository)))
 

@@ -49,3 +49,26 @@
     });
   });
 })();
+
+/* Client switches (templates/includes/client_commands.html) work without JavaScript; this keeps every
+   switch of the page on the client last chosen, and remembers it for the next page. */
+(function () {
+  "use strict";
+  var KEY = "wharf-client";
+  function choose(name) {
+    document.querySelectorAll("[data-clients] .clients-radio").forEach(function (radio) {
+      if (radio.value === name) radio.checked = true;
+    });
+  }
+  document.addEventListener("change", function (event) {
+    var radio = event.target;
+    if (!radio.classList || !radio.classList.contains("clients-radio")) return;
+    choose(radio.value);
+    try { localStorage.setItem(KEY, radio.value); } catch (e) { /* private mode: the page still switches */ }
+  });
+  document.addEventListener("DOMContentLoaded", function () {
+    var saved = null;
+    try { saved = localStorage.getItem(KEY); } catch (e) { saved = null; }
+    if (saved) choose(saved);
+  });
+})();

@@ -52,7 +52,7 @@ def test_an_owner_creates_uses_and_revokes_an_organization_access_token(
     expect(page.get_by_role("heading", name=re.compile("Copy your new token “CI pipeline” now"))).to_be_visible()
     secret = page.get_by_test_id("token-secret").inner_text().strip()
     assert secret.startswith("dckr_oat_")
-    expect(page.locator("#login-command")).to_contain_text(f"docker login -u {org}")
+    expect(page.locator("#new-token code", has_text=f"docker login -u {org}")).to_be_visible()
     row = page.locator("table tbody tr", has_text="CI pipeline")
     expect(row).to_contain_text(f"{org}/web-*")
     expect(row).to_contain_text("pull & push")

@@ -39,7 +39,7 @@ def test_public_repository_overview_for_anonymous(alice):
 def test_pull_command_uses_the_public_host(alice, settings):
     repo = personal_repo(alice)
     html = get(None, page_url(repo)).content.decode()
-    assert f'<code id="pull-command">docker pull {settings.HUB_PUBLIC_HOST}/{alice.username}/{repo.name}</code>' in html
+    assert f'">docker pull {settings.HUB_PUBLIC_HOST}/{alice.username}/{repo.name}</code>' in html
 
 
 @pytest.mark.parametrize("persona", ["anonymous", "stranger"])
@@ -135,7 +135,7 @@ def test_overview_empty_states(alice):
     repo = personal_repo(alice)
     owner_html = get(alice, page_url(repo)).content.decode()
     assert "write an overview" in owner_html
-    assert "No tags yet" in owner_html and "docker push" in owner_html
+    assert "No tags yet" in owner_html and f"/r/{alice.username}/{repo.name}/tags\">How to push" in owner_html
     stranger_html = get(None, page_url(repo)).content.decode()
     assert "have not written an overview" in stranger_html
 
