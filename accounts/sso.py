@@ -30,7 +30,7 @@ from allauth.core import context as allauth_context
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.mfa.models import Authenticator
 from allauth.mfa.utils import is_mfa_enabled
-from allauth.socialaccount.adapter import DefaultSocialAccountAdapter
+from allauth.socialaccount.adapter import DefaultSocialAccountAdapter, _build_apps_from_settings
 from allauth.socialaccount.models import SocialAccount, SocialLogin
 from allauth.socialaccount.providers.oauth2.client import OAuth2Error
 from allauth.socialaccount.signals import social_account_added, social_account_removed
@@ -139,8 +139,10 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
     """allauth's hooks, with Wharf's linking rules (module docstring)."""
 
     def list_apps(self, request, provider=None, client_id=None):
-        """The providers of HUB_OIDC_PROVIDERS only: SocialApp rows (the admin's) are ignored."""
-        return [app for app in super().list_apps(request, provider=provider, client_id=client_id) if app.pk is None]
+        """The providers of HUB_OIDC_PROVIDERS only, without a query: SocialApp rows (the admin's) are ignored.
+        (allauth's own helper for its settings-backed apps; django-allauth is pinned in requirements.txt.)"""
+        apps = _build_apps_from_settings(provider=provider, client_id=client_id)
+        return [app for provider_apps in apps.values() for app in provider_apps]
 
     def get_requests_session(self):
         """Calls to the provider (discovery, token, userinfo, keys) that fail, or answer an error, become

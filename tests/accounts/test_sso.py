@@ -19,6 +19,7 @@ from django.urls import reverse
 
 from accounts.models import AuditEvent, User
 from accounts.services import user_delete
+from accounts.sso import SocialAccountAdapter
 from hub.settings import _oidc_providers
 from tests.accounts.conftest import sign_in
 from tests.factories import UserFactory
@@ -120,7 +121,9 @@ def test_without_providers_there_is_no_button_and_no_page(client):
 
 
 @pytest.mark.django_db
-def test_login_and_signup_pages_offer_the_provider(client, sso):
+def test_login_and_signup_pages_offer_the_provider(client, sso, django_assert_max_num_queries):
+    with django_assert_max_num_queries(0):  # the providers come from the settings, no SocialApp query
+        assert [provider.name for provider in SocialAccountAdapter().list_providers(None)] == ["Acme SSO"]
     for page in ("account_login", "account_signup"):
         html = client.get(reverse(page)).content.decode()
         assert "Sign in with Acme SSO" in html
