@@ -127,7 +127,7 @@ def tag_row(repository, tag, *, trusted_badge: str = "", can_delete: bool = Fals
         f'aria-label="Copy the digest of {name}" hidden>Copy</button></span></td>\n'
         f'    <td data-label="Platforms"><span class="chips">{chips}</span></td>\n'
         f'    <td class="nowrap" data-label="Size">{_escape(filesize(manifest.total_size))}</td>\n'
-        f'    <td class="nowrap" data-label="Pushed">{_escape(reltime(tag.pushed_at))}{pushed_by}</td>\n'
+        f'    <td data-label="Pushed">{_escape(reltime(tag.pushed_at))}{pushed_by}</td>\n'
         f'    <td class="nowrap" data-label="Last pulled">{_escape(reltime(tag.last_pulled_at))}</td>\n'
         f"    {delete}\n"
         "  </tr>\n"

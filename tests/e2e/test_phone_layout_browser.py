@@ -1,0 +1,229 @@
+"""Every page usable on a 390 px phone (issue 24 points 1, 2, 4), in a real browser: tab strips wrap
+with every tab and the current one on screen, tables become stacked rows with every column shown,
+charts open on the latest day, the Webhooks tab sits inside the repository page, and a tag's pull
+command and digest copy from the tag list. Screenshots at 1280 and 390 px go to
+test-artifacts/screenshots/hub-*.png.
+
+The data is made with the ORM (no push needed: the pages only read rows), so the module takes a
+few seconds on top of the live hub.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import pytest
+from playwright.sync_api import Locator, Page, expect
+
+from tests.e2e.test_hub_browser import log_in, shoot
+from tests.factories import unique_name
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser]
+
+PHONE = {"width": 390, "height": 844}
+LAPTOP = {"width": 1280, "height": 900}
+TAG_COLUMNS = ("Tag", "Digest", "Platforms", "Size", "Pushed", "Last pulled")
+DIGEST = "sha256:" + "5e" * 32
+
+
+def on_screen(locator: Locator, width: int = PHONE["width"]) -> None:
+    """Visible, and not cut off the left or right edge of the window (nothing hidden sideways)."""
+    expect(locator).to_be_visible()
+    box = locator.bounding_box()
+    assert box is not None and box["x"] >= -0.5 and box["x"] + box["width"] <= width + 0.5, (
+        f"{locator} spans {box} in a {width} px window")
+
+
+def make_repository(owner):
+    """A repository with a multi-platform tag, a month of daily pulls and a webhook with a delivery."""
+    from django.utils import timezone
+
+    from accounts.models import Namespace
+    from registry.models import Manifest, Tag
+    from repositories.models import PullStat
+    from tests.factories import RepositoryFactory
+    from webhooks.models import Delivery, Webhook
+
+    now = timezone.now()
+    repository = RepositoryFactory(namespace=Namespace.objects.get(user=owner), name=unique_name("phone")[:20],
+                                   description="Small images for the phone layout", pull_count=465,
+                                   last_pushed_at=now)
+    manifest = Manifest.objects.create(
+        repository=repository, digest=DIGEST, media_type="application/vnd.oci.image.index.v1+json", content=b"{}",
+        size=2, total_size=12_400_000, pushed_by=owner,
+        platforms=[{"os": "linux", "architecture": "amd64"}, {"os": "linux", "architecture": "arm64", "variant": "v8"}])
+    Tag.objects.create(repository=repository, name="v1.2.3", manifest=manifest, pushed_by=owner,
+                       pushed_at=now - dt.timedelta(days=3), last_pulled_at=now - dt.timedelta(hours=2))
+    today = now.date()
+    PullStat.objects.bulk_create(PullStat(repository=repository, day=today - dt.timedelta(days=age), count=30 - age)
+                                 for age in range(30))
+    hook = Webhook.objects.create(repository=repository, name="ci", url="https://ci.example.com/hooks/wharf",
+                                  events=["push"], created_by=owner)
+    Delivery.objects.create(webhook=hook, repository=repository, repository_name=repository.full_name, event="push",
+                            url=hook.url, body='{"push_data": {"tag": "v1.2.3"}}', state=Delivery.State.SUCCEEDED,
+                            attempts=1, request_headers={"Content-Type": "application/json", "X-Hub-Event": "push"},
+                            response_status=200, response_headers={"Content-Type": "text/plain"}, response_body="ok",
+                            duration_ms=42, completed_at=now, last_attempt_at=now)
+    return repository
+
+
+@pytest.fixture
+def owner_and_repository(live_user, committed):
+    owner = live_user()
+    with committed():
+        return owner, make_repository(owner)
+
+
+def test_repository_tabs_tags_and_chart_on_a_phone(page: Page, live_hub, owner_and_repository, screenshots_dir):
+    owner, repository = owner_and_repository
+    base = f"{live_hub.url}/r/{repository.full_name}"
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=live_hub.url)
+    page.set_viewport_size(LAPTOP)
+    log_in(page, live_hub.url, owner.username)
+    page.set_viewport_size(PHONE)
+
+    # Every tab of the strip is on screen, whichever is current (the strip wraps).
+    tabs = {"Overview": "", "Tags": "/tags", "Statistics": "/stats", "Collaborators": "/collaborators",
+            "Webhooks": "/webhooks", "Settings": "/settings", "Builds": "/builds"}
+    for name, path in tabs.items():
+        page.goto(base + path)
+        strip = page.get_by_role("navigation", name="Repository")
+        expect(strip.locator("[aria-current='page']")).to_have_text(name)
+        links = strip.get_by_role("link")
+        expect(links).to_have_count(len(tabs))
+        for index in range(len(tabs)):
+            on_screen(links.nth(index))
+
+    # The tags table: stacked rows, every column of the row on screen under its column's name.
+    page.goto(f"{base}/tags")
+    headers = [text.strip() for text in page.locator("table.tags-table thead th").all_text_contents()]
+    assert headers[:len(TAG_COLUMNS)] == list(TAG_COLUMNS)
+    row = page.locator("table.tags-table tbody tr", has_text="v1.2.3")
+    for column in TAG_COLUMNS:
+        on_screen(row.locator(f"[data-label='{column}']"))
+    expect(row.locator("[data-label='Platforms'] .chip")).to_have_text(["linux/amd64", "linux/arm64/v8"])
+    expect(row.locator("[data-label='Size']")).to_have_text("12.4 MB")
+    on_screen(row.get_by_role("link", name="Delete tag v1.2.3"))
+
+    # The tag's pull command and its full digest copy from the list.
+    command = f"docker pull {live_hub.host}/{repository.full_name}:v1.2.3"
+    expect(row.locator(".tag-pull code")).to_have_text(command)
+    row.get_by_role("button", name="Copy the pull command for v1.2.3").click()
+    expect(row.get_by_role("button", name="Copy the pull command for v1.2.3")).to_have_text("Copied")
+    assert page.evaluate("navigator.clipboard.readText()") == command
+    row.get_by_role("button", name="Copy the digest of v1.2.3").click()
+    assert page.evaluate("navigator.clipboard.readText()") == DIGEST
+    shoot(page, screenshots_dir, "phone-tags")
+
+    # The chart opens on the latest day on a phone (its oldest days are the ones scrolled away), and
+    # fits whole on a laptop.
+    page.set_viewport_size(PHONE)
+    page.goto(f"{base}/stats")
+    bars = page.locator(".chart-card").first.locator("rect.chart-bar")
+    expect(bars).to_have_count(30)
+    expect(bars.last.locator("title")).to_have_text(re.compile(r": 30$"))
+    on_screen(bars.last)
+    expect(page.locator(".chart-hint").first).to_be_visible()
+    page.set_viewport_size(LAPTOP)
+    page.reload()
+    on_screen(bars.first, LAPTOP["width"])
+    on_screen(bars.last, LAPTOP["width"])
+    expect(page.locator(".chart-hint").first).to_be_hidden()
+    shoot(page, screenshots_dir, "phone-stats")
+
+
+def test_the_webhooks_tab_is_a_repository_page(page: Page, live_hub, owner_and_repository, screenshots_dir):
+    owner, repository = owner_and_repository
+    page.set_viewport_size(LAPTOP)
+    log_in(page, live_hub.url, owner.username)
+
+    def in_the_repository_frame() -> None:
+        expect(page.get_by_role("heading", level=1)).to_contain_text(repository.name)
+        expect(page.get_by_role("heading", name="Pull this image")).to_be_visible()
+        expect(page.get_by_role("navigation", name="Repository").locator("[aria-current='page']")).to_have_text(
+            "Webhooks")
+
+    def spaced(upper: Locator, lower: Locator) -> None:
+        above, below = upper.bounding_box(), lower.bounding_box()
+        assert above and below and below["y"] >= above["y"] + above["height"] + 16, (above, below)
+
+    page.goto(f"{live_hub.url}/r/{repository.full_name}/webhooks")
+    in_the_repository_frame()
+    spaced(page.locator(".table-wrap").first, page.locator("section.card", has_text="Verifying deliveries"))
+    shoot(page, screenshots_dir, "webhooks")
+    page.set_viewport_size(PHONE)
+    for column in ("Name", "URL", "Events", "Status", "Last delivery"):
+        on_screen(page.locator(f"table tbody tr [data-label='{column}']").first)
+
+    page.set_viewport_size(LAPTOP)
+    page.get_by_role("link", name="ci", exact=True).click()
+    in_the_repository_frame()
+    expect(page.get_by_role("navigation", name="Breadcrumb")).to_contain_text("Webhooks › ci")
+    spaced(page.locator("#deliveries .table-wrap"), page.locator("section.card", has_text="Settings"))
+    shoot(page, screenshots_dir, "webhook")
+    page.set_viewport_size(PHONE)
+    for column in ("Result", "Event", "Delivery", "Attempts", "Duration", "Sent"):
+        on_screen(page.locator(f"#deliveries tbody tr [data-label='{column}']").first)
+
+    page.set_viewport_size(LAPTOP)
+    page.locator("#deliveries tbody tr [data-label='Delivery'] a").first.click()
+    in_the_repository_frame()
+    shoot(page, screenshots_dir, "webhook-delivery")
+
+
+def test_account_settings_tokens_and_organization_on_a_phone(page: Page, live_hub, live_user, committed,
+                                                            screenshots_dir):
+    from accounts.services import access_token_create
+    from tests.factories import RepositoryFactory, make_organization, team
+
+    owner = live_user()
+    with committed():
+        access_token_create(user=owner, label="laptop", scope="repo:write")
+        organization = make_organization(owner)
+        team(organization, name="builders", description="Pushes from CI")
+        org_repository = RepositoryFactory(namespace=organization.namespace, name=unique_name("svc")[:20])
+    page.set_viewport_size(LAPTOP)
+    log_in(page, live_hub.url, owner.username)
+    page.set_viewport_size(PHONE)
+
+    # The settings menu wraps: every entry on screen, the current one too, on every settings page.
+    for path, current in (("/settings", "Profile"), ("/settings/tokens", "Access tokens"),
+                          ("/settings/delete", "Delete account")):
+        page.goto(live_hub.url + path)
+        menu = page.get_by_role("navigation", name="Account settings")
+        expect(menu.locator("[aria-current='page']")).to_have_text(current)
+        links = menu.get_by_role("link")
+        for index in range(links.count()):
+            on_screen(links.nth(index))
+        for name in ("Two-factor authentication", "Access tokens", "Delete account"):
+            on_screen(menu.get_by_role("link", name=name))
+        if current == "Access tokens":
+            row = page.locator("table tbody tr", has_text="laptop")
+            for column in ("Description", "Scope", "Status", "Created", "Last used", "Expires"):
+                on_screen(row.locator(f"[data-label='{column}']"))
+            on_screen(row.get_by_role("link", name=re.compile("Revoke token laptop")))
+            shoot(page, screenshots_dir, "phone-tokens")
+            page.set_viewport_size(PHONE)
+        if current == "Delete account":
+            card = page.locator(".card-danger").bounding_box()
+            button = page.get_by_role("button", name="Delete my account").bounding_box()
+            assert card and button and button["x"] + button["width"] <= card["x"] + card["width"]
+
+    # The organization's tabs and teams table.
+    page.goto(f"{live_hub.url}/orgs/{organization.name}")
+    strip = page.get_by_role("navigation", name="Organization")
+    for name in ("Members & teams", "Activity", "Settings"):
+        on_screen(strip.get_by_role("link", name=name))
+    row = page.locator("table tbody tr", has_text="builders")
+    for column in ("Team", "Description", "Members", "Repository creation"):
+        on_screen(row.locator(f"[data-label='{column}']"))
+    shoot(page, screenshots_dir, "phone-organization")
+
+    # The permissions page no longer points "on the right" at a form that sits below on a phone.
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_hub.url}/r/{org_repository.full_name}/permissions")
+    expect(page.get_by_text("Only the owners team has access.")).to_be_visible()
+    expect(page.locator("main")).not_to_contain_text("on the right")
+    on_screen(page.get_by_role("heading", name="Grant access"))
+    shoot(page, screenshots_dir, "phone-permissions")
