@@ -346,6 +346,7 @@ ACCOUNT_RATE_LIMITS = {
 MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
 MFA_TOTP_ISSUER = HUB_SITE_NAME
 
+
 # --- Single sign-on with OpenID Connect (accounts/sso.py; README, "Single sign-on") -------------
 def _oidc_providers(raw: str) -> list[dict]:
     """HUB_OIDC_PROVIDERS: a JSON list of {"name", "issuer", "client_id", "secret" (or "secret_file"),
