@@ -10,6 +10,7 @@ addressed with the trailing slash (`…/tags/list/`), since `…/tags/list` is t
 
 from django.conf import settings
 from django.urls import re_path
+from drf_spectacular.utils import extend_schema
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import SimpleRouter
 
@@ -55,7 +56,9 @@ class ApiDocsView(SpectacularSwaggerView):
     word on authentication (templates/hub/api_docs.html)."""
 
     template_name = "hub/api_docs.html"
+    http_method_names = ["get", "head"]  # OPTIONS would render DRF's metadata through the HTML template
 
+    @extend_schema(exclude=True)  # like the parent's get: the docs page is not part of the API
     def get(self, request, *args, **kwargs):
         response = super().get(request, *args, **kwargs)
         response.data["token_minutes"] = settings.HUB_API_TOKEN_TTL // 60

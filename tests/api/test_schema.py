@@ -26,6 +26,16 @@ def test_docs_page_uses_the_vendored_swagger_ui(client, db):
     assert "cdn" not in page.lower()
 
 
+def test_docs_page_is_not_part_of_the_schema(api, db):
+    schema = api.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+    assert not [path for path in schema["paths"] if path.startswith("/api/")]
+
+
+def test_docs_page_answers_other_methods_with_405(client, db):
+    for method in (client.options, client.post, client.delete):
+        assert method("/api/docs/").status_code == 405
+
+
 def test_vendored_assets_exist():
     from django.conf import settings
 
