@@ -42,9 +42,7 @@ from tests.registry.helpers import (
 from tests.registry.mirror.mirror_fakes import PREFIX, FakeUpstream
 from tests.registry.mirror.upstreams import Scripted, reply
 
-pytestmark = [pytest.mark.django_db, pytest.mark.skip(
-    reason="hangs at test_nobody_writes_into_a_mirror_name[bearer-staff] (found at the end of stop 29; "
-           "to be debugged next session)")]
+pytestmark = pytest.mark.django_db
 NAME = f"{PREFIX}/library/alpine"
 HOST = "mirror.example.test"
 ACCEPT = {"HTTP_ACCEPT": "application/vnd.oci.image.manifest.v1+json,application/vnd.oci.image.index.v1+json"}
