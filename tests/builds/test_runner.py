@@ -65,6 +65,17 @@ def job(source, commit: str, **overrides) -> BuildJob:
     return BuildJob(**{**values, **overrides})
 
 
+def sign_stub(digest: str, commit: str) -> tuple[str, str]:
+    return "sig", "sha256:s"
+
+
+def run_fake_build(tmp_path: Path, build_job: BuildJob, sign=sign_stub):
+    """One build through the fake buildah (no sleep) with a fresh Reporter: the outcome and the record folder."""
+    buildah, record = fake_buildah(tmp_path, sleep=0)
+    runner = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False)
+    return runner.execute(build_job, Reporter(), sign), record
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -78,10 +89,9 @@ def alive(pid: int) -> bool:
 
 def test_success_fetches_builds_pushes_and_signs(tmp_path, source):
     repo, commit = source
-    buildah, record = fake_buildah(tmp_path, sleep=0)
     signed = []
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
-        job(repo, commit), Reporter(), lambda digest, c: signed.append((digest, c)) or ("sig", "sha256:s"))
+    outcome, record = run_fake_build(tmp_path, job(repo, commit),
+                                     sign=lambda digest, c: signed.append((digest, c)) or ("sig", "sha256:s"))
     assert outcome.state == constants.SUCCESS, outcome
     assert outcome.digest == "sha256:" + "0" * 63 + "1" and signed == [(outcome.digest, commit)]
     args = (record / "bud-args").read_text()
@@ -193,9 +203,7 @@ def test_a_huge_dockerfile_is_refused_not_read_whole(tmp_path, source):
     """The worker reads the Dockerfile itself (for its base images), outside the build's memory limit."""
     repo, _ = source
     commit = commit_to(repo, {"Dockerfile": "FROM scratch\n" + "# padding\n" * 200_000})
-    buildah, _ = fake_buildah(tmp_path, sleep=0)
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
-        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    outcome, _ = run_fake_build(tmp_path, job(repo, commit))
     assert outcome.state == constants.FAILED and "larger than" in outcome.error
 
 
@@ -204,9 +212,7 @@ def test_a_long_commit_message_still_builds(tmp_path, source):
     repo, _ = source
     commit = commit_to(repo, {"Dockerfile": "FROM scratch\nARG COMMIT_MSG\n"},
                        message="subject\n\n" + "body line of a long message\n" * 10_000)
-    buildah, record = fake_buildah(tmp_path, sleep=0)
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
-        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    outcome, record = run_fake_build(tmp_path, job(repo, commit))
     assert outcome.state == constants.SUCCESS, outcome
     assert "COMMIT_MSG=subject" in (record / "bud-args").read_text()
 
@@ -229,9 +235,7 @@ def test_the_log_stops_at_its_line_limit(tmp_path, source):
 def test_a_base_image_on_a_loopback_registry_is_refused_before_any_pull(tmp_path, source):
     repo, _ = source
     commit = commit_to(repo, {"Dockerfile": "FROM 127.0.0.1:5432/postgres/x\nRUN true\n"})
-    buildah, record = fake_buildah(tmp_path, sleep=0)
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
-        job(repo, commit), Reporter(), None)
+    outcome, record = run_fake_build(tmp_path, job(repo, commit), sign=None)
     assert outcome.state == constants.FAILED and "refused to pull 127.0.0.1:5432/postgres/x" in outcome.error
     assert not (record / "calls").exists() or " pull " not in (record / "calls").read_text()
 
@@ -239,9 +243,7 @@ def test_a_base_image_on_a_loopback_registry_is_refused_before_any_pull(tmp_path
 def test_a_hub_image_named_by_the_public_host_is_pulled_from_the_internal_registry(tmp_path, source):
     repo, _ = source
     commit = commit_to(repo, {"Dockerfile": "FROM hub.example:443/alice/base:v1\nRUN true\n"})
-    buildah, record = fake_buildah(tmp_path, sleep=0)
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
-        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    outcome, record = run_fake_build(tmp_path, job(repo, commit))
     assert outcome.state == constants.SUCCESS, outcome
     calls = (record / "calls").read_text().splitlines()
     pulls = [call for call in calls if " pull " in call]
@@ -251,9 +253,7 @@ def test_a_hub_image_named_by_the_public_host_is_pulled_from_the_internal_regist
 
 def test_the_registry_credential_is_on_disk_during_the_push_only(tmp_path, source):
     repo, commit = source
-    buildah, record = fake_buildah(tmp_path, sleep=0)
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
-        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    outcome, record = run_fake_build(tmp_path, job(repo, commit))
     assert outcome.state == constants.SUCCESS, outcome
     assert "cred" not in (record / "workspace-during-bud").read_text().split()
     assert "cred" in (record / "workspace-during-push").read_text().split()
@@ -262,7 +262,6 @@ def test_the_registry_credential_is_on_disk_during_the_push_only(tmp_path, sourc
 def test_a_local_source_is_fetched_with_no_network(tmp_path, source, monkeypatch):
     """A local source's fetch runs as the worker's uid (capabilities dropped): it gets no network at all."""
     repo, commit = source
-    buildah, _ = fake_buildah(tmp_path, sleep=0)
     steps = []
     command = Unconfined.command
 
@@ -271,8 +270,7 @@ def test_a_local_source_is_fetched_with_no_network(tmp_path, source, monkeypatch
         return command(self, argv, **options)
 
     monkeypatch.setattr(Unconfined, "command", recording)
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
-        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    outcome, _ = run_fake_build(tmp_path, job(repo, commit))
     assert outcome.state == constants.SUCCESS, outcome
     fetches = [options for name, options in steps if name == "git"]
     assert len(fetches) >= 3 and all(options["network"] is False and options["user_namespace"] is False
@@ -282,9 +280,7 @@ def test_a_local_source_is_fetched_with_no_network(tmp_path, source, monkeypatch
 def test_only_the_built_in_args_the_dockerfile_declares_are_passed(tmp_path, source):
     repo, _ = source
     commit = commit_to(repo, {"Dockerfile": "ARG SOURCE_BRANCH\nFROM scratch\nARG SOURCE_COMMIT DOCKER_TAG=x\n"})
-    buildah, record = fake_buildah(tmp_path, sleep=0)
-    outcome = LocalRunner(buildah=str(buildah), work_root=tmp_path / "work", confine=False).execute(
-        job(repo, commit), Reporter(), lambda digest, c: ("sig", "sha256:s"))
+    outcome, record = run_fake_build(tmp_path, job(repo, commit))
     assert outcome.state == constants.SUCCESS, outcome
     words = (record / "bud-args").read_text().split()
     passed = sorted(value.partition("=")[0] for flag, value in itertools.pairwise(words)
