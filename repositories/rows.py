@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import html
 
-from django.conf import settings
 from django.utils.safestring import SafeString, mark_safe
 
+from repositories.templatetags.client_commands import clients_for, command_html
 from repositories.templatetags.repo_format import compact, digest, filesize, platform_name, reltime, repo_url
 
 # The columns a repository row (and its star button) shows: lists read only these, `.only(*ROW_COLUMNS)`.
@@ -99,8 +99,10 @@ def repository_row(repository, *, star: SafeString | None = None) -> SafeString:
 
 def tag_row(repository, tag, *, trusted_badge: str = "", can_delete: bool = False) -> SafeString:
     """One tag in the Tags tab: name (and its trusted-build badge, rendered by the caller) with its pull
-    command, digest (copyable), platforms, size, when and by whom it was pushed, when it was last
-    pulled, and a delete link. Every cell carries its column's name (data-label) for the phone layout."""
+    command for each client (docker, podman, skopeo: `clients_for`, as the pull box; the client switch
+    above the table shows the chosen one's, see templates/repositories/tags.html), digest (copyable),
+    platforms, size, when and by whom it was pushed, when it was last pulled, and a delete link. Every
+    cell carries its column's name (data-label) for the phone layout."""
     manifest = tag.manifest
     name = _escape(tag.name)
     chips = "".join(f'<span class="chip">{_escape(label)}</span>' for label in
@@ -109,7 +111,11 @@ def tag_row(repository, tag, *, trusted_badge: str = "", can_delete: bool = Fals
         chips = '<span class="muted small">—</span>'
     pushed_by = f' <span class="muted small">by {_escape(tag.pushed_by.username)}</span>' if tag.pushed_by else ""
     badge = f"<div>{trusted_badge}</div>" if trusted_badge else ""
-    pull = _escape(f"docker pull {settings.HUB_PUBLIC_HOST}/{repository.display_name}:{tag.name}")
+    pulls = "".join(
+        f'<div class="command tag-pull" data-client="{client.name}"><code>{command_html(command)}</code>'
+        f'<button class="btn btn-sm" type="button" data-copy="{_escape(command)}" '
+        f'aria-label="Copy the {client.name} pull command for {name}" hidden>Copy</button></div>'
+        for client in clients_for("pull", f"{repository.display_name}:{tag.name}") for command in client.commands)
     full_digest = _escape(manifest.digest)
     delete = ""
     if can_delete:
@@ -120,8 +126,7 @@ def tag_row(repository, tag, *, trusted_badge: str = "", can_delete: bool = Fals
         "<tr>\n"
         f'    <th scope="row" data-label="Tag"><a class="mono" '
         f'href="{_escape(repo_url(repository, "tag_detail", tag=tag.name))}">{name}</a>{badge}'
-        f'<div class="command tag-pull"><code>{pull}</code><button class="btn btn-sm" type="button" '
-        f'data-copy="{pull}" aria-label="Copy the pull command for {name}" hidden>Copy</button></div></th>\n'
+        f'<div class="tag-pulls">{pulls}</div></th>\n'
         f'    <td data-label="Digest"><span class="digest-copy">{_escape(digest(manifest.digest))}'
         f'<button class="btn btn-sm btn-ghost" type="button" data-copy="{full_digest}" '
         f'aria-label="Copy the digest of {name}" hidden>Copy</button></span></td>\n'

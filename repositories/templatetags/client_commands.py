@@ -86,13 +86,27 @@ def client_commands(action: str, reference: str = "", local: str = "my-image", l
     return {
         "uid": uid, "action": action, "label": label or f"{action.capitalize()} command",
         "clients": [{"name": client.name, "id": f"{uid}-{client.name}",
-                     "commands": [{"id": f"{uid}-{client.name}-{index}", "text": text, "html": _command_html(text)}
+                     "commands": [{"id": f"{uid}-{client.name}-{index}", "text": text, "html": command_html(text)}
                                   for index, text in enumerate(client.commands)],
                      "hint": _hint_html(client.hint), "hint_code": client.hint_code} for client in clients],
     }
 
 
-def _command_html(text: str) -> SafeString:
+@register.inclusion_tag("includes/client_commands.html")
+def client_switch(action: str, label: str = ""):
+    """The switch alone, with each client's hint folded away: for commands shown elsewhere on the page,
+    one per client marked data-client="docker|podman|skopeo" inside the same `.client-switched` box
+    (each row of the tag list, repositories/rows.py tag_row), which shows only the chosen client's."""
+    uid = f"cc{next(_ids)}"
+    return {
+        "uid": uid, "action": action, "label": label or f"{action.capitalize()} commands", "switch_only": True,
+        "clients": [{"name": client.name, "id": f"{uid}-{client.name}", "commands": [],
+                     "hint": _hint_html(client.hint), "hint_code": client.hint_code}
+                    for client in clients_for(action, "<namespace>/<repository>")],
+    }
+
+
+def command_html(text: str) -> SafeString:
     """The command as HTML, each long option a box that moves to the next line whole when the command
     wraps (`--tls-verify=false` was cut at its hyphens)."""
     words = (f'<span class="opt">{escape(word)}</span>' if word.startswith("--") else escape(word)

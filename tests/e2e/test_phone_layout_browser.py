@@ -106,15 +106,42 @@ def test_repository_tabs_tags_and_chart_on_a_phone(page: Page, live_hub, owner_a
     expect(row.locator("[data-label='Size']")).to_have_text("12.4 MB")
     on_screen(row.get_by_role("link", name="Delete tag v1.2.3"))
 
-    # The tag's pull command and its full digest copy from the list.
-    command = f"docker pull {live_hub.host}/{repository.full_name}:v1.2.3"
-    expect(row.locator(".tag-pull code")).to_have_text(command)
-    row.get_by_role("button", name="Copy the pull command for v1.2.3").click()
-    expect(row.get_by_role("button", name="Copy the pull command for v1.2.3")).to_have_text("Copied")
+    # The tag's pull command (for the client chosen above the table: docker first, one line per row,
+    # on screen) and its full digest copy from the list.
+    image = f"{live_hub.host}/{repository.full_name}:v1.2.3"
+    command = f"docker pull {image}"
+    expect(row.locator(".tag-pull:visible code")).to_have_text([command])
+    on_screen(row.locator(".tag-pull:visible"))
+    row.get_by_role("button", name="Copy the docker pull command for v1.2.3").click()
+    expect(row.get_by_role("button", name="Copy the docker pull command for v1.2.3")).to_have_text("Copied")
     assert page.evaluate("navigator.clipboard.readText()") == command
     row.get_by_role("button", name="Copy the digest of v1.2.3").click()
     assert page.evaluate("navigator.clipboard.readText()") == DIGEST
     shoot(page, screenshots_dir, "phone-tags")
+
+    # podman on this plain-HTTP hub: --tls-verify=false in the row, the hint folded above the table.
+    page.set_viewport_size(PHONE)
+    switch = page.locator(".client-switched .clients-switch-only")
+    switch.locator("label", has_text="podman").click()
+    podman = f"podman pull --tls-verify=false {image}"
+    expect(row.locator(".tag-pull:visible code")).to_have_text([podman])
+    on_screen(row.locator(".tag-pull:visible"))
+    row.get_by_role("button", name="Copy the podman pull command for v1.2.3").click()
+    assert page.evaluate("navigator.clipboard.readText()") == podman
+    hint = switch.locator(".clients-panel[data-client=podman] details")
+    expect(hint.locator(".clients-config")).to_be_hidden()  # folded: the pull box above says it too
+    hint.locator("summary").click()
+    expect(hint.locator(".clients-config")).to_contain_text("insecure = true")
+    on_screen(hint.locator(".clients-config"))
+    # The pull box follows the same choice (one switch for the page), and skopeo copies to an archive.
+    expect(page.locator(".repo-pull .clients code", has_text="podman pull --tls-verify=false")).to_be_visible()
+    switch.locator("label", has_text="skopeo").click()
+    expect(row.locator(".tag-pull:visible code")).to_have_text(
+        [f"skopeo copy --src-tls-verify=false docker://{image} oci-archive:{repository.name}-v1.2.3.tar"])
+    on_screen(row.locator(".tag-pull:visible"))
+    switch.locator("label", has_text="podman").click()
+    shoot(page, screenshots_dir, "phone-tags-podman")
+    switch.locator("label", has_text="docker").click()
 
     # The chart opens on the latest day on a phone (its oldest days are the ones scrolled away), and
     # fits whole on a laptop.

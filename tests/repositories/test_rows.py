@@ -68,7 +68,7 @@ def test_a_tag_row_shows_platforms_size_digest_and_pusher(alice):
     platforms = [{"os": "linux", "architecture": "amd64"}, {"os": "linux", "architecture": "arm64", "variant": "v8"},
                  {"os": "unknown", "architecture": "unknown"}]
     html = rows.tag_row(repo, _tag(repo, platforms=platforms, pushed_by=alice))
-    assert f'href="/r/{alice.username}/{repo.name}/tags/1.0">1.0</a><div class="command tag-pull">' in html
+    assert f'href="/r/{alice.username}/{repo.name}/tags/1.0">1.0</a><div class="tag-pulls">' in html
     assert '<span class="chip">linux/amd64</span><span class="chip">linux/arm64/v8</span></span>' in html
     assert "unknown" not in html and "12.4 MB" in html and f"by {alice.username}</span>" in html
     assert '<code class="digest" title="sha256:' + "ab" * 32 + '">' + "ab" * 6 + "</code>" in html
@@ -77,14 +77,30 @@ def test_a_tag_row_shows_platforms_size_digest_and_pusher(alice):
         assert f'data-label="{label}"' in html
 
 
-def test_a_tag_row_offers_its_pull_command_and_full_digest_to_copy(alice, settings):
+def test_a_tag_row_offers_its_pull_command_for_each_client_and_full_digest_to_copy(alice, settings):
     settings.HUB_PUBLIC_HOST = "hub.example:5000"
+    settings.HUB_PUBLIC_URL = "https://hub.example:5000"
     repo = personal_repo(alice)
     html = rows.tag_row(repo, _tag(repo, name="1.0"))
-    command = f"docker pull hub.example:5000/{alice.username}/{repo.name}:1.0"
-    assert f"<code>{command}</code>" in html
-    assert f'data-copy="{command}" aria-label="Copy the pull command for 1.0"' in html
+    image = f"hub.example:5000/{alice.username}/{repo.name}:1.0"
+    for client, command in (("docker", f"docker pull {image}"), ("podman", f"podman pull {image}"),
+                            ("skopeo", f"skopeo copy docker://{image} oci-archive:{repo.name}-1.0.tar")):
+        assert f'<div class="command tag-pull" data-client="{client}"><code>{command}</code>' in html
+        assert f'data-copy="{command}" aria-label="Copy the {client} pull command for 1.0"' in html
+    assert "tls-verify" not in html
     assert 'data-copy="sha256:' + "ab" * 32 + '" aria-label="Copy the digest of 1.0"' in html
+
+
+def test_a_tag_row_on_a_plain_http_hub_tells_podman_and_skopeo_to_skip_tls(alice, settings):
+    settings.HUB_PUBLIC_HOST = "hub.example:5000"
+    settings.HUB_PUBLIC_URL = "http://hub.example:5000"
+    repo = personal_repo(alice)
+    html = rows.tag_row(repo, _tag(repo, name="1.0"))
+    image = f"hub.example:5000/{alice.username}/{repo.name}:1.0"
+    assert f'data-copy="docker pull {image}"' in html
+    assert f'data-copy="podman pull --tls-verify=false {image}"' in html
+    assert '<span class="opt">--tls-verify=false</span>' in html  # wraps whole, as in the pull box
+    assert f'data-copy="skopeo copy --src-tls-verify=false docker://{image} oci-archive:{repo.name}-1.0.tar"' in html
 
 
 def test_a_tag_row_without_platforms_shows_a_dash_and_offers_delete_to_those_who_may(alice):
@@ -92,4 +108,4 @@ def test_a_tag_row_without_platforms_shows_a_dash_and_offers_delete_to_those_who
     html = rows.tag_row(repo, _tag(repo), can_delete=True, trusted_badge='<span class="trusted-build">x</span>')
     assert '<span class="chips"><span class="muted small">—</span></span>' in html
     assert f'href="/r/{alice.username}/{repo.name}/tags/1.0/delete" aria-label="Delete tag 1.0">Delete</a>' in html
-    assert '</a><div><span class="trusted-build">x</span></div><div class="command tag-pull">' in html
+    assert '</a><div><span class="trusted-build">x</span></div><div class="tag-pulls">' in html
