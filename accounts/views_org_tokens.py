@@ -1,4 +1,5 @@
-"""The organization access tokens page (owners): list, create (the value shown once) and revoke.
+"""The organization access tokens page (owners): list, create (the value shown once, after a redirect) and
+revoke (after a confirmation).
 
 Everything it does goes through accounts/org_tokens.py, as the Hub API's `/v2/orgs/<org>/access-tokens` does.
 """
@@ -13,8 +14,9 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_POST
+from django.urls import reverse
 
+from accounts import token_once
 from accounts.models import Organization
 from accounts.org_tokens import (
     PUBLIC_PATH,
@@ -63,14 +65,19 @@ def _organization_for_owner(request: HttpRequest, name: str) -> Organization:
     return organization
 
 
+def _kind(organization: Organization) -> str:
+    return f"org:{organization.pk}"
+
+
 @login_required
 def org_access_tokens(request: HttpRequest, name: str) -> HttpResponse:
+    """The list and the creation form. A creation redirects here (a reload never creates a second token),
+    and this GET shows the new value once (accounts/token_once.py)."""
     organization = _organization_for_owner(request, name)
     form = OrganizationAccessTokenForm(request.POST or None, initial={"paths": f"{organization.name}/*"})
-    created = None
     if request.method == "POST" and form.is_valid():
         try:
-            created = org_access_token_create(
+            token, secret = org_access_token_create(
                 organization=organization, created_by=request.user, label=form.cleaned_data["label"],
                 description=form.cleaned_data["description"], resources=form.resources(),
                 expires_at=form.expires_at)
@@ -79,19 +86,27 @@ def org_access_tokens(request: HttpRequest, name: str) -> HttpResponse:
                      "expires_at": "expires_on"}.get(error.code)
             form.add_error(field, " ".join(error.messages))
         else:
-            form = OrganizationAccessTokenForm(initial={"paths": f"{organization.name}/*"})
-    context = {"organization": organization, "is_owner": True, "tab": "settings", "form": form,
-               "tokens": organization_access_tokens(organization=organization).select_related("created_by"),
+            token_once.keep(request, kind=_kind(organization), token=token, secret=secret)
+            return redirect(reverse("accounts:org_access_tokens", kwargs={"name": organization.name}) + "#new-token")
+    tokens = organization_access_tokens(organization=organization).select_related("created_by")
+    created = token_once.take(request, kind=_kind(organization), tokens=tokens) if request.method != "POST" else None
+    context = {"organization": organization, "is_owner": True, "tab": "settings", "form": form, "tokens": tokens,
                "created_token": created[0] if created else None, "created_secret": created[1] if created else None}
-    return render(request, "accounts/org_access_tokens.html", context,
-                  status=201 if created else 400 if request.method == "POST" else 200)
+    return render(request, "accounts/org_access_tokens.html", context, status=400 if request.method == "POST" else 200)
 
 
-@require_POST
 @login_required
 def org_access_token_revoke_view(request: HttpRequest, name: str, pk: int) -> HttpResponse:
+    """GET asks for confirmation (naming the token, what it may pull and push, and its last use), as the
+    personal tokens do (templates/includes/token_revoke_confirm.html); POST revokes."""
     organization = _organization_for_owner(request, name)
-    token = get_object_or_404(organization_access_tokens(organization=organization), pk=pk)
+    token = get_object_or_404(organization_access_tokens(organization=organization).select_related("created_by"),
+                              pk=pk)
+    if request.method != "POST":
+        if request.method not in ("GET", "HEAD"):
+            return HttpResponse(status=405, headers={"Allow": "GET, HEAD, POST"})
+        return render(request, "accounts/org_access_token_revoke.html",
+                      {"organization": organization, "is_owner": True, "tab": "settings", "token": token})
     org_access_token_revoke(token=token)
     messages.success(request, f"The token “{token.label}” has been revoked. Clients using it can no longer sign in.")
     return redirect("accounts:org_access_tokens", name=organization.name)

@@ -1,8 +1,10 @@
 """Organization access tokens and one's own Activity page in a real browser (issue 21): an owner creates a
-token from the organization's settings, sees its value once, the token logs in to the token service
-with exactly its scopes, and the owner revokes it; a person reads their own sign-ins and token
-changes under Settings > Activity, where organization events never appear. Screenshots at 1280 and
-390 px go to test-artifacts/screenshots/hub-org-access-tokens*.png and hub-account-activity-*.png."""
+token from the organization's settings, sees its value once (after a redirect: a reload neither shows it
+again nor creates a second token), the token logs in to the token service with exactly its scopes, and
+the owner revokes it after a confirmation naming it, its repositories and its last use (issue 24); a
+person reads their own sign-ins and token changes under Settings > Activity, where organization events
+never appear. Screenshots at 1280 and 390 px go to test-artifacts/screenshots/hub-org-access-tokens*.png,
+hub-org-access-token-revoke-*.png and hub-account-activity-*.png."""
 
 from __future__ import annotations
 
@@ -63,15 +65,32 @@ def test_an_owner_creates_uses_and_revokes_an_organization_access_token(
     assert _granted_actions(live_hub, org, secret, f"{org}/web-api") == ["pull", "push"]
     assert _granted_actions(live_hub, org, secret, f"{org}/vault") == []
 
-    page.goto(page.url)  # the value is shown once; the list now says when it was last used
+    # The creation redirected (post/redirect/get): a reload shows the value no more and creates nothing.
+    assert re.search(rf"/orgs/{org}/settings/access-tokens#new-token$", page.url), page.url
+    page.reload()
+    expect(page.get_by_role("heading", name="Organization access tokens", exact=True)).to_be_visible()
     expect(page.get_by_test_id("token-secret")).to_have_count(0)
-    expect(page.locator("table tbody tr", has_text="CI pipeline")).not_to_contain_text("Never used")
+    expect(page.locator("table tbody tr")).to_have_count(1)
+    with committed():
+        assert OrganizationAccessToken.objects.filter(organization=organization).count() == 1
+    row = page.locator("table tbody tr", has_text="CI pipeline")
+    expect(row.locator("[data-label='Last used']")).to_contain_text("just now")  # the token service used it
     shoot(page, screenshots_dir, "org-access-tokens")
 
-    page.get_by_role("button", name="Revoke token CI pipeline").click()
-    confirm = page.get_by_role("button", name=re.compile("Revoke “CI pipeline”"))
-    if confirm.count():  # a confirmation step, when the page asks first
-        confirm.click()
+    # Revoking asks first, naming the token, its repositories and its last use; Cancel keeps it.
+    row.get_by_role("link", name="Revoke token CI pipeline…").click()
+    expect(page.get_by_test_id("token-revoke-title")).to_have_text("Revoke the token “CI pipeline”?")
+    confirm_card = page.get_by_test_id("token-revoke-confirm")
+    expect(confirm_card).to_contain_text(f"{org}/web-*")
+    expect(confirm_card).to_contain_text("pull & push")
+    expect(page.get_by_test_id("token-last-used")).to_contain_text("just now")
+    expect(page.get_by_role("navigation", name="Organization").locator("[aria-current='page']")).to_have_text(
+        "Settings")
+    shoot(page, screenshots_dir, "org-access-token-revoke")
+    page.get_by_role("link", name="Cancel").click()
+    assert _granted_actions(live_hub, org, secret, f"{org}/web-api") == ["pull", "push"]  # still works
+    page.locator("table tbody tr", has_text="CI pipeline").get_by_role("link", name="Revoke token CI pipeline…").click()
+    page.get_by_role("button", name="Revoke “CI pipeline”").click()
     expect(page.get_by_text("The token “CI pipeline” has been revoked")).to_be_visible()
     with committed():
         assert not OrganizationAccessToken.objects.get(organization=organization, label="CI pipeline").is_usable()
