@@ -20,6 +20,12 @@ LEFT, RIGHT, TOP, BOTTOM = 56, 16, 16, 48
 class Chart:
     svg: SafeString
     summary: str  # one sentence a screen reader (or a person skimming) can use instead
+    # The y axis alone (its labels and title on an opaque strip as tall as the plot, LEFT units wide; below
+    # it the dates and the x axis's title show through, the svg being the chart's height): shown
+    # over the left edge of a chart that scrolls sideways on a phone, so the values stay readable at any
+    # scroll position (templates/repositories/stats.html, .chart-y-axis in wharf.css). Hidden from
+    # screen readers: the chart itself carries the same labels.
+    axis: SafeString
 
 
 def nice_ceiling(value: float) -> int:
@@ -87,14 +93,16 @@ def time_chart(points: list[tuple[dt.date, int]], *, title: str, y_label: str, k
     ]
     # y axis: gridlines and labels at whole-number steps from 0 to the top.
     steps = tick_steps(top)
+    y_labels = []
     for i in range(steps + 1):
         value = top * i / steps
         y = TOP + plot_h - plot_h * i / steps
         parts.append(f'<line class="chart-grid" x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}"/>')
-        parts.append(f'<text class="chart-label" x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">'
-                     f'{_format(value)}</text>')
-    parts.append(f'<text class="chart-axis-title" transform="translate(14 {TOP + plot_h / 2:.0f}) rotate(-90)" '
-                 f'text-anchor="middle">{escape(y_label)}</text>')
+        y_labels.append(f'<text class="chart-label" x="{LEFT - 8}" y="{y + 4:.1f}" text-anchor="end">'
+                        f'{_format(value)}</text>')
+    y_labels.append(f'<text class="chart-axis-title" transform="translate(14 {TOP + plot_h / 2:.0f}) rotate(-90)" '
+                    f'text-anchor="middle">{escape(y_label)}</text>')
+    parts.extend(y_labels)
     count = len(points)
     slot = plot_w / max(count, 1)
     if kind == "bar":
@@ -119,4 +127,10 @@ def time_chart(points: list[tuple[dt.date, int]], *, title: str, y_label: str, k
     parts.append(f'<text class="chart-axis-title" x="{LEFT + plot_w / 2:.0f}" y="{HEIGHT - 6}" '
                  f'text-anchor="middle">Date (UTC)</text>')
     parts.append("</svg>")
-    return Chart(svg=mark_safe("".join(parts)), summary=summary)  # noqa: S308 - every text is escaped above
+    axis = (f'<svg class="chart-y-axis-svg" viewBox="0 0 {LEFT} {HEIGHT}" aria-hidden="true" focusable="false" '
+            f'preserveAspectRatio="xMinYMin meet" xmlns="http://www.w3.org/2000/svg">'
+            f'<rect class="chart-y-axis-bg" x="0" y="0" width="{LEFT}" height="{TOP + plot_h + 6}"/>'
+            f'<line class="chart-axis" x1="{LEFT - 0.5}" x2="{LEFT - 0.5}" y1="{TOP}" y2="{TOP + plot_h}"/>'
+            f'{"".join(y_labels)}</svg>')
+    return Chart(svg=mark_safe("".join(parts)), summary=summary,  # noqa: S308 - every text is escaped above
+                 axis=mark_safe(axis))  # noqa: S308 - the same escaped labels

@@ -152,11 +152,34 @@ def test_repository_tabs_tags_and_chart_on_a_phone(page: Page, live_hub, owner_a
     expect(bars.last.locator("title")).to_have_text(re.compile(r": 30$"))
     on_screen(bars.last)
     expect(page.locator(".chart-hint").first).to_be_visible()
+    # The y axis stays in view wherever the chart is scrolled: its labels are on screen and on top.
+    card = page.locator(".chart-card").first
+    scroller = card.locator(".chart-scroll")
+    assert scroller.evaluate("box => box.scrollWidth > box.clientWidth + 50")  # it does scroll on a phone
+    card.evaluate("card => card.scrollIntoView({block: 'start'})")  # the page only: the chart box keeps its place
+    for position in ("end", "middle", "start"):
+        scroller.evaluate("""(box, where) => {
+            const far = box.scrollWidth - box.clientWidth;  // right-to-left box: 0 is the right end
+            box.scrollLeft = where === "end" ? 0 : where === "middle" ? -far / 2 : -far; }""", position)
+        for label in ("0", "50", "Pulls"):
+            text = card.locator(".chart-y-axis text", has_text=re.compile(f"^{label}$"))
+            on_screen(text)
+            box = text.bounding_box()
+            assert box and box["x"] >= scroller.bounding_box()["x"] - 0.5
+            topmost = page.evaluate("([x, y]) => document.elementFromPoint(x, y).closest('.chart-y-axis') !== null",
+                                    [box["x"] + box["width"] / 2, box["y"] + box["height"] / 2])
+            assert topmost, f"the y label {label!r} is covered when scrolled to the {position}"
+    card.screenshot(path=str(screenshots_dir / "hub-phone-stats-axis-card-390.png"))  # on the oldest days
+    shoot(page, screenshots_dir, "phone-stats-axis")
+    page.set_viewport_size(PHONE)
+    page.reload()
+    on_screen(bars.last)  # the latest day again after a reload
     page.set_viewport_size(LAPTOP)
     page.reload()
     on_screen(bars.first, LAPTOP["width"])
     on_screen(bars.last, LAPTOP["width"])
     expect(page.locator(".chart-hint").first).to_be_hidden()
+    expect(card.locator(".chart-y-axis")).to_be_hidden()  # the chart fits: its own axis is enough
     shoot(page, screenshots_dir, "phone-stats")
 
 

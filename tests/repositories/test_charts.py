@@ -64,3 +64,15 @@ def test_y_ticks_are_whole_numbers():
 
 def test_nice_ceiling():
     assert [nice_ceiling(v) for v in (0, 1, 3, 7, 11, 240, 999)] == [1, 1, 5, 10, 20, 250, 1000]
+
+
+def test_the_y_axis_comes_alone_too_for_a_chart_that_scrolls():
+    chart = time_chart(points([0, 3, 10, 1]), title="Pulls per day", y_label="Pulls", chart_id="c1")
+    axis = str(chart.axis)
+    assert axis.startswith('<svg class="chart-y-axis-svg" viewBox="0 0 56 260" aria-hidden="true"')
+    assert axis.endswith("</svg>")
+    y_labels = r'<text class="chart-label" x="48" y="([\d.]+)"[^>]*>([^<]*)</text>'
+    assert re.findall(y_labels, axis) == re.findall(y_labels, str(chart.svg))  # the same ticks, same places
+    assert [label for _, label in re.findall(y_labels, axis)] == ["0", "2", "4", "6", "8", "10"]
+    assert ">Pulls</text>" in axis and "chart-bar" not in axis and "Date (UTC)" not in axis
+    assert 'class="chart-y-axis-bg"' in axis  # opaque: the bars scrolled under it do not show through
