@@ -38,6 +38,22 @@
     document.querySelectorAll("[data-copy][hidden], [data-copy-target][hidden]").forEach(function (b) { b.hidden = false; });
   });
 
+  // A stacked table's cells show their column's name on a phone (.table-stack in wharf.css, data-label):
+  // the site's tables write it in the markup; tables made by allauth's elements (templates/allauth/
+  // elements/table.html) cannot, so their cells get it from the header row here.
+  document.addEventListener("DOMContentLoaded", function () {
+    document.querySelectorAll("table.table-stack").forEach(function (table) {
+      var heads = table.querySelectorAll("thead th");
+      if (!heads.length) return;
+      table.querySelectorAll("tbody tr").forEach(function (row) {
+        Array.prototype.forEach.call(row.children, function (cell, index) {
+          var name = heads[index] ? heads[index].textContent.trim() : "";
+          if (name && cell.tagName === "TD" && !cell.hasAttribute("data-label")) cell.setAttribute("data-label", name);
+        });
+      });
+    });
+  });
+
   // A tab strip that scrolls sideways (phones wrap them, see .tabs in wharf.css) opens with its
   // current tab in view.
   document.addEventListener("DOMContentLoaded", function () {

@@ -277,3 +277,132 @@ def test_account_settings_tokens_and_organization_on_a_phone(page: Page, live_hu
     expect(page.locator("main")).not_to_contain_text("on the right")
     on_screen(page.get_by_role("heading", name="Grant access"))
     shoot(page, screenshots_dir, "phone-permissions")
+
+
+def no_sideways_scroll(page: Page) -> None:
+    """Nothing on the page is wider than the window (a phone would scroll the whole page sideways)."""
+    widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert widths[0] <= widths[1], f"{page.url} is {widths[0]} px wide in a {widths[1]} px window"
+
+
+def stacked_tables(page: Page) -> int:
+    """Every table in the page is stacked on a phone, each cell on screen under its column's name."""
+    tables = page.locator("main table")
+    for index in range(tables.count()):
+        table = tables.nth(index)
+        expect(table).to_have_class(re.compile(r"\btable-stack\b"))
+        cells = table.locator("tbody td")
+        for cell in range(cells.count()):
+            if cells.nth(cell).inner_text().strip():
+                on_screen(cells.nth(cell))
+    return tables.count()
+
+
+def test_the_allauth_pages_fit_a_phone(page: Page, live_hub, live_user, committed, screenshots_dir):
+    """Sign-in, sign-up, password, email and two-factor pages (allauth's, in the site's frame) at 390 px:
+    no page scrolls sideways and every table is stacked (issue 24 point 1)."""
+    from allauth.account.models import EmailAddress
+    from allauth.mfa.recovery_codes.internal.auth import RecoveryCodes
+    from allauth.mfa.totp.internal.auth import TOTP
+
+    from tests.conftest import PASSWORD
+    from tests.e2e.test_accounts_browser import totp_now
+
+    def visit(path: str) -> None:
+        """The page itself: through allauth's password check when it asks again (that page fits too)."""
+        page.goto(live_hub.url + path)
+        if "/reauthenticate/" in page.url:
+            no_sideways_scroll(page)
+            page.fill("#id_password", PASSWORD)
+            page.locator("main").get_by_role("button", name="Confirm", exact=True).click()
+            page.wait_for_url(live_hub.url + path)
+        assert page.url == live_hub.url + path  # not a sign-in page it sent us to
+
+    page.set_viewport_size(PHONE)
+    for path in ("/accounts/login/", "/accounts/signup/", "/accounts/password/reset/"):
+        page.goto(live_hub.url + path)
+        expect(page.locator("main h1")).to_be_visible()
+        no_sideways_scroll(page)
+
+    person = live_user()
+    with committed():
+        EmailAddress.objects.get_or_create(user=person, email=person.email,
+                                           defaults={"verified": True, "primary": True})
+    page.set_viewport_size(LAPTOP)
+    log_in(page, live_hub.url, person.username)
+    page.set_viewport_size(PHONE)
+    # (an unverified address keeps allauth from offering two-factor activation: added after those pages)
+    for path in ("/accounts/2fa/", "/accounts/2fa/totp/activate/", "/accounts/password/change/", "/accounts/email/"):
+        if path == "/accounts/email/":
+            with committed():
+                EmailAddress.objects.create(user=person, email=f"second-{person.username}@mail.example.com",
+                                            verified=False)
+        visit(path)
+        expect(page.locator("main h1")).to_be_visible()
+        no_sideways_scroll(page)
+        stacked_tables(page)
+        if path == "/accounts/email/":
+            on_screen(page.get_by_text(f"second-{person.username}@mail.example.com"))
+            on_screen(page.get_by_role("button", name="Re-send Verification"))
+            buttons = page.get_by_role("button", name="Remove").bounding_box()
+            below = page.get_by_role("heading", name="Add Email Address").bounding_box()
+            assert buttons and below and below["y"] >= buttons["y"] + buttons["height"] + 24, (buttons, below)
+            shoot(page, screenshots_dir, "phone-email")
+            page.set_viewport_size(PHONE)
+
+    secret = "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP"
+    with committed():  # two-factor on (which ends the session): the recovery codes and deactivation pages
+        TOTP.activate(person, secret)
+        RecoveryCodes.activate(person)
+    page.context.clear_cookies()
+    page.goto(f"{live_hub.url}/accounts/login/")
+    page.fill("#id_login", person.username)
+    page.fill("#id_password", PASSWORD)
+    page.locator("main").get_by_role("button", name="Sign In", exact=True).click()
+    page.fill("#id_code", totp_now(secret))
+    no_sideways_scroll(page)
+    page.locator("main").get_by_role("button", name="Sign In", exact=True).click()
+    expect(page.get_by_role("heading", name=re.compile("Welcome"))).to_be_visible()
+    for path in ("/accounts/2fa/", "/accounts/2fa/recovery-codes/", "/accounts/2fa/totp/deactivate/"):
+        visit(path)
+        expect(page.locator("main h1")).to_be_visible()
+        no_sideways_scroll(page)
+        stacked_tables(page)
+        if path == "/accounts/2fa/recovery-codes/":
+            shoot(page, screenshots_dir, "phone-recovery-codes")
+            page.set_viewport_size(PHONE)
+
+
+def test_an_allauth_table_is_stacked_with_its_column_names(page: Page, live_hub):
+    """No allauth page shows a table with the current settings (security keys and the sessions list are
+    off), but one would: allauth's own table elements, rendered through the site's element templates
+    with the site's CSS and JavaScript, stack at 390 px with each cell under its column's name."""
+    from django.template import Context, Origin, Template, engines
+
+    table = Template(
+        "{% load allauth %}{% element table %}{% element thead %}{% element tr %}"
+        "{% element th %}Key{% endelement %}{% element th %}Usage{% endelement %}{% element th %}{% endelement %}"
+        "{% endelement %}{% endelement %}{% element tbody %}{% element tr %}"
+        "{% element td %}YubiKey 5 NFC{% endelement %}{% element td %}Added on 2026-12-01. Last used 2 hours ago"
+        "{% endelement %}{% element td align='right' %}<a href='#'>Remove</a>{% endelement %}"
+        "{% endelement %}{% endelement %}{% endelement %}",
+        origin=Origin("allauth-table", template_name="tests/allauth-table.html"),  # allauth's element tag reads it
+        engine=engines["django"].engine).render(Context())
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_hub.url}/accounts/login/")  # the site's origin, stylesheet and script
+    page.set_content(
+        f'<!doctype html><html><head><meta name="viewport" content="width=device-width, initial-scale=1">'
+        f'<link rel="stylesheet" href="{live_hub.url}/static/css/wharf.css">'
+        f'<script src="{live_hub.url}/static/js/wharf.js"></script></head>'
+        f'<body><main class="container">{table}</main></body></html>')
+    expect(page.locator("main table")).to_have_class(re.compile(r"\btable-stack\b"))
+    expect(page.locator("main thead")).to_have_css("position", "absolute")  # the header row is hidden
+    row = page.locator("main tbody tr")
+    expect(row.locator("td")).to_have_count(3)
+    for label, text in (("Key", "YubiKey 5 NFC"), ("Usage", "Last used 2 hours ago")):
+        cell = row.locator(f"td[data-label='{label}']")
+        expect(cell).to_contain_text(text)
+        on_screen(cell)
+        assert cell.evaluate("cell => getComputedStyle(cell, '::before').content") == f'"{label}"'
+    on_screen(row.get_by_role("link", name="Remove"))
+    no_sideways_scroll(page)
