@@ -13,7 +13,9 @@ registry, with its token authentication, its redirects and every byte checked ag
   address that passed. Redirects are followed (at most MAX_REDIRECTS); an `Authorization` header is
   only ever sent to the origin it belongs to (the bearer token and Basic registry credentials to the
   mirror's origin, realm credentials to the realm's), and credentials never go over plain http to a
-  realm when the mirror itself is https.
+  realm when the mirror itself is https. Only a 401 from the mirror's own origin is answered: a redirect
+  target (a CDN) asking for authentication names no realm that Wharf asks for a token, so it can never
+  collect the mirror's credentials (UpstreamDenied instead).
 - Integrity: a manifest's digest is computed from its bytes (capped at MAX_MANIFEST_BYTES) and checked
   against the reference when it is a digest, and against the upstream's Docker-Content-Digest; a blob
   is hashed as it streams and BlobStream raises DigestMismatch after its last chunk when it does not
@@ -473,7 +475,9 @@ class UpstreamClient:
         authorization, token_key = None, None
         if hint is not None:
             authorization, token_key = self._kept_authorization(hint, repository)
-        response, _target = self._open(method, url, headers, authorization=authorization)
+        response, target = self._open(method, url, headers, authorization=authorization)
+        if response.status == 401 and _origin(target) != _origin(self._home):
+            self._refuse_foreign_challenge(response, target, repository)
         if response.status == 401:
             challenges = parse_challenges(response.headers.getlist("WWW-Authenticate"))
             _discard(response)
@@ -487,7 +491,9 @@ class UpstreamClient:
                 TOKENS.drop(token_key, authorization[7:])
             authorization = self._answer(challenge, repository, rejected=authorization)
             TOKENS.remember(hint_key, challenge)
-            response, _target = self._open(method, url, headers, authorization=authorization)
+            response, target = self._open(method, url, headers, authorization=authorization)
+            if response.status == 401 and _origin(target) != _origin(self._home):
+                self._refuse_foreign_challenge(response, target, repository)
             if response.status in (401, 403):
                 _discard(response)
                 raise UpstreamDenied(f"{self._where(repository)}: the upstream refused access "
@@ -495,6 +501,14 @@ class UpstreamClient:
         if 200 <= response.status < 300:
             return response
         self._fail(response, repository)
+
+    def _refuse_foreign_challenge(self, response, target: Target, repository: str):
+        """A host the upstream redirected to (a CDN) asks for authentication: it is never answered. Only
+        the upstream origin's own challenge names the realm that gets a token request (and the mirror's
+        credentials); a redirect target naming one could collect them."""
+        _discard(response)
+        raise UpstreamDenied(f"{self._where(repository)}: {target.host_header}, where the upstream redirected, "
+                             "asks for authentication (not answered)")
 
     def _credential_note(self) -> str:
         return ", with the mirror's credentials" if self._basic else ", anonymously"

@@ -633,11 +633,6 @@ def test_a_tag_that_moved_upstream_is_served_as_it_is_now(client, alice, upstrea
     assert response.content == now and response["Docker-Content-Digest"] == digest_of(now)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open (reported by helper-29): registry/mirror/upstream.py UpstreamClient._request takes the Bearer "
-    "challenge from the last response after redirects, so a host the upstream redirects a blob to (a CDN) "
-    "that answers 401 names a token realm of its choosing, and _fetch_token sends the mirror's Basic "
-    "credentials there (only the address rules apply)"))
 def test_a_redirect_target_cannot_collect_the_mirrors_credentials(client, alice, scripted, settings):
     settings.HUB_WEBHOOK_ALLOWED_NETWORKS = ["127.0.0.0/8"]  # the CDN and its realm pass the address rules
     service._clients.pop(PREFIX, None)
@@ -651,10 +646,45 @@ def test_a_redirect_target_cannot_collect_the_mirrors_credentials(client, alice,
             h, 307, b"", {"Location": f"http://127.0.0.1:{cdn.port}/blob"}))
         auth = pull(client, alice)
         assert client.get(f"/v2/{NAME}/manifests/latest", **auth, **ACCEPT).status_code == 200
-        client.get(f"/v2/{NAME}/blobs/{digest_of(blob)}", **auth)
+        response = client.get(f"/v2/{NAME}/blobs/{digest_of(blob)}", **auth)
         sent = [r.headers.get("Authorization", "") for r in collector.requests]
         assert not any(base64.b64encode(f"{UPSTREAM_USER}:{UPSTREAM_PASSWORD}".encode()).decode() in value
                        for value in sent), sent
+        assert collector.requests == []  # the CDN's realm is never asked, with or without credentials
+        assert len(cdn.requests) == 1 and "Authorization" not in cdn.requests[0].headers
+        assert response.status_code == 404 and b"layer" not in body_of(response)
+        assert not Blob.objects.filter(digest=digest_of(blob)).exists()
     finally:
         cdn.close()
         collector.close()
+
+
+def test_the_upstreams_own_challenge_after_a_same_host_redirect_is_answered(client, alice, scripted):
+    """A redirect on the upstream's own origin that asks for a token is still the upstream asking: the
+    realm it names gets the credentials, and the blob arrives (the fix above refuses foreign hosts only)."""
+    realm = scripted.url + "/token"
+    pair = base64.b64encode(f"{UPSTREAM_USER}:{UPSTREAM_PASSWORD}".encode()).decode()
+    blob = b"same host layer"
+    config = config_blob(salt="same host")
+    body = image_manifest(config, [blob])
+
+    def script(h):
+        if h.path.startswith("/token"):
+            if h.headers.get("Authorization") != f"Basic {pair}":
+                return reply(h, 401, b"{}")
+            return reply(h, 200, b'{"token": "good"}')
+        if h.headers.get("Authorization") != "Bearer good":
+            return reply(h, 401, b"{}", {"WWW-Authenticate": f'Bearer realm="{realm}",service="up"'})
+        if "/manifests/" in h.path:
+            return reply(h, 200, body, {"Content-Type": OCI_MANIFEST})
+        if h.path.endswith(digest_of(blob)):
+            return reply(h, 307, b"", {"Location": "/storage/blob"})
+        if h.path == "/storage/blob":
+            return reply(h, 200, blob)
+        return reply(h, 200, config)
+
+    scripted.script = script
+    auth = pull(client, alice)
+    assert client.get(f"/v2/{NAME}/manifests/latest", **auth, **ACCEPT).status_code == 200
+    response = client.get(f"/v2/{NAME}/blobs/{digest_of(blob)}", **auth)
+    assert response.status_code == 200 and body_of(response) == blob
