@@ -39,10 +39,11 @@
   });
 
   // A stacked table's cells show their column's name on a phone (.table-stack in wharf.css, data-label):
-  // the site's tables write it in the markup; tables made by allauth's elements (templates/allauth/
-  // elements/table.html) cannot, so their cells get it from the header row here.
+  // the site's tables write it in the markup (an actions cell stays unlabelled on purpose); tables made
+  // by allauth's elements (templates/allauth/elements/table.html, data-labels-from-header) cannot, so
+  // their cells get it from the header row here.
   document.addEventListener("DOMContentLoaded", function () {
-    document.querySelectorAll("table.table-stack").forEach(function (table) {
+    document.querySelectorAll("table.table-stack[data-labels-from-header]").forEach(function (table) {
       var heads = table.querySelectorAll("thead th");
       if (!heads.length) return;
       table.querySelectorAll("tbody tr").forEach(function (row) {

@@ -105,6 +105,7 @@ def test_repository_tabs_tags_and_chart_on_a_phone(page: Page, live_hub, owner_a
     expect(row.locator("[data-label='Platforms'] .chip")).to_have_text(["linux/amd64", "linux/arm64/v8"])
     expect(row.locator("[data-label='Size']")).to_have_text("12.4 MB")
     on_screen(row.get_by_role("link", name="Delete tag v1.2.3"))
+    expect(row.locator("td.actions")).not_to_have_attribute("data-label", re.compile(".*"))  # no "Actions" label
 
     # The tag's pull command (for the client chosen above the table: docker first, one line per row,
     # on screen) and its full digest copy from the list.
