@@ -413,6 +413,27 @@ def fetch_blob(*, repository: Repository, prefix: str, digest: str,
     return BlobFetch(repository=repository, prefix=prefix, digest=digest, lock=lock, stream=stream)
 
 
+def sliced(fetch: BlobFetch, start: int, end: int) -> Iterator[bytes]:
+    """Bytes [start, end] of a blob being fetched (a Range request on a miss): the client gets its range
+    as it passes; once it is past (or the client hung up), closing the fetch runs it on to the end and
+    stores the whole blob (see BlobFetch), as the requests waiting for it expect."""
+    chunks = iter(fetch)
+    offset = 0
+    try:
+        for chunk in chunks:
+            low, high = max(start - offset, 0), min(end + 1 - offset, len(chunk))
+            offset += len(chunk)
+            if low < high:
+                yield chunk[low:high]
+            if offset > end:
+                break
+    finally:
+        try:
+            chunks.close()
+        except UpstreamError:  # the rest failed (BlobFetch logged it, nothing stored); the range was sent
+            pass
+
+
 def store_only(chunks, *, digest: str) -> None:
     """Run a fetch to its end without a client reading it (a HEAD on a miss)."""
     try:

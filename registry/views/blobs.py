@@ -92,30 +92,51 @@ class BlobView(RegistryView):
             "Cache-Control": "max-age=31536000",
         }
 
-    def _mirrored(self, digest: str) -> Blob | StreamingHttpResponse:
-        """A blob of a mirrored repository: linked already, landed meanwhile, or fetched now (streamed)."""
+    def _mirrored(self, digest: str):
+        """A blob of a mirrored repository: linked already or landed meanwhile (a Blob), or a BlobFetch
+        this request runs (registry/mirror/service.py)."""
         from registry.mirror import service as mirror
 
         blob = mirror.linked_blob(self.repository, digest)
         if blob is not None:
             return blob
-        fetched = mirror.fetch_blob(repository=self.repository, prefix=self.mirror_prefix, digest=digest)
-        if isinstance(fetched, Blob):
-            return fetched
-        response = StreamingHttpResponse(iter(fetched), content_type="application/octet-stream")
-        if fetched.size is not None:
-            response["Content-Length"] = str(fetched.size)
+        return mirror.fetch_blob(repository=self.repository, prefix=self.mirror_prefix, digest=digest)
+
+    def _stream_miss(self, request: HttpRequest, fetched, digest: str) -> StreamingHttpResponse | None:
+        """The response streaming a blob fetched now: whole, or the range the client asked for (206) when
+        the upstream said the size. None when a Range cannot be answered while streaming (no size, or a
+        range the size does not satisfy): the blob is then stored whole and served from the store."""
+        from registry.mirror import service as mirror
+
+        range_header = request.META.get("HTTP_RANGE")
+        if not range_header:
+            response = StreamingHttpResponse(iter(fetched), content_type="application/octet-stream")
+            if fetched.size is not None:
+                response["Content-Length"] = str(fetched.size)
+        else:
+            try:
+                start, end = _parse_range(range_header, fetched.size) if fetched.size is not None else (None, None)
+            except RangeInvalid:
+                start = end = None
+            if start is None:
+                mirror.store_only(fetched, digest=digest)
+                return None
+            response = StreamingHttpResponse(mirror.sliced(fetched, start, end), status=206,
+                                              content_type="application/octet-stream")
+            response["Content-Range"] = f"bytes {start}-{end}/{fetched.size}"
+            response["Content-Length"] = str(end - start + 1)
         response["Docker-Content-Digest"] = digest
+        response["Accept-Ranges"] = "bytes"
         response[mirror.HEADER] = mirror.MISS
         return response
 
     def head(self, request: HttpRequest, digest: str) -> HttpResponse:
         if self.mirror_prefix is not None:
             fetched = self._mirrored(_digest_or_error(digest))
-            if isinstance(fetched, StreamingHttpResponse):  # fetch and store it, answer with nothing
+            if not isinstance(fetched, Blob):  # fetch and store it, answer with nothing
                 from registry.mirror.service import store_only
 
-                store_only(fetched.streaming_content, digest=_digest_or_error(digest))
+                store_only(fetched, digest=_digest_or_error(digest))
         blob = _linked_blob(self.repository, _digest_or_error(digest))
         _touch(blob)
         response = empty(200, self._headers(blob))
@@ -125,9 +146,13 @@ class BlobView(RegistryView):
 
     def get(self, request: HttpRequest, digest: str) -> HttpResponse:
         if self.mirror_prefix is not None:
-            fetched = self._mirrored(_digest_or_error(digest))
-            if isinstance(fetched, StreamingHttpResponse):
-                return fetched
+            digest = _digest_or_error(digest)
+            fetched = self._mirrored(digest)
+            if not isinstance(fetched, Blob):
+                response = self._stream_miss(request, fetched, digest)
+                if response is not None:
+                    return response
+                # stored whole: served from the store below, with its Range
         blob = _linked_blob(self.repository, _digest_or_error(digest))
         url = blob_store.url(blob.digest)
         if url is not None:  # the store serves it (a presigned S3 URL)

@@ -10,7 +10,7 @@ import pytest
 from django.db import connections
 
 from registry.mirror.upstream import UpstreamRateLimited, UpstreamUnavailable
-from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, RepositoryBlob, Tag
+from registry.models import Blob, BlobUpload, Manifest, ManifestBlob, ManifestChild, RepositoryBlob, Tag
 from repositories.models import Repository
 from tests.registry.helpers import bearer, digest_of, token_for
 from tests.registry.mirror.mirror_fakes import PREFIX, installed
@@ -259,3 +259,77 @@ def test_a_tag_deleted_upstream_goes_when_checked(client, alice, upstream, setti
     response = get_manifest(client, auth, name, "edge")
     assert response.status_code == 404 and response.json()["errors"][0]["code"] == "MANIFEST_UNKNOWN"
     assert not Tag.objects.filter(repository__namespace__name=PREFIX, name="edge").exists()
+
+
+LAYER = bytes(range(256)) * 40  # 10240 bytes, in the fake's 7-byte chunks
+
+
+def _pulled_manifest(client, alice, upstream):
+    upstream.add_image("library/alpine", "latest", layers=(LAYER,))
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "latest").status_code == 200
+    return name, auth
+
+
+def ranged(client, auth, name, digest, value):
+    response = client.get(f"/v2/{name}/blobs/{digest}", HTTP_RANGE=value, **auth)
+    body = b"".join(response.streaming_content) if response.streaming else response.content
+    return response, body
+
+
+@pytest.mark.parametrize(("value", "start", "end"), [
+    ("bytes=100-199", 100, 199), ("bytes=5000-", 5000, 10239), ("bytes=-40", 10200, 10239),
+    ("bytes=0-0", 0, 0), ("bytes=10000-99999", 10000, 10239),
+])
+def test_a_range_on_a_miss_is_answered_with_that_range_and_the_blob_is_stored(client, alice, upstream,
+                                                                              value, start, end):
+    name, auth = _pulled_manifest(client, alice, upstream)
+    response, body = ranged(client, auth, name, digest_of(LAYER), value)
+    assert response.status_code == 206, response.status_code
+    assert body == LAYER[start:end + 1]
+    assert response["Content-Range"] == f"bytes {start}-{end}/{len(LAYER)}"
+    assert response["Content-Length"] == str(end - start + 1)
+    assert response["Docker-Content-Digest"] == digest_of(LAYER) and response["X-Wharf-Mirror"] == "miss"
+    blob = Blob.objects.get(digest=digest_of(LAYER))  # fetched whole, verified and stored
+    assert blob.size == len(LAYER)
+    assert RepositoryBlob.objects.filter(repository__namespace__name=PREFIX, blob=blob).exists()
+    # The same range again is a hit served from the store, as for any blob.
+    response, again = ranged(client, auth, name, digest_of(LAYER), value)
+    assert response.status_code == 206 and again == body and "X-Wharf-Mirror" not in response
+    assert response["Content-Range"] == f"bytes {start}-{end}/{len(LAYER)}"
+    _, whole = read_blob(client, auth, name, digest_of(LAYER))
+    assert whole == LAYER and upstream.count("blob") == 1
+
+
+def test_a_range_the_blob_cannot_satisfy_on_a_miss_is_416_and_the_blob_is_stored(client, alice, upstream):
+    name, auth = _pulled_manifest(client, alice, upstream)
+    response, _ = ranged(client, auth, name, digest_of(LAYER), "bytes=20000-")
+    assert response.status_code == 416 and response["Content-Range"] == f"bytes */{len(LAYER)}"
+    assert Blob.objects.filter(digest=digest_of(LAYER)).exists()
+    response, body = ranged(client, auth, name, digest_of(LAYER), "bytes=1-2")
+    assert response.status_code == 206 and body == LAYER[1:3] and upstream.count("blob") == 1
+
+
+def test_a_range_on_a_miss_without_an_upstream_size_is_served_from_the_store(client, alice, upstream, monkeypatch):
+    from tests.registry.mirror.mirror_fakes import FakeBlobStream
+
+    name, auth = _pulled_manifest(client, alice, upstream)
+    unsized = FakeBlobStream.__init__
+
+    def no_size(self, *args, **kwargs):
+        unsized(self, *args, **kwargs)
+        self.size = None  # the upstream sent no Content-Length
+
+    monkeypatch.setattr(FakeBlobStream, "__init__", no_size)
+    response, body = ranged(client, auth, name, digest_of(LAYER), "bytes=300-301")
+    assert response.status_code == 206 and body == LAYER[300:302]
+    assert response["Content-Range"] == f"bytes 300-301/{len(LAYER)}"
+
+
+def test_a_range_on_a_tampered_miss_stores_nothing(client, alice, upstream):
+    name, auth = _pulled_manifest(client, alice, upstream)
+    upstream.tampered[digest_of(LAYER)] = b"X" * len(LAYER)
+    ranged(client, auth, name, digest_of(LAYER), "bytes=0-9")  # the rest is fetched after the range: refused
+    assert not Blob.objects.filter(digest=digest_of(LAYER)).exists()
+    assert not BlobUpload.objects.exists()
