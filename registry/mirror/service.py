@@ -40,6 +40,7 @@ from registry.errors import (
 )
 from registry.mirror import flight
 from registry.mirror.upstream import (
+    BlobInfo,
     DigestMismatch,
     FetchedManifest,
     UpstreamClient,
@@ -411,6 +412,21 @@ def fetch_blob(*, repository: Repository, prefix: str, digest: str,
         lock.release()
         raise
     return BlobFetch(repository=repository, prefix=prefix, digest=digest, lock=lock, stream=stream)
+
+
+def head_blob(*, repository: Repository, prefix: str, digest: str) -> BlobInfo:
+    """What the upstream says of a blob not linked here (a HEAD on a miss): asked with a HEAD, nothing
+    fetched or stored, so a HEAD costs neither the upstream's bandwidth nor the cache's room."""
+    try:
+        parsed = parse_digest(digest)
+    except InvalidDigest:
+        raise BlobUnknown(detail={"digest": digest}) from None
+    if parsed.algorithm != "sha256":
+        raise BlobUnknown("a mirror fetches sha256 blobs only", detail={"digest": digest})
+    try:
+        return client_for(prefix).head_blob(repository.name, digest)
+    except UpstreamError as exc:
+        raise _refusal(exc, missing=BlobUnknown(detail={"digest": digest})) from None
 
 
 def sliced(fetch: BlobFetch, start: int, end: int) -> Iterator[bytes]:

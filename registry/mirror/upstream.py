@@ -125,6 +125,12 @@ class FetchedManifest(ManifestInfo):
     body: bytes
 
 
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str  # the digest asked for (the upstream's Docker-Content-Digest, when it sends one, agrees)
+    size: int | None  # Content-Length, when the upstream said it
+
+
 # --- tokens, kept per process ------------------------------------------------------------------------
 
 
@@ -381,6 +387,40 @@ class UpstreamClient:
             raise UpstreamError(f"{self._where(repository)}: the blob is larger than {self.max_blob_bytes} bytes")
         return BlobStream(response, digest=digest, size=size, where=self._where(repository),
                           max_bytes=self.max_blob_bytes)
+
+    def head_blob(self, repository: str, digest: str) -> BlobInfo:
+        """Whether the upstream has the blob, and its size, without its body: a HEAD (redirects followed).
+        When the HEAD names no size, or a host it was redirected to refuses a HEAD (a URL signed for GET
+        only), the blob's GET is opened for its headers and closed before any of the body is read."""
+        if not DIGEST_RE.fullmatch(digest):
+            raise ValueError("not a digest")
+        self._check_name(repository)
+        path = f"/v2/{repository}/blobs/{digest}"
+        try:
+            response = self._request("HEAD", path, repository, {"Accept": "*/*"})
+        except (UpstreamNotFound, UpstreamRateLimited, UpstreamUnavailable, UpstreamRefused):
+            raise
+        except UpstreamError:  # denied or odd after a redirect: the GET below tells
+            response = None
+        if response is not None:
+            try:
+                response.read()
+                _finish(response)
+            except (urllib3.exceptions.HTTPError, OSError):
+                _close(response)
+        length = response.headers.get("Content-Length", "") if response is not None else ""
+        if not length.isdigit():
+            response = self._request("GET", path, repository, {"Accept": "*/*"})
+            _close(response)  # the body is never read
+            length = response.headers.get("Content-Length", "")
+        named = response.headers.get("Docker-Content-Digest", "").strip()
+        if named and DIGEST_RE.fullmatch(named) and named.partition(":")[0] == digest.partition(":")[0] \
+                and named != digest:
+            raise DigestMismatch(f"{self._where(repository)}: the upstream named digest {named} for {digest}")
+        size = int(length) if length.isdigit() else None
+        if size is not None and self.max_blob_bytes is not None and size > self.max_blob_bytes:
+            raise UpstreamError(f"{self._where(repository)}: the blob is larger than {self.max_blob_bytes} bytes")
+        return BlobInfo(digest=digest, size=size)
 
     def close(self) -> None:
         with self._pools_guard:

@@ -130,13 +130,32 @@ class BlobView(RegistryView):
         response[mirror.HEADER] = mirror.MISS
         return response
 
+    def _head_miss(self, digest: str) -> HttpResponse | None:
+        """A HEAD on a blob of a mirrored repository not linked here: the upstream is asked with a HEAD
+        and nothing is fetched or stored. None when the upstream names no size (then it is fetched and
+        stored, and answered from the store)."""
+        from registry.mirror import service as mirror
+
+        info = mirror.head_blob(repository=self.repository, prefix=self.mirror_prefix, digest=digest)
+        if info.size is None:
+            fetched = self._mirrored(digest)
+            if not isinstance(fetched, Blob):
+                mirror.store_only(fetched, digest=digest)
+            return None
+        return empty(200, {
+            "Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Accept-Ranges": "bytes",
+            "Content-Length": str(info.size), "Content-Type": "application/octet-stream", mirror.HEADER: mirror.MISS,
+        })
+
     def head(self, request: HttpRequest, digest: str) -> HttpResponse:
         if self.mirror_prefix is not None:
-            fetched = self._mirrored(_digest_or_error(digest))
-            if not isinstance(fetched, Blob):  # fetch and store it, answer with nothing
-                from registry.mirror.service import store_only
+            digest = _digest_or_error(digest)
+            from registry.mirror.service import linked_blob
 
-                store_only(fetched, digest=_digest_or_error(digest))
+            if linked_blob(self.repository, digest) is None:
+                response = self._head_miss(digest)
+                if response is not None:
+                    return response
         blob = _linked_blob(self.repository, _digest_or_error(digest))
         _touch(blob)
         response = empty(200, self._headers(blob))

@@ -9,6 +9,7 @@ import threading
 from registry.mirror import service
 from registry.mirror.config import Mirror
 from registry.mirror.upstream import (
+    BlobInfo,
     DigestMismatch,
     FetchedManifest,
     ManifestInfo,
@@ -95,6 +96,12 @@ class FakeUpstream:
         self._call("manifest", repository, reference)
         body, media_type = self._manifest(repository, reference)
         return FetchedManifest(digest=digest_of(body), media_type=media_type, size=len(body), body=body)
+
+    def head_blob(self, repository: str, digest: str) -> BlobInfo:
+        self._call("head_blob", repository, digest)
+        if (repository, digest) not in self.blobs:
+            raise UpstreamNotFound(f"blob {digest} not found")
+        return BlobInfo(digest=digest, size=len(self.blobs[(repository, digest)]))
 
     def open_blob(self, repository: str, digest: str) -> FakeBlobStream:
         self._call("blob", repository, digest)

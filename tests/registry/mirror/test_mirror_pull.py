@@ -159,8 +159,12 @@ def test_tampered_blob_is_neither_stored_nor_served_again(client, alice, upstrea
     with pytest.raises(Exception, match="expected"):
         b"".join(response.streaming_content)
     assert not Blob.objects.filter(digest=digest).exists()
-    response = client.head(f"/v2/{name}/blobs/{digest}", **auth)  # a HEAD fetches it again: refused
-    assert response.status_code == 400
+    response = client.head(f"/v2/{name}/blobs/{digest}", **auth)  # a HEAD asks the upstream, fetches nothing
+    assert response.status_code == 200 and response["Content-Length"] == str(len(b"honest bytes"))
+    assert not Blob.objects.filter(digest=digest).exists() and upstream.count("blob") == 1
+    response = client.get(f"/v2/{name}/blobs/{digest}", **auth)  # a GET fetches it again: refused again
+    with pytest.raises(Exception, match="expected"):
+        b"".join(response.streaming_content)
     assert not Blob.objects.filter(digest=digest).exists()
 
 
@@ -333,3 +337,29 @@ def test_a_range_on_a_tampered_miss_stores_nothing(client, alice, upstream):
     ranged(client, auth, name, digest_of(LAYER), "bytes=0-9")  # the rest is fetched after the range: refused
     assert not Blob.objects.filter(digest=digest_of(LAYER)).exists()
     assert not BlobUpload.objects.exists()
+
+
+def test_a_head_on_a_miss_asks_the_upstream_and_fetches_nothing(client, alice, upstream):
+    name, auth = _pulled_manifest(client, alice, upstream)
+    response = client.head(f"/v2/{name}/blobs/{digest_of(LAYER)}", **auth)
+    assert response.status_code == 200 and response.content == b""
+    assert response["Content-Length"] == str(len(LAYER))
+    assert response["Docker-Content-Digest"] == digest_of(LAYER) and response["X-Wharf-Mirror"] == "miss"
+    assert upstream.count("head_blob") == 1 and upstream.count("blob") == 0
+    assert not Blob.objects.filter(digest=digest_of(LAYER)).exists() and not BlobUpload.objects.exists()
+    # Unknown upstream: unknown here, nothing stored either.
+    response = client.head(f"/v2/{name}/blobs/{digest_of(b'not upstream')}", **auth)
+    assert response.status_code == 404
+    # After a GET stored it, a HEAD is a hit: answered from the store, the upstream not asked.
+    _, data = read_blob(client, auth, name, digest_of(LAYER))
+    assert data == LAYER
+    response = client.head(f"/v2/{name}/blobs/{digest_of(LAYER)}", **auth)
+    assert response.status_code == 200 and response["Content-Length"] == str(len(LAYER))
+    assert "X-Wharf-Mirror" not in response and upstream.count("head_blob") == 2
+
+
+def test_a_head_on_a_miss_when_the_upstream_is_down_is_unavailable(client, alice, upstream):
+    name, auth = _pulled_manifest(client, alice, upstream)
+    upstream.fail = UpstreamUnavailable("down")
+    response = client.head(f"/v2/{name}/blobs/{digest_of(LAYER)}", **auth)
+    assert response.status_code == 503 and not Blob.objects.filter(digest=digest_of(LAYER)).exists()

@@ -205,6 +205,16 @@ def test_missing_manifest_and_blob_are_not_found(upstream_registry, tokens):
         client.open_blob("library/alpine", "sha256:" + "0" * 64)
 
 
+def test_head_blob_tells_the_size_without_the_body(upstream_registry, tokens):
+    image = upstream_registry.images["library/alpine"]
+    client = client_for(upstream_registry.url)
+    for digest in image.layers:
+        info = client.head_blob("library/alpine", digest)
+        assert (info.digest, info.size) == (digest, len(image.blobs[digest]))
+    with pytest.raises(UpstreamNotFound):
+        client.head_blob("library/alpine", "sha256:" + "0" * 64)
+
+
 def test_a_realm_elsewhere_follows_the_outbound_rules(upstream_registry, tokens):
     """The realm is on another port (another origin): without loopback among the allowed networks it
     is refused, and the registry itself (the operator's choice) is still reached."""
@@ -351,6 +361,38 @@ def test_redirect_to_another_host_is_refused_unless_allowed(scripted):
         assert cdn_request.headers["Host"] == f"localhost:{cdn.port}"
         blob_requests = [r for r in scripted.requests if "/blobs/" in r.path]
         assert blob_requests[-1].headers["Authorization"] == "Bearer tok-abc"
+    finally:
+        cdn.close()
+
+
+def test_head_blob_sends_a_head_only(scripted):
+    scripted.script = lambda h: reply(h, 200, BLOB, {"Docker-Content-Digest": BLOB_DIGEST})
+    info = client_for(scripted.url).head_blob("library/alpine", BLOB_DIGEST)
+    assert info.size == len(BLOB) and [r.method for r in scripted.requests] == ["HEAD"]
+
+
+def test_head_blob_naming_another_digest_is_a_mismatch(scripted):
+    other = "sha256:" + "1" * 64
+    scripted.script = lambda h: reply(h, 200, BLOB, {"Docker-Content-Digest": other})
+    with pytest.raises(DigestMismatch):
+        client_for(scripted.url).head_blob("library/alpine", BLOB_DIGEST)
+
+
+def test_head_blob_over_the_size_cap_is_refused(scripted):
+    scripted.script = lambda h: reply(h, 200, BLOB)
+    with pytest.raises(UpstreamError, match="larger"):
+        client_for(scripted.url, max_blob_bytes=1000).head_blob("library/alpine", BLOB_DIGEST)
+
+
+def test_head_blob_refused_by_a_cdn_opens_the_get_for_its_headers_only(scripted):
+    """A CDN URL signed for GET refuses a HEAD: the GET is opened for its Content-Length and closed."""
+    cdn = Scripted()
+    try:
+        _registry_with_cdn(scripted, cdn, "127.0.0.1")
+        cdn.script = lambda h: reply(h, 403, b"signature") if h.command == "HEAD" else reply(h, 200, BLOB)
+        info = client_for(scripted.url).head_blob("library/alpine", BLOB_DIGEST)
+        assert info.size == len(BLOB)
+        assert [r.method for r in cdn.requests] == ["HEAD", "GET"]
     finally:
         cdn.close()
 
