@@ -70,10 +70,11 @@ ACTIONS: dict[str, tuple[str, str]] = {
     "account.sso_link": ("account", "Single sign-on identity linked"),
     "account.sso_unlink": ("account", "Single sign-on identity unlinked"),
     "account.sso_refused": ("account", "Single sign-on refused"),
+    "account.email_released": ("account", "Unconfirmed email address removed"),
 }
 GROUP_LABELS = {"repo": "Repository", "org": "Organization", "account": "Account", "plan": "Plan"}
 ACCOUNT_LEVEL = {"account.login", "account.login_failed", "account.registry_login", "account.sso_link",
-                 "account.sso_unlink", "account.sso_refused"}
+                 "account.sso_unlink", "account.sso_refused", "account.email_released"}
 SECRET_WORDS = ("secret", "token", "password", "key")
 
 

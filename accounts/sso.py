@@ -9,9 +9,15 @@ it; rows of allauth's SocialApp table are ignored). allauth runs the protocol; t
 - An identity not linked yet is linked by email only to an account whose same address is confirmed here,
   and never to a staff account or one with two-factor authentication: that person first signs in with the
   account's password and second factor, then links the provider from Settings → Single sign-on within
-  five minutes (`CONFIRM_SECONDS`). An address that an account uses unconfirmed is refused too.
+  five minutes (`CONFIRM_SECONDS`).
 - Otherwise it is a new account: the person picks a namespace name (the sign-up rules: reserved names,
-  tombstones), and the account has no usable password, so the CLI needs an access token.
+  tombstones), and the account has no usable password, so the CLI needs an access token. An address that
+  other accounts hold unconfirmed neither links to them nor stands in the way: anyone may add any address
+  unconfirmed, so the provider's word wins and those accounts lose it (`release_unconfirmed`, audited as
+  `account.email_released`; their confirmation links die with it). Only when the provider may not make
+  accounts is such an address refused instead, with a page that says to confirm it.
+- Claims a provider sends that allauth cannot read (no `sub`, values of the wrong type, NUL characters)
+  end at the sign-in failure page (401, accounts/views_sso.py), never a 500: `claims_problem`.
 
 Sign-ins, links, unlinks and refusals that concern an account are written to its audit log.
 """
@@ -23,6 +29,7 @@ import re
 import time
 
 import requests
+from allauth.account import app_settings as account_settings
 from allauth.account.internal.flows.login import get_authentication_records
 from allauth.account.models import EmailAddress
 from allauth.account.signals import user_signed_up
@@ -30,18 +37,22 @@ from allauth.core import context as allauth_context
 from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.mfa.models import Authenticator
 from allauth.mfa.utils import is_mfa_enabled
+from allauth.socialaccount import app_settings as socialaccount_settings
 from allauth.socialaccount.adapter import DefaultSocialAccountAdapter, _build_apps_from_settings
 from allauth.socialaccount.models import SocialAccount, SocialLogin
 from allauth.socialaccount.providers.oauth2.client import OAuth2Error
 from allauth.socialaccount.signals import social_account_added, social_account_removed
 from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
+from django.db.models import Exists, OuterRef, Q
 from django.dispatch import receiver
 from django.http import HttpRequest
 from django.shortcuts import render
 from django.urls import reverse
 
 from accounts import audit
+from accounts.models import User
 from accounts.throttles import client_address
 
 logger = logging.getLogger(__name__)
@@ -106,6 +117,45 @@ def recently_confirmed(request: HttpRequest, user) -> bool:
     return "mfa" in methods or not is_mfa_enabled(user, SECOND_FACTORS)
 
 
+# The claims allauth reads (extract_common_fields, populate_user): each a string when present.
+STRING_CLAIMS = ("email", "preferred_username", "name", "given_name", "family_name", "user_id", "picture")
+
+
+def _holds_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(key) or _holds_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
+
+
+def claims_problem(claims, uid_field: str = "sub") -> str:
+    """What makes a provider's claims (userinfo, or an ID token's) unusable, or "": allauth would fail on
+    them with a 500 (KeyError, TypeError, ValueError) or PostgreSQL would refuse to store them."""
+    if not isinstance(claims, dict):
+        return f"the claims are a JSON {type(claims).__name__}, not an object"
+    uid = claims.get(uid_field)
+    if uid is None:
+        return f"no `{uid_field}`"
+    if isinstance(uid, bool) or not isinstance(uid, (str, int)):  # str(uid) in allauth: an int reads
+        return f"`{uid_field}` is a {type(uid).__name__}, not a string"
+    if not str(uid):
+        return f"`{uid_field}` is empty"
+    if len(str(uid)) > socialaccount_settings.UID_MAX_LENGTH:
+        return f"`{uid_field}` is {len(str(uid))} characters long (at most {socialaccount_settings.UID_MAX_LENGTH})"
+    for claim in STRING_CLAIMS:
+        value = claims.get(claim)
+        if value is not None and not isinstance(value, str):
+            return f"`{claim}` is a {type(value).__name__}, not a string"
+    if len(claims.get("email") or "") > account_settings.EMAIL_MAX_LENGTH:
+        return f"`email` is longer than {account_settings.EMAIL_MAX_LENGTH} characters"
+    if _holds_nul(claims):
+        return "a claim holds a NUL character"
+    return ""
+
+
 def suggested_username(preferred: str, email: str) -> str:
     """A namespace-shaped suggestion from preferred_username or the email's local part (the person may change it)."""
     for candidate in (preferred or "", email.partition("@")[0]):
@@ -133,6 +183,47 @@ def refusal_response(request: HttpRequest, sociallogin: SocialLogin, refused: Re
                "connections_url": reverse("socialaccount_connections"), "login_url": reverse("account_login"),
                "email_url": reverse("account_email")}
     return render(request, "socialaccount/refused.html", context, status=403)
+
+
+def release_unconfirmed(request: HttpRequest | None, sociallogin: SocialLogin, email: str) -> list:
+    """The vouched address, on accounts that hold it unconfirmed (in Settings → Email addresses, or as the
+    account's email without a confirmed address behind it) while no account holds it confirmed: those
+    accounts lose it, so the person the provider vouched for gets it on their new account. Anyone may add
+    any address unconfirmed; that must neither open their account to the address's owner nor lock the owner
+    out. Their outstanding confirmation links stop working (the address they named is gone), an account
+    whose email it was falls back to another of its addresses, and each gets `account.email_released` in
+    its audit log (without this person's client address or name). Returns the accounts that lost it."""
+    confirmed = EmailAddress.objects.filter(user=OuterRef("pk"), email__iexact=email, verified=True)
+    released = []
+    with transaction.atomic():
+        holders = (User.objects.select_for_update()
+                   .filter(Q(email__iexact=email) | Exists(EmailAddress.objects.filter(
+                       user=OuterRef("pk"), email__iexact=email, verified=False)))
+                   .exclude(Exists(confirmed)).order_by("pk"))
+        for user in holders:
+            EmailAddress.objects.filter(user=user, email__iexact=email, verified=False).delete()
+            if user.email.lower() == email.lower():
+                fallback = (EmailAddress.objects.filter(user=user)
+                            .order_by("-primary", "-verified", "pk").first())
+                if fallback is not None and not fallback.primary:
+                    fallback.primary = True
+                    fallback.save(update_fields=["primary"])
+                user.email = fallback.email if fallback is not None else ""
+                user.save(update_fields=["email"])
+            with audit.audit_context(address=""):  # nobody of theirs acted: no actor, no address
+                audit.record("account.email_released", account=audit.user_account(user), name=user.username,
+                             data={"email": email, "provider": sociallogin.account.provider,
+                                   "reason": "vouched_by_provider"})
+            released.append(user)
+    if released:
+        logger.info("sso: %s vouched for %s, held unconfirmed by account(s) %s: released",
+                    sociallogin.account.provider, email, ", ".join(str(user.pk) for user in released))
+        if request is not None and hasattr(request, "_messages"):
+            messages.info(request, f"An account here had added {email} without confirming it; it no longer has "
+                                   "it. If that account is yours, sign in to it with its password instead, "
+                                   "confirm the address under Settings → Email addresses, then link "
+                                   f"{provider_name(sociallogin)} under Settings → Single sign-on.")
+    return released
 
 
 class SocialAccountAdapter(DefaultSocialAccountAdapter):
@@ -163,7 +254,8 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         return session
 
     def on_authentication_error(self, request, provider, error=None, exception=None, extra_context=None) -> None:
-        logger.warning("sso: sign-in through %s failed: %s %s", getattr(provider, "id", provider), error or "",
+        logger.warning("sso: sign-in through %s failed: %s %s",
+                       getattr(provider, "sub_id", None) or getattr(provider, "id", provider), error or "",
                        exception or "")
 
     def is_open_for_signup(self, request: HttpRequest, sociallogin: SocialLogin) -> bool:
@@ -175,8 +267,9 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
 
     def authenticate_by_email(self, sociallogin: SocialLogin):
         """An identity not linked yet: the account whose confirmed address is the vouched email, unless it
-        is guarded (staff, second factor). Linking to the signed-in account (process=connect) is decided in
-        pre_social_login instead."""
+        is guarded (staff, second factor). No account has it confirmed: a new account, and accounts holding
+        it unconfirmed lose it (release_unconfirmed); they are never signed in to. Linking to the signed-in
+        account (process=connect) is decided in pre_social_login instead."""
         if sociallogin.state.get("process") == "connect":
             return None
         request = self.request or allauth_context.request
@@ -184,13 +277,19 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
             email = vouched_email(sociallogin)
         except Refused:
             return None  # pre_social_login refuses it
-        address = EmailAddress.objects.filter(email__iexact=email).select_related("user").order_by("-verified").first()
+        address = (EmailAddress.objects.filter(email__iexact=email, verified=True).select_related("user")
+                   .order_by("pk").first())
         if address is None:
+            if self.is_open_for_signup(request, sociallogin):
+                release_unconfirmed(request, sociallogin, email)
+                return None
+            # No account may be made: a holder of the address unconfirmed is told how to confirm it.
+            unconfirmed = EmailAddress.objects.filter(email__iexact=email).select_related("user").order_by("pk").first()
+            if unconfirmed is not None:
+                raise ImmediateHttpResponse(refusal_response(
+                    request, sociallogin, Refused("local_unverified", email=email), user=unconfirmed.user))
             return None
         user = address.user
-        if not address.verified:
-            raise ImmediateHttpResponse(refusal_response(request, sociallogin, Refused("local_unverified", email=email),
-                                                         user=user))
         if needs_confirmation(user):
             raise ImmediateHttpResponse(refusal_response(
                 request, sociallogin, Refused("confirm", email=email, staff=bool(user.is_staff or user.is_superuser)),
@@ -210,6 +309,17 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
                                   staff=bool(request.user.is_staff or request.user.is_superuser))
         except Refused as refused:
             raise ImmediateHttpResponse(refusal_response(request, sociallogin, refused, user=target)) from None
+
+    def get_signup_form_initial_data(self, sociallogin: SocialLogin) -> dict:
+        """The namespace pick (shown or posted): an address claimed unconfirmed since the callback is released
+        again, so the vouched email is never "taken" by such a claim when the account is made."""
+        try:
+            email = vouched_email(sociallogin)
+        except Refused:
+            email = ""
+        if email and not EmailAddress.objects.filter(email__iexact=email, verified=True).exists():
+            release_unconfirmed(None, sociallogin, email)
+        return super().get_signup_form_initial_data(sociallogin)
 
     def populate_user(self, request: HttpRequest, sociallogin: SocialLogin, data):
         user = super().populate_user(request, sociallogin, data)

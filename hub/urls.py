@@ -19,6 +19,7 @@ urlpatterns = [
     # Single sign-on's pages exist only with providers configured (HUB_OIDC_PROVIDERS; README, "Single sign-on").
     *([] if settings.HUB_OIDC_PROVIDERS else [re_path(r"^accounts/(3rdparty|social|oidc)/", views.not_found)]),
     path("accounts/oidc/<str:provider_id>/login/", views_sso.oidc_login, name="openid_connect_login"),
+    path("accounts/oidc/<str:provider_id>/login/callback/", views_sso.oidc_callback, name="openid_connect_callback"),
     path("accounts/", include("allauth.urls")),
     path("", include("accounts.urls")),  # registers the account_name converter used below
     path("settings/activity", activity.activity, name="account_activity"),

@@ -236,12 +236,55 @@ def test_an_existing_account_is_linked_through_its_confirmed_email(client, sso):
 
 
 @pytest.mark.django_db
-def test_an_account_using_the_address_unconfirmed_is_not_linked(client, sso):
-    user = UserFactory(email="judy@acme.test")
-    EmailAddress.objects.create(user=user, email="judy@acme.test", verified=False, primary=True)
-    response = sso_sign_in(client, claims_for("judy@acme.test"))
+def test_an_address_held_unconfirmed_goes_to_the_person_the_provider_vouches_for(client, sso):
+    """Never linked to the account that added it unconfirmed, never a lock-out: a new account, and the
+    other account loses the address (its email falls back to its confirmed one), with an audit event that
+    names neither this person nor their client address."""
+    holder = UserFactory(email="judy@acme.test")
+    EmailAddress.objects.create(user=holder, email="judy@acme.test", verified=False, primary=True)
+    EmailAddress.objects.create(user=holder, email="judy@home.test", verified=True, primary=False)
+    response = sso_sign_in(client, claims_for("judy@acme.test", sub="judy"))
+    assert response.status_code == 302 and response["Location"] == reverse("socialaccount_signup")
+    page = client.get(reverse("socialaccount_signup")).content.decode()
+    assert "had added judy@acme.test without confirming it" in page
+    holder.refresh_from_db()
+    assert holder.email == "judy@home.test"
+    assert list(EmailAddress.objects.filter(user=holder).values_list("email", "primary", "verified")) == [
+        ("judy@home.test", True, True)]
+    released = AuditEvent.objects.get(account__user=holder, action="account.email_released")
+    assert released.data == {"email": "judy@acme.test", "provider": "acme-sso", "reason": "vouched_by_provider"}
+    assert released.actor is None and released.actor_name == "" and released.address == ""
+
+    assert client.post(reverse("socialaccount_signup"), {"username": "judyacme"}).status_code == 302
+    judy = User.objects.get(username="judyacme")
+    assert signed_in_user(client) == judy and judy.email == "judy@acme.test"
+    assert EmailAddress.objects.get(email="judy@acme.test").user == judy
+    assert EmailAddress.objects.get(email="judy@acme.test").verified
+    assert list(SocialAccount.objects.values_list("user", "uid")) == [(judy.pk, "judy")]
+
+
+@pytest.mark.django_db
+def test_an_account_whose_only_address_is_released_keeps_no_email(client, sso):
+    holder = UserFactory(email="kim@acme.test")  # the account's email, no address row behind it (admin-made)
+    sso_sign_in(client, claims_for("kim@acme.test"))
+    holder.refresh_from_db()
+    assert holder.email == "" and not EmailAddress.objects.filter(user=holder).exists()
+    assert AuditEvent.objects.filter(account__user=holder, action="account.email_released").exists()
+    assert client.post(reverse("socialaccount_signup"), {"username": "kimacme"}).status_code == 302
+    assert User.objects.get(username="kimacme").email == "kim@acme.test"
+
+
+@pytest.mark.django_db
+def test_without_sign_up_an_address_held_unconfirmed_is_refused_and_kept(client, sso, settings):
+    """The provider may not make accounts: nothing is taken from the account, whose page says to confirm."""
+    settings.HUB_SIGNUP_OPEN = False
+    holder = UserFactory(email="lou@acme.test")
+    EmailAddress.objects.create(user=holder, email="lou@acme.test", verified=False, primary=True)
+    response = sso_sign_in(client, claims_for("lou@acme.test"))
     assert response.status_code == 403 and 'data-reason="local_unverified"' in response.content.decode()
+    assert EmailAddress.objects.filter(user=holder, email="lou@acme.test", verified=False).exists()
     assert not SocialAccount.objects.exists()
+    assert not AuditEvent.objects.filter(action="account.email_released").exists()
 
 
 @pytest.mark.django_db

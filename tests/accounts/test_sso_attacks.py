@@ -12,6 +12,7 @@ through the provider. The provider's endpoints are answered by `responses`, as i
 from __future__ import annotations
 
 import json
+import re
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -19,10 +20,11 @@ import responses
 from allauth.account.models import EmailAddress
 from allauth.mfa.totp.internal.auth import TOTP
 from allauth.socialaccount.models import SocialAccount
+from django.core import mail
 from django.test import Client
 from django.urls import reverse
 
-from accounts.models import Namespace, User
+from accounts.models import AuditEvent, Namespace, User
 from accounts.services import user_delete
 from hub.settings import _oidc_providers
 from registry.mirror.config import Mirror
@@ -407,41 +409,217 @@ def test_a_providers_claims_are_escaped_on_the_refusal_page(client, sso):
 # --- Squatting an address -----------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open (reported by helper-29): an address another account holds unconfirmed blocks its owner's first "
-    "sign-in through the provider (403 local_unverified, accounts/sso.py authenticate_by_email), so any "
-    "tenant can lock the people of an allowed domain out of single sign-on by adding their addresses "
-    "unconfirmed to accounts of their own"))
-def test_an_unconfirmed_squatter_does_not_lock_the_addresss_owner_out(client, sso):
+def confirmation_links(to: str) -> list[str]:
+    return [match.group(1) for message in mail.outbox if message.to == [to]
+            for match in re.finditer(r"https?://[^/\s]+(/accounts/confirm-email/[^\s]+/)", message.body)]
+
+
+def squat(squatter: Client, *addresses: str) -> None:
+    """Mallory adds addresses that are not his, unconfirmed (as many as he likes)."""
+    for address in addresses:
+        response = squatter.post(reverse("account_email"), {"email": address, "action_add": ""})
+        assert response.status_code in (200, 302), response.status_code
+
+
+@pytest.fixture
+def squatter(sso):
     mallory = verified_user("mallory@elsewhere.test")
-    squatter = Client()
-    sign_in(squatter, mallory)
-    for address in ("wendy@acme.test", "xavier@acme.test"):  # as many as mallory likes, never confirmed
-        squatter.post(reverse("account_email"), {"email": address, "action_add": ""})
+    browser = Client()
+    sign_in(browser, mallory)
+    browser.mallory = mallory
+    return browser
+
+
+def test_an_unconfirmed_squatter_does_not_lock_the_addresss_owner_out(client, squatter):
+    """Wendy gets her own account with her address; mallory's claim on it is gone (and so is the
+    confirmation link it mailed to wendy: clicking it later confirms nothing for mallory), his other claims
+    stay, his account is never signed in to or linked, and his audit log says what he lost."""
+    mallory = squatter.mallory
+    squat(squatter, "wendy@acme.test", "xavier@acme.test")
     assert EmailAddress.objects.filter(user=mallory, email="wendy@acme.test", verified=False).exists()
+    [link] = confirmation_links("wendy@acme.test")
     response = sign_in_through(client, claims("wendy@acme.test", sub="wendy"))
-    assert not SocialAccount.objects.filter(user=mallory).exists()  # never linked to the squatter (holds today)
     assert response.status_code == 302 and response["Location"] == reverse("socialaccount_signup")
+    assert not user_of(client).is_authenticated
+    assert not SocialAccount.objects.filter(user=mallory).exists()
+    assert set(EmailAddress.objects.filter(user=mallory).values_list("email", flat=True)) == {
+        "mallory@elsewhere.test", "xavier@acme.test"}
+    assert AuditEvent.objects.get(account__user=mallory, action="account.email_released").data["email"] \
+        == "wendy@acme.test"
+    activity = squatter.get(reverse("account_activity")).content.decode()
+    assert "Unconfirmed email address removed" in activity and "wendy@acme.test" in activity
+
+    response = client.post(reverse("socialaccount_signup"), {"username": "wendyacme"})
+    assert response.status_code == 302
+    wendy = User.objects.get(username="wendyacme")
+    assert user_of(client) == wendy
+    assert list(EmailAddress.objects.filter(email__iexact="wendy@acme.test").values_list("user", "verified")) \
+        == [(wendy.pk, True)]
+    assert list(SocialAccount.objects.values_list("user", "provider", "uid")) == [(wendy.pk, "acme-sso", "wendy")]
+
+    assert Client().post(link).status_code == 404  # the old mail, clicked at last: nothing to confirm
+    assert not EmailAddress.objects.filter(user=mallory, email__iexact="wendy@acme.test").exists()
+    assert user_of(squatter) == mallory  # his session goes on, as his own account
+
+
+def test_a_squatter_who_made_the_address_his_accounts_email_loses_it_too(client, sso):
+    """Signed up with wendy's address (never confirmed): his account's email falls back to nothing."""
+    mallory = UserFactory(username="mallory", email="wendy@acme.test")
+    EmailAddress.objects.create(user=mallory, email="wendy@acme.test", verified=False, primary=True)
+    response = sign_in_through(client, claims("WENDY@acme.test", sub="wendy"))
+    assert response["Location"] == reverse("socialaccount_signup")
+    mallory.refresh_from_db()
+    assert mallory.email == "" and not EmailAddress.objects.filter(user=mallory).exists()
+    assert client.post(reverse("socialaccount_signup"), {"username": "wendyacme"}).status_code == 302
+    assert User.objects.get(email__iexact="wendy@acme.test").username == "wendyacme"
+    assert not SocialAccount.objects.filter(user=mallory).exists()
+
+
+def test_a_squatter_who_claims_the_address_again_before_the_namespace_pick_loses_it_again(client, squatter):
+    mallory = squatter.mallory
+    squat(squatter, "wendy@acme.test")
+    sign_in_through(client, claims("wendy@acme.test", sub="wendy"))
+    squat(squatter, "wendy@acme.test")  # between the callback and the form
+    assert EmailAddress.objects.filter(user=mallory, email="wendy@acme.test").exists()
+    response = client.post(reverse("socialaccount_signup"), {"username": "wendyacme"})
+    assert response.status_code == 302, response.content.decode()[:2000]
+    assert user_of(client).username == "wendyacme"
+    assert not EmailAddress.objects.filter(user=mallory, email="wendy@acme.test").exists()
+    assert AuditEvent.objects.filter(account__user=mallory, action="account.email_released").count() == 2
+
+
+def test_a_squatter_claiming_the_address_after_it_has_its_account_gains_nothing(client, squatter):
+    mallory = squatter.mallory
+    sign_in_through(client, claims("wendy@acme.test", sub="wendy"))
+    client.post(reverse("socialaccount_signup"), {"username": "wendyacme"})
+    client.post(reverse("account_logout"))
+    squat(squatter, "wendy@acme.test")
+    response = sign_in_through(client, claims("wendy@acme.test", sub="wendy"))
+    assert response.status_code == 302 and user_of(client).username == "wendyacme"
+    response = sign_in_through(Client(), claims("wendy@acme.test", sub="someone-else"))  # another identity
+    assert response.status_code == 302 and response["Location"] != reverse("socialaccount_signup")
+    assert not SocialAccount.objects.filter(user=mallory).exists()
+
+
+@pytest.mark.parametrize("owner_flags", [{}, {"is_staff": True}, {"two_factor": True}])
+def test_beside_a_confirmed_owner_a_squatter_changes_nothing(client, squatter, owner_flags):
+    """The other way round: wendy's account has the address confirmed and mallory claims it unconfirmed
+    (his row first). The usual linking rules apply to wendy's account alone: linked when it is an ordinary
+    account, refused for staff and two-factor accounts; mallory keeps his claim and gets nothing."""
+    mallory = squatter.mallory
+    squat(squatter, "wendy@acme.test")
+    wendy = verified_user("wendy@acme.test", is_staff=owner_flags.get("is_staff", False))
+    if owner_flags.get("two_factor"):
+        TOTP.activate(wendy, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+    response = sign_in_through(client, claims("Wendy@acme.test", sub="wendy"))
+    if owner_flags:
+        assert response.status_code == 403 and 'data-reason="confirm"' in response.content.decode()
+        assert not SocialAccount.objects.exists() and not user_of(client).is_authenticated
+        assert nothing_pending(client)
+    else:
+        assert response.status_code == 302 and user_of(client) == wendy
+        assert list(SocialAccount.objects.values_list("user", "uid")) == [(wendy.pk, "wendy")]
+    assert EmailAddress.objects.filter(user=mallory, email="wendy@acme.test", verified=False).exists()
+    assert not AuditEvent.objects.filter(action="account.email_released").exists()
+
+
+def test_an_address_the_provider_may_not_vouch_for_releases_nothing(client, squatter):
+    """Unverified by the provider, vouched by a provider for another domain, or a link with nobody signed
+    in: the claim stays where it is (only the provider's word on the address takes it away)."""
+    mallory = squatter.mallory
+    squat(squatter, "wendy@acme.test")
+    response = sign_in_through(client, claims("wendy@acme.test", verified=False))
+    assert response.status_code == 403 and 'data-reason="unverified"' in response.content.decode()
+    response = sign_in_through(client, claims("wendy@acme.test"), "beta-sso")
+    assert response.status_code == 403 and 'data-reason="domain"' in response.content.decode()
+    sign_in_through(client, claims("wendy@acme.test"), process="connect")
+    assert EmailAddress.objects.filter(user=mallory, email="wendy@acme.test", verified=False).exists()
+    assert not AuditEvent.objects.filter(action="account.email_released").exists()
+    assert not SocialAccount.objects.exists() and not user_of(client).is_authenticated
 
 
 # --- Malformed claims from a provider ------------------------------------------------------------------
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "open (reported by helper-29): malformed userinfo claims make the callback a 500 instead of the sign-in "
-    "failure page: no `sub` (KeyError in allauth's extract_uid), an empty or over-long `sub` (ValueError, "
-    "ImproperlyConfigured from allauth), a non-string `email` (TypeError in allauth's email validation), a "
-    "non-string preferred_username (TypeError in allauth's populate_user, called from accounts/sso.py "
-    "SocialAccountAdapter.populate_user)"))
-@pytest.mark.parametrize("userinfo", [
-    {"email": "yan@acme.test", "email_verified": True},
-    {"sub": "", "email": "yan@acme.test", "email_verified": True},
-    {"sub": "y" * 5000, "email": "yan@acme.test", "email_verified": True},
-    {"sub": "yan", "email": 5, "email_verified": True},
-    {"sub": "yan", "email": "yan@acme.test", "email_verified": True, "preferred_username": 12345},
-], ids=["no-sub", "empty-sub", "long-sub", "int-email", "int-username"])
-def test_malformed_claims_get_a_page_not_a_500(sso, userinfo):
+YAN = {"sub": "yan", "email": "yan@acme.test", "email_verified": True}
+
+
+@pytest.mark.parametrize(("userinfo", "logged"), [
+    ({"email": "yan@acme.test", "email_verified": True}, "no `sub`"),
+    ({**YAN, "sub": ""}, "`sub` is empty"),
+    ({**YAN, "sub": "y" * 5000}, "`sub` is 5000 characters long"),
+    ({**YAN, "sub": "y" * 192}, "`sub` is 192 characters long"),
+    ({**YAN, "sub": None}, "no `sub`"),
+    ({**YAN, "sub": True}, "`sub` is a bool"),
+    ({**YAN, "sub": ["yan"]}, "`sub` is a list"),
+    ({**YAN, "sub": {"id": "yan"}}, "`sub` is a dict"),
+    ({**YAN, "email": 5}, "`email` is a int"),
+    ({**YAN, "email": ["yan@acme.test"]}, "`email` is a list"),
+    ({**YAN, "email": "y" * 250 + "@acme.test"}, "`email` is longer than 254"),
+    ({**YAN, "preferred_username": 12345}, "`preferred_username` is a int"),
+    ({**YAN, "name": {"first": "Yan"}}, "`name` is a dict"),
+    ({**YAN, "given_name": ["Yan"]}, "`given_name` is a list"),
+    ({**YAN, "name": "Yan\x00Evil"}, "NUL"),
+    ({**YAN, "sub": "yan\x00"}, "NUL"),
+    ({**YAN, "groups": [{"x\x00": 1}]}, "NUL"),
+    (["yan"], "a JSON list"),
+    ("yan", "a JSON str"),
+    ({}, "no `sub`"),
+], ids=["no-sub", "empty-sub", "long-sub", "sub-192", "null-sub", "bool-sub", "list-sub", "dict-sub",
+        "int-email", "list-email", "long-email", "int-username", "dict-name", "list-given-name", "nul-name",
+        "nul-sub", "nul-nested", "list", "string", "empty"])
+def test_malformed_claims_get_a_page_not_a_500(sso, caplog, userinfo, logged):
+    """Every such answer ends at the sign-in failure page (the one an unreachable provider gets, 401), with
+    the reason in the log; nobody is signed in, no account or link is made, nothing is pending."""
     browser = Client(raise_request_exception=False)
     response = sign_in_through(browser, userinfo)
-    assert response.status_code in (401, 403), response.status_code
-    assert not user_of(browser).is_authenticated and not SocialAccount.objects.exists()
+    assert response.status_code == 401, response.status_code
+    assert "Sign-in through Acme SSO failed" in response.content.decode()
+    assert any(logged in record.getMessage() for record in caplog.records if record.name == "accounts.sso"), \
+        [record.getMessage() for record in caplog.records]
+    assert not user_of(browser).is_authenticated and nothing_pending(browser)
+    assert not SocialAccount.objects.exists() and not User.objects.filter(email__icontains="yan").exists()
+
+
+@pytest.mark.parametrize("sub", [7, "y" * 191, " yan "], ids=["integer", "191-characters", "spaces"])
+def test_claims_allauth_can_read_still_sign_in(client, sso, sub):
+    """What allauth reads well is not refused: an integer `sub` (taken as its digits), one of 191 characters."""
+    response = sign_in_through(client, {**YAN, "sub": sub, "preferred_username": "yanacme"})
+    assert response.status_code == 302 and response["Location"] == reverse("socialaccount_signup")
+    assert client.post(reverse("socialaccount_signup"), {"username": "yanacme"}).status_code == 302
+    assert SocialAccount.objects.get(user__username="yanacme").uid == str(sub)
+
+
+def failed_callback(client, mock_change, caplog, logged: str):
+    state = start(client)
+    with idp(ACME, claims("zoe@acme.test")) as mock:
+        mock_change(mock)
+        response = client.get("/accounts/oidc/acme-sso/login/callback/", {"code": "c0de", "state": state})
+    assert response.status_code == 401 and "Sign-in through Acme SSO failed" in response.content.decode()
+    assert any(logged in record.getMessage() for record in caplog.records), [r.getMessage() for r in caplog.records]
+    assert not user_of(client).is_authenticated and not SocialAccount.objects.exists()
+
+
+@pytest.mark.parametrize(("change", "logged"), [
+    (lambda mock: mock.replace(responses.GET, f"{ACME}/userinfo", body="<html>not json</html>"), "JSONDecodeError"),
+    (lambda mock: mock.replace(responses.POST, f"{ACME}/token", json={"access_token": "at", "expires_in": "soon"}),
+     "token answer could not be read"),
+    (lambda mock: mock.replace(responses.POST, f"{ACME}/token", json={"access_token": "at", "expires_in": 10**30}),
+     "token answer could not be read"),
+    (lambda mock: mock.replace(responses.GET, f"{ACME}/.well-known/openid-configuration", json=["x"]),
+     "discovery document could not be read"),
+    (lambda mock: mock.replace(responses.GET, f"{ACME}/.well-known/openid-configuration",
+                               json={"authorization_endpoint": f"{ACME}/authorize"}), "no `token_endpoint`"),
+], ids=["userinfo-not-json", "expires-in-word", "expires-in-huge", "discovery-list", "discovery-no-token"])
+def test_malformed_answers_at_the_callback_get_a_page_not_a_500(client, sso, caplog, change, logged):
+    failed_callback(client, change, caplog, logged)
+
+
+def test_a_malformed_discovery_document_at_the_login_step_gets_a_page_not_a_500(client, sso, caplog):
+    for document in (["x"], {"token_endpoint": f"{ACME}/token"}, {"authorization_endpoint": 5}):
+        with responses.RequestsMock() as mock:
+            mock.get(f"{ACME}/.well-known/openid-configuration", json=document)
+            response = Client(raise_request_exception=False).post("/accounts/oidc/acme-sso/login/?process=login")
+        assert response.status_code == 401, (document, response.status_code)
+        assert "Sign-in through Acme SSO failed" in response.content.decode()
+    assert sum("discovery document" in record.getMessage() for record in caplog.records) == 3
