@@ -47,6 +47,9 @@ class Repository(models.Model):
     # a rule (a regular expression matched against the whole tag) matches.
     immutable_tags = models.BooleanField(default=False, db_default=False)
     immutable_tags_rules = models.JSONField(default=list, db_default=[], blank=True)
+    # A mirrored repository (registry/mirror): when its upstream was last asked (a fetch or a tag's
+    # revalidation), shown as its "last upstream check"; the cache's eviction spares one asked lately.
+    upstream_checked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["namespace__name", "name"]

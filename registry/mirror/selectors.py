@@ -19,7 +19,7 @@ class MirrorRow:
     name: str  # "dockerhub/library/alpine": what to pull from Wharf
     upstream: str  # "docker.io/library/alpine"
     pull_count: int
-    last_checked_at: datetime  # the last upstream fetch or check (the row's updated_at)
+    last_checked_at: datetime | None  # the last upstream fetch or tag revalidation (upstream_checked_at)
     last_pulled_at: datetime | None
 
 
@@ -37,5 +37,5 @@ def mirrored_repositories(user, *, query: str = "", limit: int = 12) -> list[Mir
         rows = rows.filter(name__icontains=query.strip().lower())
     return [MirrorRow(name=f"{r.namespace.name}/{r.name}",
                       upstream=f"{settings.HUB_MIRRORS[r.namespace.name].display}/{r.name}",
-                      pull_count=r.pull_count, last_checked_at=r.updated_at, last_pulled_at=r.last_pulled_at)
+                      pull_count=r.pull_count, last_checked_at=r.upstream_checked_at, last_pulled_at=r.last_pulled_at)
             for r in rows[:limit]]

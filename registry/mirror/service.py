@@ -253,8 +253,11 @@ def _miss_flight(prefix: str, name: str, repository: Repository | None, referenc
 
 
 def _touch_check(repository: Repository) -> None:
-    """Record the last upstream check (shown with the repository): `updated_at` of its row."""
-    Repository.objects.filter(pk=repository.pk).update(updated_at=timezone.now())
+    """Record the last upstream check (a fetch or a tag's revalidation): shown with the repository in
+    explore and search, and eviction spares a repository checked lately (registry/mirror/eviction.py)."""
+    now = timezone.now()
+    Repository.objects.filter(pk=repository.pk).update(upstream_checked_at=now)
+    repository.upstream_checked_at = now
 
 
 def store_manifest(*, repository: Repository, fetched: FetchedManifest, tag: str | None) -> Manifest:

@@ -35,3 +35,39 @@ def test_explore_and_search_show_mirrors_to_those_who_may_pull(client, alice, up
     client.logout()
     settings.HUB_MIRROR_ANONYMOUS = True
     assert "mirror of docker.io/library/alpine" in client.get("/explore").content.decode()
+
+
+def test_the_last_upstream_check_is_when_the_upstream_was_asked(client, alice, upstream, settings):
+    """Not the row's updated_at, which any save moves: the time of the last fetch or revalidation."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from registry.mirror.selectors import mirrored_repositories
+    from repositories.models import Repository
+
+    upstream.add_image("library/alpine", "latest")
+    name = f"{PREFIX}/library/alpine"
+    auth = bearer(token_for(client, alice.username, f"repository:{name}:pull"))
+    before = timezone.now()
+    assert client.get(f"/v2/{name}/manifests/latest", **auth).status_code == 200
+    repository = Repository.objects.get(namespace__name=PREFIX, name="library/alpine")
+    assert repository.upstream_checked_at >= before  # the fetch
+
+    hours_ago = timezone.now() - timedelta(hours=3)
+    Repository.objects.filter(pk=repository.pk).update(upstream_checked_at=hours_ago)
+    repository.refresh_from_db()
+    repository.description = "edited"
+    repository.save()  # updated_at is now; the upstream was last asked three hours ago
+    client.get(f"/v2/{name}/manifests/latest", **auth)  # a hit within the TTL asks nothing
+    [row] = mirrored_repositories(alice)
+    assert row.last_checked_at == hours_ago
+    client.force_login(alice)
+    assert "last upstream check 3\xa0hours ago" in client.get("/explore").content.decode()
+
+    settings.HUB_MIRROR_TTL_SECONDS = 0  # the next pull revalidates the tag with a HEAD
+    moment = timezone.now()
+    client.get(f"/v2/{name}/manifests/latest", **auth)
+    assert upstream.count("head") == 1
+    [row] = mirrored_repositories(alice)
+    assert row.last_checked_at >= moment
