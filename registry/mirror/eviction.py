@@ -6,15 +6,26 @@ last pull, or its creation if it was never counted as pulled): its tags, manifes
 the blobs no other repository links are swept at once, as when a repository is deleted. What is
 evicted is fetched again on its next pull. Garbage collection needs nothing more: a mirrored
 repository's tags, index edges and blob references are recorded like a pushed one's.
+
+A repository in use is never evicted, so a client mid-pull never gets MANIFEST_UNKNOWN or BLOB_UNKNOWN
+for what it was just served: every mirrored manifest and blob request marks its repository active in
+the cache for ACTIVE_SECONDS (renewed while a blob is being fetched; cluster-wide with Redis), and
+eviction also spares a repository pulled or checked upstream within ACTIVE_SECONDS (the database's
+word, for nodes that do not share a cache). A cache over its bound stays over it until they go quiet.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import F, Sum
+from django.core.cache import cache
+from django.db.models import F, Q, Sum
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from accounts.models import Namespace
 from registry.models import Blob, RepositoryBlob
@@ -22,6 +33,40 @@ from repositories.models import Repository
 from repositories.services import repository_delete
 
 logger = logging.getLogger(__name__)
+
+
+ACTIVE_SECONDS = 600  # a repository pulled, fetched into or checked upstream this recently stays
+MARK_EVERY = 30.0  # a process marks a repository active at most this often (one cache write)
+_marked: dict[int, float] = {}
+_marked_lock = threading.Lock()
+
+
+def _active_key(repository_id: int) -> str:
+    return f"wharf:mirror:active:{repository_id}"
+
+
+def mark_active(repository_id: int | None) -> None:
+    """A request is using this mirrored repository: eviction leaves it alone for ACTIVE_SECONDS."""
+    if repository_id is None:
+        return
+    now = time.monotonic()
+    with _marked_lock:
+        if now - _marked.get(repository_id, -MARK_EVERY) < MARK_EVERY:
+            return
+        _marked[repository_id] = now
+        if len(_marked) > 10_000:
+            _marked.clear()
+    cache.set(_active_key(repository_id), 1, ACTIVE_SECONDS)
+
+
+def is_active(repository_id: int) -> bool:
+    return cache.get(_active_key(repository_id)) is not None
+
+
+def forget_marks() -> None:
+    """Forget this process's throttle of mark_active (tests)."""
+    with _marked_lock:
+        _marked.clear()
 
 
 def mirror_usage() -> int:
@@ -39,16 +84,24 @@ def evict_mirrors(max_bytes: int | None = None) -> list[str]:
     evicted: list[str] = []
     if usage <= limit:
         return evicted
+    recently = timezone.now() - timedelta(seconds=ACTIVE_SECONDS)
     candidates = (Repository.objects.select_related("namespace")
                   .filter(namespace__kind=Namespace.Kind.MIRROR)
+                  .exclude(Q(last_pulled_at__gte=recently) | Q(upstream_checked_at__gte=recently)
+                           | Q(created_at__gte=recently))
                   .annotate(used_at=Coalesce(F("last_pulled_at"), F("created_at")))
                   .order_by("used_at", "pk"))
+    spared = 0
     for repository in candidates.iterator():
         if usage <= limit:
             break
+        if is_active(repository.pk):  # a pull or a fetch is under way: its client must not lose it
+            spared += 1
+            continue
         name = repository.full_name
         repository_delete(repository=repository)
         evicted.append(name)
         usage = mirror_usage()
-    logger.info("mirror cache: evicted %d repositories, %d bytes left (bound %d)", len(evicted), usage, limit)
+    logger.info("mirror cache: evicted %d repositories, %d bytes left (bound %d), %d in use spared",
+                len(evicted), usage, limit, spared)
     return evicted

@@ -39,6 +39,7 @@ from registry.errors import (
     TooManyRequests,
 )
 from registry.mirror import flight
+from registry.mirror.eviction import mark_active
 from registry.mirror.upstream import (
     BlobInfo,
     DigestMismatch,
@@ -187,6 +188,8 @@ def serve_manifest(*, prefix: str, name: str, repository: Repository | None, ref
 
     `before_fetch` runs before anything is fetched (the puller's rate limit: a miss spends it).
     """
+    if repository is not None:
+        mark_active(repository.pk)  # eviction leaves a repository being pulled alone
     cached = _cached(repository, reference)
     if cached is not None and (is_digest_reference(reference) or not _check_due(repository, reference)):
         return Served(cached, HIT)
@@ -220,6 +223,7 @@ def serve_manifest(*, prefix: str, name: str, repository: Repository | None, ref
             raise _refusal(exc, missing=missing) from None
         if repository is None:
             repository = mirror_repository(prefix, name)
+        mark_active(repository.pk)
         _touch_check(repository)
         tag = None if is_digest_reference(reference) else reference
         manifest = store_manifest(repository=repository, fetched=fetched, tag=tag)
@@ -331,6 +335,9 @@ def _link_to_manifests(repository: Repository, blob: Blob) -> None:
 
 
 def linked_blob(repository: Repository, digest: str) -> Blob | None:
+    """The blob if it is linked to the mirrored repository (every blob request of a mirrored name asks
+    this first: it marks the repository in use, see registry/mirror/eviction.py)."""
+    mark_active(repository.pk)
     return Blob.objects.filter(digest=digest, repository_links__repository=repository).first()
 
 
@@ -364,6 +371,7 @@ class BlobFetch:
                         offset += writer.append(offset, pending)
                         pending, pending_size = [], 0
                     self.lock.renew()  # a Redis lease outlives a slow upstream (at most one call per 5 s)
+                    mark_active(self.repository.pk)  # and eviction waits for it (one cache write per 30 s)
                 if pending:
                     offset += writer.append(offset, pending)
                 computed = f"sha256:{hasher.hexdigest()}"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.core.cache import cache
 from django.utils import timezone
 
 from registry.blobstore import blob_store
+from registry.mirror import eviction
 from registry.mirror.eviction import evict_mirrors, mirror_usage
 from registry.models import Blob
 from registry.tasks import evict_mirrors_task
@@ -20,7 +22,19 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def upstream(settings, private_cache):
+    eviction.forget_marks()
     yield from installed(settings)
+    eviction.forget_marks()
+
+
+def gone_quiet(*names: str, days: int = 2) -> None:
+    """These mirrored repositories were last used `days` ago: no activity marks, old timestamps."""
+    then = timezone.now() - timedelta(days=days)
+    Repository.objects.filter(namespace__name=PREFIX, name__in=names).update(
+        last_pulled_at=then, upstream_checked_at=then, created_at=then)
+    for repository in Repository.objects.filter(namespace__name=PREFIX, name__in=names):
+        cache.delete(eviction._active_key(repository.pk))
+    eviction.forget_marks()
 
 
 def pull(client, user, name: str, digests: list[str]) -> None:
@@ -38,8 +52,8 @@ def test_least_recently_pulled_go_first(client, alice, upstream, settings):
     upstream.add_image("library/new", "latest", layers=(new_layer,))
     pull(client, alice, "library/old", [digest_of(old_layer)])
     pull(client, alice, "library/new", [digest_of(new_layer)])
-    Repository.objects.filter(name="library/old").update(last_pulled_at=timezone.now() - timedelta(days=2))
-    Repository.objects.filter(name="library/new").update(last_pulled_at=timezone.now())
+    gone_quiet("library/old", days=2)
+    gone_quiet("library/new", days=1)
     assert mirror_usage() == 12_000
     assert evict_mirrors(max_bytes=0) == []  # no bound: nothing goes
     assert evict_mirrors(max_bytes=20_000) == []
@@ -54,3 +68,56 @@ def test_least_recently_pulled_go_first(client, alice, upstream, settings):
 
     pull(client, alice, "library/old", [digest_of(old_layer)])  # evicted content is fetched again
     assert upstream.count("blob") == 3
+
+
+def _two_repositories(client, alice, upstream):
+    busy_layer, other_layer = b"b" * 6000, b"q" * 6000
+    upstream.add_image("library/busy", "latest", layers=(busy_layer,))
+    upstream.add_image("library/other", "latest", layers=(other_layer,))
+    pull(client, alice, "library/busy", [digest_of(busy_layer)])
+    pull(client, alice, "library/other", [digest_of(other_layer)])
+    gone_quiet("library/busy", days=3)  # the least recently used: the first to go when quiet
+    gone_quiet("library/other", days=1)
+    return busy_layer, other_layer
+
+
+def test_a_repository_being_pulled_is_not_evicted(client, alice, upstream):
+    """A client was just served the manifest and is about to ask for its blobs: eviction passes it by."""
+    busy_layer, _ = _two_repositories(client, alice, upstream)
+    auth = bearer(token_for(client, alice.username, f"repository:{PREFIX}/library/busy:pull"))
+    assert client.get(f"/v2/{PREFIX}/library/busy/manifests/latest", **auth).status_code == 200  # a hit
+    assert evict_mirrors(max_bytes=7000) == [f"{PREFIX}/library/other"]  # the other one goes instead
+    response = client.get(f"/v2/{PREFIX}/library/busy/blobs/{digest_of(busy_layer)}", **auth)
+    assert response.status_code == 200 and b"".join(response.streaming_content) == busy_layer
+    assert upstream.count("blob") == 2  # served from the cache, not fetched again
+
+    gone_quiet("library/busy", days=3)  # quiet again: now it can go
+    assert evict_mirrors(max_bytes=1) == [f"{PREFIX}/library/busy"]
+
+
+def test_a_repository_with_a_blob_fetch_in_flight_is_not_evicted(client, alice, upstream):
+    from registry.mirror import service
+
+    _two_repositories(client, alice, upstream)
+    late = b"L" * 3000
+    upstream.add_image("library/busy", "v2", layers=(late,))
+    auth = bearer(token_for(client, alice.username, f"repository:{PREFIX}/library/busy:pull"))
+    assert client.get(f"/v2/{PREFIX}/library/busy/manifests/v2", **auth).status_code == 200
+    repository = Repository.objects.get(namespace__name=PREFIX, name="library/busy")
+    gone_quiet("library/busy", days=3)
+    chunks = iter(service.fetch_blob(repository=repository, prefix=PREFIX, digest=digest_of(late)))
+    next(chunks)  # the fetch is under way (it marks the repository as it streams)
+    assert eviction.is_active(repository.pk)
+    assert f"{PREFIX}/library/busy" not in evict_mirrors(max_bytes=1)
+    assert b"".join(chunks)  # the fetch ends and stores the blob in its (still existing) repository
+    assert Blob.objects.filter(digest=digest_of(late), repository_links__repository=repository).exists()
+
+
+def test_a_repository_pulled_lately_on_another_node_is_not_evicted(client, alice, upstream):
+    """No activity mark (a node that does not share the cache), but the database says it was just used."""
+    _two_repositories(client, alice, upstream)
+    Repository.objects.filter(namespace__name=PREFIX, name="library/busy").update(last_pulled_at=timezone.now())
+    assert evict_mirrors(max_bytes=1) == [f"{PREFIX}/library/other"]
+    Repository.objects.filter(namespace__name=PREFIX, name="library/busy").update(
+        last_pulled_at=timezone.now() - timedelta(days=3), upstream_checked_at=timezone.now())
+    assert evict_mirrors(max_bytes=1) == []
