@@ -118,6 +118,24 @@ class ManifestChild(models.Model):
         return f"{self.parent_id} → {self.child_id}"
 
 
+class MirrorPendingLink(models.Model):
+    """A blob (or, for an index, a child manifest) a mirrored manifest names that was not here when the
+    manifest was stored (registry/mirror/service.py): when it lands, only these rows say which
+    manifests to link it to, so a fetch never re-reads the repository's manifests."""
+
+    manifest = models.ForeignKey(Manifest, on_delete=models.CASCADE, related_name="+")
+    digest = models.CharField(max_length=135)
+    is_child = models.BooleanField(default=False)  # a child manifest of an index, not a blob
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["manifest", "digest", "is_child"],
+                                               name="mirror_pending_link_unique")]
+        indexes = [models.Index(fields=["digest"], name="mirror_pending_link_digest")]
+
+    def __str__(self) -> str:
+        return f"{self.manifest_id} → {self.digest}"
+
+
 class Tag(models.Model):
     repository = models.ForeignKey("repositories.Repository", on_delete=models.CASCADE, related_name="tags")
     name = models.CharField(max_length=128)

@@ -50,7 +50,7 @@ from registry.mirror.upstream import (
     UpstreamNotFound,
     UpstreamRateLimited,
 )
-from registry.models import Blob, BlobUpload, Manifest, ManifestBlob, ManifestChild, Tag
+from registry.models import Blob, BlobUpload, Manifest, ManifestBlob, ManifestChild, MirrorPendingLink, Tag
 from registry.services import uploads
 from registry.services.manifests import _platforms_of_image, _platforms_of_index, is_digest_reference
 from repositories.models import Repository
@@ -294,11 +294,18 @@ def store_manifest(*, repository: Repository, fetched: FetchedManifest, tag: str
             },
         )
         if created:
-            linked = Blob.objects.filter(digest__in=blob_digests, repository_links__repository=repository)
+            linked = list(Blob.objects.filter(digest__in=blob_digests, repository_links__repository=repository))
             ManifestBlob.objects.bulk_create([ManifestBlob(manifest=manifest, blob=b) for b in linked],
                                              ignore_conflicts=True)
             ManifestChild.objects.bulk_create([ManifestChild(parent=manifest, child=c) for c in children.values()],
                                               ignore_conflicts=True)
+            # What is not here yet is linked when it lands (_link_to_manifests, _link_to_parents).
+            here = {b.digest for b in linked}
+            MirrorPendingLink.objects.bulk_create(
+                [MirrorPendingLink(manifest=manifest, digest=d) for d in blob_digests if d not in here]
+                + [MirrorPendingLink(manifest=manifest, digest=d, is_child=True)
+                   for d in child_digests if d not in children],
+                ignore_conflicts=True)
             _link_to_parents(repository, manifest)
         if tag is not None:
             Tag.objects.update_or_create(repository=repository, name=tag,
@@ -309,26 +316,30 @@ def store_manifest(*, repository: Repository, fetched: FetchedManifest, tag: str
     return manifest
 
 
-def _names(manifest: Manifest, what: str) -> set[str]:
-    try:
-        parsed = parse_manifest(bytes(manifest.content), manifest.media_type)
-    except InvalidManifest:
-        return set()
-    return set(parsed.blob_references() if what == "blobs" else parsed.manifest_references())
+def _pending(repository: Repository, digest: str, *, is_child: bool):
+    return MirrorPendingLink.objects.filter(digest=digest, is_child=is_child, manifest__repository=repository)
 
 
 def _link_to_parents(repository: Repository, child: Manifest) -> None:
-    """An index fetched before its child names it: record the edge (garbage collection follows it)."""
-    for parent in Manifest.objects.filter(repository=repository).exclude(platforms=[]).exclude(pk=child.pk):
-        if parent.is_index and child.digest in _names(parent, "manifests"):
-            ManifestChild.objects.get_or_create(parent=parent, child=child)
+    """An index fetched before its child names it: record the edge (garbage collection follows it).
+    Only the indexes that recorded the child as missing are read (MirrorPendingLink)."""
+    pending = dict(_pending(repository, child.digest, is_child=True).values_list("pk", "manifest_id"))
+    if pending:
+        ManifestChild.objects.bulk_create([ManifestChild(parent_id=p, child=child) for p in pending.values()],
+                                          ignore_conflicts=True)
+        MirrorPendingLink.objects.filter(pk__in=pending).delete()
 
 
 def _link_to_manifests(repository: Repository, blob: Blob) -> None:
-    """A blob fetched after the manifests naming it: record the references (garbage collection keeps it)."""
-    for manifest in Manifest.objects.filter(repository=repository):
-        if not manifest.is_index and blob.digest in _names(manifest, "blobs"):
-            ManifestBlob.objects.get_or_create(manifest=manifest, blob=blob)
+    """A blob fetched after the manifests naming it: record the references (garbage collection keeps it).
+    Only the manifests that recorded the blob as missing are read (MirrorPendingLink), so a fetch costs
+    two small queries however many manifests the repository holds."""
+    with transaction.atomic():
+        pending = dict(_pending(repository, blob.digest, is_child=False).values_list("pk", "manifest_id"))
+        if pending:
+            ManifestBlob.objects.bulk_create([ManifestBlob(manifest_id=m, blob=blob) for m in pending.values()],
+                                             ignore_conflicts=True)
+            MirrorPendingLink.objects.filter(pk__in=pending).delete()
 
 
 # --- Blobs --------------------------------------------------------------------------------------

@@ -363,3 +363,61 @@ def test_a_head_on_a_miss_when_the_upstream_is_down_is_unavailable(client, alice
     upstream.fail = UpstreamUnavailable("down")
     response = client.head(f"/v2/{name}/blobs/{digest_of(LAYER)}", **auth)
     assert response.status_code == 503 and not Blob.objects.filter(digest=digest_of(LAYER)).exists()
+
+
+def test_a_blob_fetch_reads_only_the_manifests_naming_it(client, alice, upstream, monkeypatch):
+    """Linking a fetched blob to the manifests that name it does not re-read the repository's manifests:
+    the links recorded when each manifest was stored say which (a constant number of queries)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from registry.mirror import service
+
+    shared = b"a base layer many tags share"
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    naming = []
+    for number in range(12):
+        layers = (shared, f"own layer {number}".encode()) if number % 4 == 0 else (f"own {number}".encode(),)
+        body = upstream.add_image("library/alpine", f"t{number}", layers=layers)
+        assert get_manifest(client, auth, name, f"t{number}").status_code == 200
+        if number % 4 == 0:
+            naming.append(digest_of(body))
+
+    parsed = []
+    real_parse = service.parse_manifest
+    monkeypatch.setattr(service, "parse_manifest", lambda *a, **k: parsed.append(a) or real_parse(*a, **k))
+    response, data = read_blob(client, auth, name, digest_of(shared))
+    assert response.status_code == 200 and data == shared
+    assert parsed == []  # no manifest was parsed again
+    linked = set(ManifestBlob.objects.filter(blob__digest=digest_of(shared))
+                 .values_list("manifest__digest", flat=True))
+    assert linked == set(naming)
+
+    repository = Repository.objects.get(namespace__name=PREFIX, name="library/alpine")
+    blob = Blob.objects.get(digest=digest_of(shared))
+    with CaptureQueriesContext(connection) as queries:
+        service._link_to_manifests(repository, blob)  # nothing pending any more: one query
+    assert len([q for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]) <= 2
+
+
+def test_the_migration_records_what_older_mirrored_manifests_still_miss(client, alice, upstream):
+    """registry migration 0005 fills MirrorPendingLink for manifests stored before it existed."""
+    import importlib
+
+    from django.apps import apps
+
+    from registry.models import MirrorPendingLink
+
+    migration = importlib.import_module("registry.migrations.0005_mirror_pending_link")
+    index, (amd, arm) = upstream.add_index("library/alpine", "latest")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "latest").status_code == 200
+    assert get_manifest(client, auth, name, digest_of(amd)).status_code == 200
+    expected = set(MirrorPendingLink.objects.values_list("manifest__digest", "digest", "is_child"))
+    assert (digest_of(index), digest_of(arm), True) in expected
+    assert any(d == digest_of(amd) and not child for d, _, child in expected)
+    MirrorPendingLink.objects.all().delete()
+    migration.record_pending(apps, None)
+    assert set(MirrorPendingLink.objects.values_list("manifest__digest", "digest", "is_child")) == expected
