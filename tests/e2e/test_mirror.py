@@ -255,6 +255,28 @@ def test_pull_through_cache(mirror_setup, tmp_path, test_images):
     clients.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{hub.host}/{PREFIX}/team/evil:v1",
                  f"dir:{tmp_path / 'evil-copy3'}"])
 
+    # A HEAD on an uncached blob asks the upstream with a HEAD and fetches nothing; a Range on it is
+    # answered with that range while the whole blob is fetched, verified and stored.
+    ranged = write_layout(tmp_path / "ranged", "v1", layer_sizes=(1_500_000,))
+    skopeo_push(registry.host, f"oci:{tmp_path / 'ranged'}:v1", "team/ranged:v1")
+    layer = ranged.layers[0]
+    name = f"{PREFIX}/team/ranged"
+    assert anonymous_get(hub, f"/v2/{name}/manifests/v1", scope_name=name).status_code == 200
+    token = requests.get(f"{hub.url}/token", params={"service": hub.host, "scope": f"repository:{name}:pull"},
+                         timeout=10).json()["token"]
+    auth = {"Authorization": f"Bearer {token}"}
+    head = requests.head(f"{hub.url}/v2/{name}/blobs/{layer}", headers=auth, timeout=30)
+    assert head.status_code == 200 and head.headers["Content-Length"] == str(len(ranged.blobs[layer]))
+    assert head.headers["X-Wharf-Mirror"] == "miss"
+    assert proxy.blob_fetches("team/ranged", layer) == 0 and proxy.seen[("HEAD", f"/v2/team/ranged/blobs/{layer}")]
+    part = requests.get(f"{hub.url}/v2/{name}/blobs/{layer}", headers={**auth, "Range": "bytes=1000000-1000099"},
+                        timeout=30)
+    assert part.status_code == 206 and part.content == ranged.blobs[layer][1_000_000:1_000_100]
+    assert part.headers["Content-Range"] == f"bytes 1000000-1000099/{len(ranged.blobs[layer])}"
+    whole = requests.get(f"{hub.url}/v2/{name}/blobs/{layer}", headers=auth, timeout=30)
+    assert whole.content == ranged.blobs[layer] and "X-Wharf-Mirror" not in whole.headers  # stored whole
+    assert proxy.blob_fetches("team/ranged", layer) == 1
+
     # The upstream answering 429: cached content is still served, and the response says it is stale.
     time.sleep(1.2)  # past the tag TTL: the next pull asks the upstream
     proxy.mode = "429"
