@@ -23,21 +23,21 @@ from pathlib import Path
 
 import requests
 
-from tests.live import BIN, REPO_ROOT, GiveUp, Loopback, free_port, log_tail, wait_until, wait_until_healthy
+from tests.live import (
+    BIN,
+    REPO_ROOT,
+    GiveUp,
+    Loopback,
+    free_port,
+    log_tail,
+    stop_process,
+    wait_until,
+    wait_until_healthy,
+)
 
 S3_ACCESS_KEY = "wharf-test"
 S3_SECRET_KEY = "wharf-test-secret"
 S3_REGION = "us-east-1"
-
-
-def _stop(process: subprocess.Popen, timeout: float = 10) -> None:
-    if process.poll() is None:
-        process.terminate()
-    try:
-        process.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(timeout=timeout)
 
 
 # --- S3 ------------------------------------------------------------------------------------------
@@ -68,7 +68,7 @@ class S3Server(Loopback):
                 "AWS_ACCESS_KEY_ID": S3_ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET_KEY}
 
     def stop(self) -> None:
-        _stop(self.process)
+        stop_process(self.process, timeout=10)
 
 
 def start_s3(root: Path) -> S3Server:
@@ -124,7 +124,7 @@ class Node(Loopback):
 
     def stop(self) -> None:
         if self.alive:
-            _stop(self.process, timeout=15)
+            stop_process(self.process, timeout=15)
 
 
 # --- The balancer --------------------------------------------------------------------------------
@@ -227,7 +227,7 @@ class Balancer(Loopback):
 
     def stop(self) -> None:
         if self.process is not None:
-            _stop(self.process)
+            stop_process(self.process, timeout=10)
 
 
 # --- The cluster ---------------------------------------------------------------------------------
@@ -335,7 +335,7 @@ class Cluster:
     def stop(self) -> None:
         self.balancer.stop()
         for worker in self.workers:
-            _stop(worker, timeout=20)
+            stop_process(worker, timeout=20)
         for node in self.nodes:
             node.stop()
 

@@ -94,12 +94,23 @@ def wait_until(predicate, timeout: float = 30.0, interval: float = 0.1, message:
     raise AssertionError(f"timed out waiting for {message}" + (f": {last_error!r}" if last_error else ""))
 
 
-def log_tail(path: Path) -> str:
+def log_tail(path: Path, size: int = 8000) -> str:
     """The end of a server's log file ("" before it exists)."""
     try:
-        return path.read_text(errors="replace")[-8000:]
+        return path.read_text(errors="replace")[-size:]
     except FileNotFoundError:
         return ""
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 20) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds; reaped either way."""
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=timeout)
 
 
 def wait_until_healthy(url: str, process: subprocess.Popen, log_path: Path, timeout: float = 60.0) -> None:
@@ -159,10 +170,7 @@ class LiveHub(Loopback):
                 proc.terminate()
         for proc in (self.build_worker, self.worker, self.process):
             if proc is not None:
-                try:
-                    proc.wait(timeout=20)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
+                stop_process(proc)
 
 
 _private_brokers = itertools.count(2)

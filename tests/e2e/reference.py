@@ -15,7 +15,7 @@ from pathlib import Path
 
 import requests
 
-from tests.live import GiveUp, Loopback, free_port, wait_until
+from tests.live import GiveUp, Loopback, free_port, log_tail, stop_process, wait_until
 
 REGISTRY_BINARY = "/usr/bin/docker-registry"
 
@@ -45,19 +45,10 @@ class ReferenceRegistry(Loopback):
         return bool(self.users)
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-8000:]
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_path)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        stop_process(self.process)
 
 
 def _config(root: Path, port: int, htpasswd: Path | None) -> str:

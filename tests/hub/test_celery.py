@@ -19,7 +19,7 @@ from celery import Celery
 
 from hub.celery import app as hub_app
 from tests.hub.support import hub_env, redis_db, run_django, settings_values
-from tests.live import BIN, wait_until
+from tests.live import BIN, stop_process, wait_until
 
 CELERY_SETTINGS = ("CELERY_BROKER_URL", "CELERY_BROKER_TRANSPORT_OPTIONS", "CACHES")
 WORKER_REDIS_DB = 11  # apart from database 0, where the session's live hub has its own worker
@@ -99,12 +99,7 @@ class Worker:
         return wait_until(ran, timeout=45, interval=0.2, message=f"the worker to run ping {token}")
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
+        stop_process(self.process)
         self.log.close()
 
 
