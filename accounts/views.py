@@ -16,7 +16,7 @@ from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 
-from accounts import services
+from accounts import services, token_once
 from accounts.adapter import THROTTLED_ATTRIBUTE
 from accounts.forms import (
     AccessTokenForm,
@@ -28,7 +28,7 @@ from accounts.forms import (
     TeamForm,
     TeamSettingsForm,
 )
-from accounts.models import AccessToken, Membership, Namespace, Organization, Team, User
+from accounts.models import Membership, Namespace, Organization, Team, User
 from registry import retention
 from registry.views import retention as retention_views
 from repositories.permissions import may_admin_organization
@@ -86,15 +86,18 @@ def account_delete(request: HttpRequest) -> HttpResponse:
 
 # --- Personal access tokens -----------------------------------------------------------------
 
+PERSONAL_TOKEN_KIND = "user"  # token_once's key for this page (an organization's page uses org:<pk>)
+
 
 @never_cache
 @login_required
 def token_list(request: HttpRequest) -> HttpResponse:
+    """The list and the creation form. A creation redirects here (a reload never creates a second token),
+    and this GET shows the new value once (accounts/token_once.py)."""
     form = AccessTokenForm(request.POST or None)
-    created: tuple[AccessToken, str] | None = None
     if request.method == "POST" and form.is_valid():
         try:
-            created = services.access_token_create(
+            token, secret = services.access_token_create(
                 user=request.user, label=form.cleaned_data["label"], scope=form.cleaned_data["scope"],
                 expires_at=form.expires_at,
             )
@@ -102,8 +105,10 @@ def token_list(request: HttpRequest) -> HttpResponse:
             field = "expires_on" if error.code == "expiry" else "label" if error.code == "label" else None
             form.add_error(field, _error_text(error))
         else:
-            form = AccessTokenForm()  # the secret is shown once, on this response only
+            token_once.keep(request, kind=PERSONAL_TOKEN_KIND, token=token, secret=secret)
+            return redirect(reverse("accounts:token_list") + "#new-token")
     tokens = services.user_access_tokens(user=request.user)
+    created = token_once.take(request, kind=PERSONAL_TOKEN_KIND, tokens=tokens) if request.method != "POST" else None
     context = {
         "form": form,
         "tokens": tokens,
@@ -112,7 +117,7 @@ def token_list(request: HttpRequest) -> HttpResponse:
         "has_mfa": services.user_has_mfa(request.user),
         "section": "tokens",
     }
-    return render(request, "accounts/token_list.html", context, status=201 if created else 200)
+    return render(request, "accounts/token_list.html", context, status=400 if request.method == "POST" else 200)
 
 
 @login_required

@@ -7,13 +7,13 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import AccessToken
-from accounts.services import access_token_authenticate, access_token_create
+from accounts.services import access_token_authenticate, access_token_create, organization_create
 
 
 def create(client, **data):
     payload = {"label": "laptop", "scope": "repo:write", "expires_on": ""}
     payload.update(data)
-    return client.post(reverse("accounts:token_list"), payload)
+    return client.post(reverse("accounts:token_list"), payload, follow=True)
 
 
 @pytest.mark.django_db
@@ -28,11 +28,37 @@ def test_tokens_page_empty_state(client, alice):
 def test_create_shows_secret_once(client, alice):
     client.force_login(alice)
     response = create(client)
-    assert response.status_code == 201
+    assert response.redirect_chain == [(reverse("accounts:token_list") + "#new-token", 302)]
     secret = response.context["created_secret"]
     assert secret.startswith(AccessToken.PREFIX)
     assert secret in response.content.decode()
     assert secret not in client.get(reverse("accounts:token_list")).content.decode()
+
+
+@pytest.mark.django_db
+def test_reloading_after_create_neither_creates_another_token_nor_shows_the_secret(client, alice):
+    """Post/redirect/get: the POST answers with a redirect, so a reload repeats the GET, not the creation."""
+    client.force_login(alice)
+    response = client.post(reverse("accounts:token_list"), {"label": "laptop", "scope": "repo:read"})
+    assert response.status_code == 302 and response["Location"] == reverse("accounts:token_list") + "#new-token"
+    assert AccessToken.PREFIX.encode() not in response.content
+    first = client.get(response["Location"])
+    secret = first.context["created_secret"]
+    assert secret and secret in first.content.decode()
+    reload = client.get(response["Location"])
+    assert reload.context["created_secret"] is None and secret not in reload.content.decode()
+    assert AccessToken.objects.filter(user=alice).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_new_personal_token_is_not_shown_on_an_organization_page(client, alice):
+    """The value kept for the personal page waits for it; another page's GET neither shows nor spends it."""
+    organization = organization_create(owner=alice, name="acmeco")
+    client.force_login(alice)
+    client.post(reverse("accounts:token_list"), {"label": "laptop", "scope": "repo:read"})
+    org_page = client.get(reverse("accounts:org_access_tokens", kwargs={"name": organization.name}))
+    assert org_page.context["created_secret"] is None
+    assert client.get(reverse("accounts:token_list")).context["created_secret"].startswith(AccessToken.PREFIX)
 
 
 @pytest.mark.django_db
@@ -66,7 +92,7 @@ def test_create_with_future_expiry(client, alice):
 def test_create_refuses_expiry_in_the_past(client, alice):
     client.force_login(alice)
     response = create(client, expires_on=(timezone.now() - timedelta(days=1)).date().isoformat())
-    assert response.status_code == 200
+    assert response.status_code == 400 and response.redirect_chain == []
     assert response.context["form"].errors["expires_on"] == ["The expiry date must be in the future."]
     assert not AccessToken.objects.exists()
 
