@@ -185,6 +185,22 @@ def refusal_response(request: HttpRequest, sociallogin: SocialLogin, refused: Re
     return render(request, "socialaccount/refused.html", context, status=403)
 
 
+def _holds_unconfirmed(email: str) -> Q:
+    """Accounts holding `email` without having it confirmed: as their email field or an unconfirmed address."""
+    confirmed = EmailAddress.objects.filter(user=OuterRef("pk"), email__iexact=email, verified=True)
+    unconfirmed = EmailAddress.objects.filter(user=OuterRef("pk"), email__iexact=email, verified=False)
+    return (Q(email__iexact=email) | Exists(unconfirmed)) & ~Exists(confirmed)
+
+
+def unconfirmed_staff_holder(email: str) -> User | None:
+    """A staff or superuser account holding `email` unconfirmed, typically an operator's account whose email
+    was typed in by `createsuperuser` or the admin, with no address row behind it. Such an account is not
+    stripped of the address by a sign-in (release_unconfirmed passes it over): the sign-in is refused as
+    local_unverified instead, so the operator confirms the address (then the usual rules for staff apply)."""
+    return (User.objects.filter(_holds_unconfirmed(email)).filter(Q(is_staff=True) | Q(is_superuser=True))
+            .order_by("pk").first())
+
+
 def release_unconfirmed(request: HttpRequest | None, sociallogin: SocialLogin, email: str) -> list:
     """The vouched address, on accounts that hold it unconfirmed (in Settings → Email addresses, or as the
     account's email without a confirmed address behind it) while no account holds it confirmed: those
@@ -192,14 +208,12 @@ def release_unconfirmed(request: HttpRequest | None, sociallogin: SocialLogin, e
     any address unconfirmed; that must neither open their account to the address's owner nor lock the owner
     out. Their outstanding confirmation links stop working (the address they named is gone), an account
     whose email it was falls back to another of its addresses, and each gets `account.email_released` in
-    its audit log (without this person's client address or name). Returns the accounts that lost it."""
-    confirmed = EmailAddress.objects.filter(user=OuterRef("pk"), email__iexact=email, verified=True)
+    its audit log (without this person's client address or name). Staff and superuser accounts are passed over
+(unconfirmed_staff_holder). Returns the accounts that lost it."""
     released = []
     with transaction.atomic():
-        holders = (User.objects.select_for_update()
-                   .filter(Q(email__iexact=email) | Exists(EmailAddress.objects.filter(
-                       user=OuterRef("pk"), email__iexact=email, verified=False)))
-                   .exclude(Exists(confirmed)).order_by("pk"))
+        holders = (User.objects.select_for_update().filter(_holds_unconfirmed(email))
+                   .exclude(is_staff=True).exclude(is_superuser=True).order_by("pk"))
         for user in holders:
             EmailAddress.objects.filter(user=user, email__iexact=email, verified=False).delete()
             if user.email.lower() == email.lower():
@@ -280,6 +294,12 @@ class SocialAccountAdapter(DefaultSocialAccountAdapter):
         address = (EmailAddress.objects.filter(email__iexact=email, verified=True).select_related("user")
                    .order_by("pk").first())
         if address is None:
+            operator_held = unconfirmed_staff_holder(email)
+            if operator_held is not None:
+                # An operator's account (createsuperuser, the admin) is never changed by another person's
+                # sign-in: its owner confirms the address first, then signs in or links.
+                raise ImmediateHttpResponse(refusal_response(
+                    request, sociallogin, Refused("local_unverified", email=email), user=operator_held))
             if self.is_open_for_signup(request, sociallogin):
                 release_unconfirmed(request, sociallogin, email)
                 return None

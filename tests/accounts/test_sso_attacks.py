@@ -475,6 +475,35 @@ def test_a_squatter_who_made_the_address_his_accounts_email_loses_it_too(client,
     assert not SocialAccount.objects.filter(user=mallory).exists()
 
 
+@pytest.mark.parametrize("flags", [{"is_staff": True}, {"is_superuser": True, "is_staff": True}])
+def test_an_operators_account_holding_the_address_unconfirmed_is_not_changed(client, sso, flags):
+    """`createsuperuser` and the admin set an account's email with no address row behind it. A sign-in
+    vouching for that address neither strips it from the operator's account nor makes a second account:
+    it is refused with the way forward (confirm the address with the password), and the account's log says so."""
+    root = UserFactory(username="rootops", email="ops@acme.test", **flags)
+    response = sign_in_through(client, claims("OPS@acme.test", sub="ops"))
+    assert response.status_code == 403 and 'data-reason="local_unverified"' in response.content.decode()
+    root.refresh_from_db()
+    assert root.email == "ops@acme.test"
+    assert list(User.objects.values_list("username", flat=True)) == ["rootops"]
+    assert not SocialAccount.objects.exists() and not user_of(client).is_authenticated and nothing_pending(client)
+    assert AuditEvent.objects.get(account__user=root, action="account.sso_refused").data["reason"] \
+        == "local_unverified"
+    assert not AuditEvent.objects.filter(action="account.email_released").exists()
+
+
+def test_an_ordinary_account_holding_the_address_only_as_its_email_loses_it(client, sso):
+    """The same account without staff rights (its email field set, no address row) is any other unconfirmed
+    holder: the vouched person gets a new account and the holder falls back to no email."""
+    holder = UserFactory(username="holder", email="wendy@acme.test")
+    response = sign_in_through(client, claims("wendy@acme.test", sub="wendy"))
+    assert response["Location"] == reverse("socialaccount_signup")
+    holder.refresh_from_db()
+    assert holder.email == ""
+    assert AuditEvent.objects.get(account__user=holder, action="account.email_released").data["email"] \
+        == "wendy@acme.test"
+
+
 def test_a_squatter_who_claims_the_address_again_before_the_namespace_pick_loses_it_again(client, squatter):
     mallory = squatter.mallory
     squat(squatter, "wendy@acme.test")
