@@ -7,8 +7,9 @@ except that nothing the provider answers makes a 500; each failure gets allauth'
 - a discovery document that is not a JSON object naming the endpoints the flow needs;
 - claims (userinfo, or the ID token's) that allauth cannot read or PostgreSQL cannot store: no `sub`, an
   empty or over-long one, a non-string email or preferred_username, a NUL character (sso.claims_problem),
-  checked before allauth reads them; whatever else allauth trips over while it reads them or the token
-  answer (UNREADABLE) ends the same way.
+  checked before allauth reads them, and a userinfo answer whose subject is not the ID token's (OpenID
+  Connect Core 5.3.2); whatever else allauth trips over while it reads them or the token answer
+  (UNREADABLE) ends the same way.
 """
 
 from __future__ import annotations
@@ -54,12 +55,17 @@ class CheckedOIDCAdapter(OpenIDConnectOAuth2Adapter):
         claims = super()._fetch_user_info(access_token)
         if problem := claims_problem(claims, self._uid_field()):
             raise OAuth2Error(f"userinfo claims: {problem}")
+        self._userinfo_subject = claims.get(self._uid_field())  # allauth reads userinfo before the ID token
         return claims
 
     def _decode_id_token(self, app: SocialApp, id_token: str) -> dict:
         claims = super()._decode_id_token(app, id_token)
         if problem := claims_problem(claims, self._uid_field()):
             raise OAuth2Error(f"ID token claims: {problem}")
+        userinfo_subject = getattr(self, "_userinfo_subject", None)
+        if userinfo_subject is not None and userinfo_subject != claims.get(self._uid_field()):
+            # OpenID Connect Core 5.3.2: a userinfo answer about someone else must not be used.
+            raise OAuth2Error("userinfo and ID token name different subjects")
         return claims
 
     def parse_token(self, data):

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 import responses
 from allauth.account.models import EmailAddress
@@ -652,3 +654,27 @@ def test_a_malformed_discovery_document_at_the_login_step_gets_a_page_not_a_500(
         assert response.status_code == 401, (document, response.status_code)
         assert "Sign-in through Acme SSO failed" in response.content.decode()
     assert sum("discovery document" in record.getMessage() for record in caplog.records) == 3
+
+
+def id_token(subject: str, email: str) -> str:
+    """An ID token as the token endpoint returns it (its signature is not checked on that direct answer)."""
+    return jwt.encode({"iss": ACME, "aud": "wharf", "iat": int(time.time()), "exp": int(time.time()) + 60,
+                       "sub": subject, "email": email, "email_verified": True}, "not-checked", algorithm="HS256")
+
+
+def with_id_token(subject: str):
+    return lambda mock: mock.replace(responses.POST, f"{ACME}/token", json={
+        "access_token": "at", "token_type": "Bearer", "expires_in": 60, "id_token": id_token(subject, "zoe@acme.test")})
+
+
+def test_a_userinfo_answer_about_another_subject_than_the_id_tokens_is_refused(client, sso, caplog):
+    """OpenID Connect Core 5.3.2: the userinfo `sub` must be the ID token's, or the answer is not used."""
+    failed_callback(client, with_id_token("someone-else"), caplog, "userinfo and ID token name different subjects")
+
+
+def test_a_userinfo_answer_about_the_id_tokens_subject_signs_in(client, sso):
+    state = start(client)
+    with idp(ACME, claims("zoe@acme.test", sub="zoe")) as mock:
+        with_id_token("zoe")(mock)
+        response = client.get("/accounts/oidc/acme-sso/login/callback/", {"code": "c0de", "state": state})
+    assert response.status_code == 302 and response["Location"] == reverse("socialaccount_signup")
