@@ -74,6 +74,7 @@ class AccountAdapter(DefaultAccountAdapter):
     def authenticate(self, request: HttpRequest, **credentials: Any):
         user = super().authenticate(request, **credentials)
         attempt: LoginAttempt | None = getattr(self, "_login_attempt", None)
-        if user is not None and attempt is not None:
-            attempt.succeeded()
+        if attempt is not None:
+            attempt.succeeded() if user is not None else attempt.failed()
+            self._login_attempt = None
         return user

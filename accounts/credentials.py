@@ -29,6 +29,7 @@ from accounts.models import AccessToken, OrganizationAccessToken, User
 from accounts.org_tokens import org_access_token_authenticate
 from accounts.services import access_token_authenticate, user_has_mfa
 from accounts.throttles import (
+    LoginAttempt,
     TooManyAttempts,
     account_for_identifier,
     client_address,
@@ -107,13 +108,14 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
     reason = ""
     if not username or not password or oversized:
         reason = "empty or oversized credentials"
-    elif not _password_matches(user, password):
+    elif not _password_matches_settling(attempt, user, password):
         reason = "unknown user, wrong password or unusable token"
     elif not user.is_active:
         reason = "inactive account"
     elif needs_token:
         reason = "two-factor authentication is on: a personal access token is required"
     if reason:
+        attempt.failed()
         logger.info("registry login refused for %r from %s: %s", username[:100], remote_addr, reason)
         if user is not None:  # only accounts that exist get a failed sign-in in their log
             audit.record("account.login_failed", account=audit.user_account(user), name=user.username,
@@ -128,6 +130,15 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
         audit.record("account.login", account=audit.user_account(user), name=user.username, actor=user,
                      address=remote_addr, data={"door": door})
     return Authenticated(user=user, token=None)
+
+
+def _password_matches_settling(attempt: LoginAttempt, user: User | None, password: str) -> bool:
+    """_password_matches; if it raises, the attempt is settled as a failure first (never left in flight)."""
+    try:
+        return _password_matches(user, password)
+    except BaseException:
+        attempt.failed()
+        raise
 
 
 def _audit_registry_login(user: User, address: str) -> None:
@@ -154,7 +165,7 @@ def authenticate_registry_credentials(username: str, password: str, *, remote_ad
     if organization_token is not None:
         return Authenticated(user=None, organization_token=organization_token)
     user = account_for_identifier(username) if username else None
-    login_attempt_begin(identifier=username, address=remote_addr, user=user)  # a failure, never taken back
+    login_attempt_begin(identifier=username, address=remote_addr, user=user).failed()  # never taken back
     logger.info("registry login refused for %r from %s: unusable organization access token", username[:100],
                 remote_addr)
     return None

@@ -15,6 +15,8 @@ HUB_BEHIND_PROXY is on (then the proxy's hop, the last one), never merely becaus
 from __future__ import annotations
 
 import hashlib
+import random
+import time
 from dataclasses import dataclass
 
 from allauth.account.models import EmailAddress
@@ -31,6 +33,8 @@ FAILURE_WINDOW_SECONDS = 300
 MAX_FAILURES_PER_ACCOUNT = 10  # per account, across doors and addresses, in the window
 MAX_FAILURES_PER_ADDRESS = 50  # per address, whatever accounts it tries, in the window
 MAX_ADDRESS_LENGTH = 64
+IN_FLIGHT_WAIT_SECONDS = 10  # how long an attempt waits for others in flight to settle (login_attempt_begin)
+PENDING_SECONDS = 120  # an in-flight mark whose request died (a crash between begin and its outcome) expires
 
 
 class TooManyAttempts(Exception):
@@ -89,29 +93,64 @@ def failure_keys(*, identifier: str, address: str, user: User | None) -> tuple[s
 
 @dataclass(frozen=True)
 class LoginAttempt:
-    """A password attempt, counted as a failure until it is known to have succeeded."""
+    """A password attempt, counted as a failure until it is known to have succeeded, and as in flight
+    until it is known either way (`pending`)."""
 
     keys: tuple[str, ...]
+    pending: tuple[str, ...] = ()
 
     def succeeded(self) -> None:
         """The password was right: take back the failure counted for it."""
         for key in self.keys:
             count_down(cache, key)
+        self._settled()
+
+    def failed(self) -> None:
+        """The password was wrong (or the account cannot use one): the failure stays counted."""
+        self._settled()
+
+    def _settled(self) -> None:
+        for key in self.pending:
+            count_down(cache, key)
+
+
+def _pending_key(key: str) -> str:
+    return f"{key}:pending"
+
+
+def _only_in_flight(key: str, budget: int) -> bool:
+    """Whether `key`'s budget is used up only by attempts still being checked (their outcome unknown), not
+    by failures: then a wait, not a refusal, is the answer."""
+    counted = int(cache.get(key) or 0)
+    in_flight = int(cache.get(_pending_key(key)) or 0)
+    return counted - in_flight < budget
 
 
 def login_attempt_begin(*, identifier: str, address: str, user: User | None) -> LoginAttempt:
     """Count a password attempt against the account and the address BEFORE checking the password, so
-    that parallel guesses cannot all pass a check made before any of them was counted; raise
-    TooManyAttempts (without checking it) once either budget is used up. Call `succeeded()` on the
-    result when the password was right. The window starts at the first failure and is not extended."""
+    that parallel guesses cannot all pass a check made before any of them was counted. Call `succeeded()`
+    on the result when the password was right, `failed()` when it was not. The window starts at the first
+    failure and is not extended.
+
+    Once either budget is used up, TooManyAttempts (the password is not checked). When what uses it up is
+    attempts still in flight rather than failures (a client logging in for twenty pulls at once, with the
+    right password), this one waits for them, up to REGISTRY_AUTH_IN_FLIGHT_WAIT seconds, instead of being
+    refused: no more than the budget is ever checked at once, so guessing gets no further."""
     window, per_account, per_address = _limits()
     account_key, address_key = failure_keys(identifier=identifier, address=address, user=user)
-    attempt = LoginAttempt(keys=(account_key, address_key))
-    over = count_up(cache, account_key, window) > per_account
-    over = count_up(cache, address_key, window) > per_address or over
-    if over:
+    budgets = ((account_key, per_account), (address_key, per_address))
+    deadline = time.monotonic() + float(getattr(settings, "REGISTRY_AUTH_IN_FLIGHT_WAIT", IN_FLIGHT_WAIT_SECONDS))
+    while True:
+        pending = tuple(_pending_key(key) for key, _budget in budgets)
+        for key in pending:  # before the failure count, so it never looks like more failures than there are
+            count_up(cache, key, PENDING_SECONDS)
+        attempt = LoginAttempt(keys=(account_key, address_key), pending=pending)
+        over = [(key, budget) for key, budget in budgets if count_up(cache, key, window) > budget]
+        if not over:
+            return attempt
         # Refused unchecked, so it is no failure: counted, it would outlast the attempts in flight that
         # caused it (the right password, sent in parallel by a client) and lock the account for the window.
         attempt.succeeded()
-        raise TooManyAttempts(retry_after=window)
-    return attempt
+        if time.monotonic() >= deadline or not all(_only_in_flight(key, budget) for key, budget in over):
+            raise TooManyAttempts(retry_after=window)
+        time.sleep(random.uniform(0.02, 0.08))

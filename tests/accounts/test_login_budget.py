@@ -3,6 +3,7 @@ X-Forwarded-For changes neither."""
 
 import base64
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -134,9 +135,10 @@ def test_client_address_behind_a_proxy_is_the_hop_it_appended(settings):
     assert client_address(request) == "192.0.2.44"
 
 
-def test_parallel_guesses_get_no_more_than_the_budget(db):
+def test_parallel_guesses_get_no_more_than_the_budget(db, settings):
     """Each attempt is counted before its password is checked, so guesses racing each other cannot all
-    pass a check made before any of them was counted."""
+    pass a check made before any of them was counted (the others wait for them, then are refused)."""
+    settings.REGISTRY_AUTH_IN_FLIGHT_WAIT = 0.3
     barrier = threading.Barrier(8)
     allowed = []
 
@@ -160,14 +162,64 @@ def test_a_second_email_address_names_the_same_account(alice):
     assert token_basic(alice.username, PASSWORD).status_code == 429
 
 
-def test_right_passwords_refused_while_others_were_in_flight_leave_no_failure_behind(alice):
-    """Twenty parallel logins with the right password (a `docker compose pull` of twenty images): the ten
-    refused because ten were being checked must not stay counted as failures and lock the account."""
+def begin_in_thread(alice, address: str = "198.51.100.7"):
+    """login_attempt_begin in a thread: (the future, when it started)."""
+    pool = ThreadPoolExecutor(1)
+    started = time.monotonic()
+    future = pool.submit(login_attempt_begin, identifier=alice.username, address=address, user=alice)
+    pool.shutdown(wait=False)
+    return future, started
+
+
+def test_a_login_beyond_the_budget_waits_for_those_in_flight_instead_of_being_refused(alice, settings):
+    """Twenty parallel logins with the right password (a `docker compose pull` of twenty images): the ones
+    past the ten being checked wait for them and go on; none is refused, and none stays counted."""
+    settings.REGISTRY_AUTH_IN_FLIGHT_WAIT = 30
     in_flight = [login_attempt_begin(identifier=alice.username, address="198.51.100.7", user=alice)
                  for _ in range(10)]
-    for _ in range(10):
-        with pytest.raises(TooManyAttempts):
-            login_attempt_begin(identifier=alice.username, address="198.51.100.7", user=alice)
+    waiting, started = begin_in_thread(alice)
+    time.sleep(0.4)
+    assert not waiting.done()  # the budget is used up by attempts in flight: it waits
+    in_flight.pop().succeeded()
+    attempt = waiting.result(timeout=10)
+    assert time.monotonic() - started >= 0.4
+    for each in [*in_flight, attempt]:
+        each.succeeded()
+    assert token_basic(alice.username, PASSWORD, REMOTE_ADDR="198.51.100.7").status_code == 200
+
+
+def test_a_waiting_login_is_refused_when_those_in_flight_turn_out_failures(alice, settings):
+    settings.REGISTRY_AUTH_IN_FLIGHT_WAIT = 30
+    in_flight = [login_attempt_begin(identifier=alice.username, address="198.51.100.7", user=alice)
+                 for _ in range(10)]
+    waiting, _started = begin_in_thread(alice)
+    time.sleep(0.3)
+    for attempt in in_flight:
+        attempt.failed()
+    with pytest.raises(TooManyAttempts):
+        waiting.result(timeout=10)
+    assert token_basic(alice.username, PASSWORD, REMOTE_ADDR="198.51.100.7").status_code == 429
+
+
+def test_a_budget_spent_on_failures_refuses_at_once_without_waiting(alice, settings):
+    settings.REGISTRY_AUTH_IN_FLIGHT_WAIT = 30
+    spend_the_account_budget(alice)
+    started = time.monotonic()
+    with pytest.raises(TooManyAttempts):
+        login_attempt_begin(identifier=alice.username, address="198.51.100.7", user=alice)
+    assert time.monotonic() - started < 2
+
+
+def test_waiting_for_those_in_flight_ends_at_the_deadline(alice, settings):
+    """Attempts that never settle (their requests still hashing, or dead) hold the others no longer than
+    REGISTRY_AUTH_IN_FLIGHT_WAIT; then the answer is a refusal, and it leaves no failure behind."""
+    settings.REGISTRY_AUTH_IN_FLIGHT_WAIT = 0.5
+    in_flight = [login_attempt_begin(identifier=alice.username, address="198.51.100.7", user=alice)
+                 for _ in range(10)]
+    started = time.monotonic()
+    with pytest.raises(TooManyAttempts):
+        login_attempt_begin(identifier=alice.username, address="198.51.100.7", user=alice)
+    assert 0.5 <= time.monotonic() - started < 5
     for attempt in in_flight:
         attempt.succeeded()
     assert token_basic(alice.username, PASSWORD, REMOTE_ADDR="198.51.100.7").status_code == 200

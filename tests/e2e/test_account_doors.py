@@ -105,3 +105,22 @@ def test_forwarded_headers_from_loopback_are_ignored_without_a_proxy(live_hub, l
     response = requests.get(f"{live_hub.url}/v2/repositories/{user.username}/", params={"page_size": 1},
                             headers={"X-Forwarded-Proto": "https", "X-Forwarded-Ssl": "on"}, timeout=10)
     assert response.json()["next"].startswith(f"{live_hub.url}/")
+
+
+def test_a_burst_of_logins_with_the_right_password_is_never_refused(live_hub, live_user):
+    """A CI job pulling forty-eight images at once, each skopeo or docker process logging in with the stored
+    password: more than the failure budget (10) are checked at the same time on the hub's 16 threads. Those
+    past the budget wait for the ones in flight instead of getting 429 "too many failed login attempts"."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    user = live_user()
+
+    def log_in(_number: int) -> int:
+        return requests.get(f"{live_hub.url}/token", params={"service": live_hub.host,
+                                                             "scope": f"repository:{user.username}/app:pull"},
+                            auth=(user.username, PASSWORD), timeout=60).status_code
+
+    for _burst in range(2):
+        with ThreadPoolExecutor(48) as pool:
+            statuses = list(pool.map(log_in, range(48)))
+        assert statuses == [200] * 48, statuses
