@@ -9,6 +9,11 @@ it asserts nothing and only prints figures.
 
     .venv/bin/python bench/registry.py [--mib 512] [--big-mib 1024] [--runs 3]
 
+Then, with both registries still up, the concurrent load of bench/registry_load.py: 16 and 64 simultaneous
+skopeo pulls and pushes and zb's mixed workload (75% pulls, 25% pushes of 1, 10 and 100 MiB), printed in a
+second table (--load-only: only that; --no-load: without it; --load-clients 16,64, --load-sizes 1,10,100,
+--load-ops, --load-mib, --load-runs, --load-skip pull,push,mixed).
+
 With --ab gthread,gevent it measures Wharf alone, one gunicorn worker class against another on the
 same data (--ab-limits: pull rate limits off against on, every manifest GET counted): the variants
 take turns (A, B, A, B, …, --runs rounds each), so a shared host's changing
@@ -37,6 +42,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench import registry_load  # noqa: E402
 from tests.e2e.images import build_large_image  # noqa: E402
 from tests.e2e.reference import start_reference  # noqa: E402
 from tests.live import Loopback, free_port, wait_until_healthy  # noqa: E402
@@ -304,9 +310,12 @@ def main() -> None:
     parser.add_argument("--wrk-seconds", type=int, default=10)
     parser.add_argument("--ab", metavar="CLASS,CLASS", help="Wharf alone, worker classes in turn (gthread,gevent)")
     parser.add_argument("--ab-limits", action="store_true", help="Wharf alone, pull rate limits off and on in turn")
+    registry_load.add_arguments(parser)
     args = parser.parse_args()
     if args.ab or args.ab_limits:
         return main_ab(args)
+    if args.load_only:
+        return main_load(args)
 
     work = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
     home = work / "home"
@@ -347,6 +356,8 @@ def main() -> None:
         big = build_large_image(work / "big", args.big_mib, tag="bench")
         peak = peak_rss_during(hub, lambda: skopeo_push(hub.host, big.ref, f"{USER}/big{time.monotonic_ns()}",
                                                           f"{USER}:{PASSWORD}", home))
+        load_targets = loaded(hub, reference)
+        load_rows = [] if args.no_load else registry_load.run(args, work, load_targets, USER)
     finally:
         hub.stop()
         reference.stop()
@@ -364,6 +375,30 @@ def main() -> None:
         print(f"| {key} | {ours:.2f} | {theirs:.2f} | {ratio:.2f}× | {target}{verdict} |")
     verdict = "met" if peak < 150 else "NOT met"
     print(f"| peak RSS per gunicorn worker, {args.big_mib} MiB push | {peak:.0f} MiB | | | < 150 MiB {verdict} |")
+    if load_rows:
+        registry_load.print_report(load_rows, load_targets)
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def loaded(hub: Hub, reference) -> list[registry_load.LoadTarget]:
+    """The two registries for bench/registry_load.py: Wharf with token auth as the bench user, the reference
+    without auth."""
+    return [registry_load.LoadTarget("Wharf", hub.host, (USER, PASSWORD)),
+            registry_load.LoadTarget("reference", reference.host)]
+
+
+def main_load(args: argparse.Namespace) -> None:
+    """--load-only: both registries started as for the full run, then only the concurrent load."""
+    work = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
+    hub = Hub(work / "hub")
+    reference = start_reference(work / "reference")
+    try:
+        targets = loaded(hub, reference)
+        rows = registry_load.run(args, work, targets, USER)
+    finally:
+        hub.stop()
+        reference.stop()
+    registry_load.print_report(rows, targets)
     shutil.rmtree(work, ignore_errors=True)
 
 
