@@ -15,6 +15,9 @@ import base64
 import binascii
 import hashlib
 import logging
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -75,12 +78,62 @@ class OrganizationTokenNotAccepted(AccessTokenRequired):
                   "they cannot sign in to the Hub API")
 
 
+class VerifiedPasswords:
+    """Passwords this process has verified lately, so that a client logging in for every pull (`docker`,
+    `podman` and `skopeo` send the stored password to `/token` each time) costs one Argon2 check per
+    VERIFIED_SECONDS rather than one per request (~20 MiB and tens of milliseconds each).
+
+    Kept in this process's memory only, never in the shared cache: an HMAC (keyed with SECRET_KEY) of the
+    account, its credentials epoch, its stored password hash and the password, so a new password, a rehash,
+    turning 2FA on or deactivating ends the entry at once. Only passwords that logged in are remembered
+    (authenticate_credentials, after every check): a wrong one, or the right one of an account that must use
+    a token, always pays the full check, so the time taken tells nothing the answer does not. Bounded (LRU)."""
+
+    def __init__(self, seconds: float = 300, size: int = 2048) -> None:
+        self.seconds, self.size = seconds, size
+        self._entries: OrderedDict[str, float] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(user: User, password: str) -> str:
+        return salted_hmac("wharf.verified-password",
+                           f"{user.pk}\0{user.credentials_epoch}\0{user.password}\0{password}",
+                           algorithm="sha256").hexdigest()
+
+    def known(self, user: User, password: str) -> bool:
+        key = self._key(user, password)
+        with self._lock:
+            verified_at = self._entries.get(key)
+            if verified_at is None:
+                return False
+            if time.monotonic() - verified_at > self.seconds:
+                del self._entries[key]
+                return False
+            self._entries.move_to_end(key)
+            return True
+
+    def remember(self, user: User, password: str) -> None:
+        key = self._key(user, password)
+        with self._lock:
+            self._entries[key] = time.monotonic()
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+verified_passwords = VerifiedPasswords()
+
+
 def _password_matches(user: User | None, password: str) -> bool:
     if user is None:
         # Hash anyway so an unknown username takes as long as a wrong password.
         User().set_password(password)
         return False
-    return user.check_password(password)  # constant-time comparison inside
+    return verified_passwords.known(user, password) or user.check_password(password)  # constant-time inside
 
 
 def authenticate_credentials(username: str, password: str, *, remote_addr: str = "",
@@ -124,6 +177,7 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
             raise AccessTokenRequired(no_password=no_password)
         return None
     attempt.succeeded()
+    verified_passwords.remember(user, password)  # after check_password, which may have rehashed it
     if door == "registry":
         _audit_registry_login(user, remote_addr)
     else:  # a Hub API session

@@ -1,0 +1,92 @@
+"""A password that logged in is remembered by the process for a while (accounts.credentials.VerifiedPasswords),
+so clients that send the stored password for every pull pay one Argon2 check, not one per request; nothing
+else is remembered, and anything that changes the account's credentials forgets it."""
+
+import pytest
+from allauth.mfa.totp.internal.auth import TOTP
+
+from accounts.credentials import AccessTokenRequired, VerifiedPasswords, authenticate_credentials, verified_passwords
+from accounts.models import User
+from tests.conftest import PASSWORD
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def checks(monkeypatch):
+    """How many times the password hash was really checked."""
+    verified_passwords.clear()
+    calls = []
+    original = User.check_password
+
+    def counted(self, raw_password):
+        calls.append(self.pk)
+        return original(self, raw_password)
+
+    monkeypatch.setattr(User, "check_password", counted)
+    yield calls
+    verified_passwords.clear()
+
+
+def log_in(user: User, password: str = PASSWORD):
+    return authenticate_credentials(user.username, password, remote_addr="198.51.100.9")
+
+
+def test_a_password_that_logged_in_is_checked_once_for_repeated_logins(alice, checks):
+    for _ in range(5):
+        assert log_in(alice).user == alice
+    assert checks == [alice.pk]
+
+
+def test_a_wrong_password_is_checked_every_time(alice, checks):
+    assert log_in(alice).user == alice
+    for _ in range(3):
+        assert log_in(alice, "not-the-password") is None
+    assert len(checks) == 4
+
+
+def test_a_new_password_forgets_the_old_one(alice, checks):
+    assert log_in(alice).user == alice
+    alice.set_password("a-brand-new-password-1")
+    alice.save()
+    assert log_in(alice) is None
+    assert log_in(alice, "a-brand-new-password-1").user == alice
+    assert len(checks) == 3
+
+
+def test_the_right_password_of_an_account_that_must_use_a_token_is_never_remembered(alice, checks):
+    """So the time taken never tells a right password from a wrong one where the answer does not."""
+    TOTP.activate(alice, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")
+    for _ in range(3):
+        with pytest.raises(AccessTokenRequired):
+            log_in(alice)
+    assert len(checks) == 3
+
+
+def test_turning_two_factor_on_forgets_a_remembered_password(alice, checks):
+    assert log_in(alice).user == alice
+    TOTP.activate(alice, "JBSWY3DPEHPK3PXPJBSWY3DPEHPK3PXP")  # moves the credentials epoch
+    with pytest.raises(AccessTokenRequired):
+        log_in(User.objects.get(pk=alice.pk))
+    assert len(checks) == 2
+
+
+def test_a_deactivated_account_is_refused_with_a_remembered_password(alice, checks):
+    assert log_in(alice).user == alice
+    User.objects.filter(pk=alice.pk).update(is_active=False)
+    assert log_in(alice) is None
+
+
+def test_entries_expire_and_the_table_is_bounded(alice, bob, monkeypatch):
+    import accounts.credentials as credentials
+
+    now = [1000.0]
+    monkeypatch.setattr(credentials.time, "monotonic", lambda: now[0])
+    table = VerifiedPasswords(seconds=60, size=1)
+    table.remember(alice, PASSWORD)
+    assert table.known(alice, PASSWORD) and not table.known(alice, "other")
+    now[0] += 61
+    assert not table.known(alice, PASSWORD)
+    table.remember(alice, PASSWORD)
+    table.remember(bob, PASSWORD)
+    assert table.known(bob, PASSWORD) and not table.known(alice, PASSWORD)
