@@ -22,3 +22,20 @@ def _make_keys() -> None:
 
 
 _make_keys()
+
+
+def _refuse_taken_mirror_prefixes() -> None:
+    """Issue 22: a mirror prefix that is already a namespace stops the start (README, "Pull-through cache")."""
+    from django.conf import settings
+    from django.db import connection
+
+    from registry.mirror.checks import refuse_to_start
+
+    if settings.HUB_MIRRORS:
+        try:
+            refuse_to_start()
+        finally:
+            connection.close()  # opened while loading the site: no request's connection
+
+
+_refuse_taken_mirror_prefixes()

@@ -1,13 +1,16 @@
 """Start-up check: a mirror prefix must not already be a user's or an organization's namespace.
 
 Registered in registry/apps.py; `manage.py migrate`, `manage.py check` and `manage.py serve` run it,
-so Wharf refuses to start while a configured prefix would shadow (or be shadowed by) a namespace.
+and every web process runs it as it loads (hub/wsgi.py calls refuse_to_start), so Wharf refuses to
+start while a configured prefix would shadow (or be shadowed by) a namespace, however it is started
+(gunicorn alone in a container or pod never runs Django's checks).
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.checks import Error, register
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError
 
 
@@ -30,3 +33,11 @@ def mirror_prefixes_are_free(app_configs=None, **kwargs) -> list[Error]:
               id="wharf.mirror.E001")
         for name, kind in taken
     ]
+
+
+def refuse_to_start() -> None:
+    """Raise ImproperlyConfigured when a mirror prefix is a namespace (a gunicorn worker that raises while
+    loading the site fails to boot, and gunicorn stops). One query, only with HUB_MIRRORS set."""
+    errors = mirror_prefixes_are_free()
+    if errors:
+        raise ImproperlyConfigured(" ".join(error.msg for error in errors))

@@ -5,11 +5,11 @@ namespace; host mode maps paths, serves /v2/ and /token only, and its tokens nam
 from __future__ import annotations
 
 import pytest
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 
 from accounts.models import Namespace
 from accounts.names import validate_namespace_name
-from registry.mirror.checks import mirror_prefixes_are_free
+from registry.mirror.checks import mirror_prefixes_are_free, refuse_to_start
 from registry.mirror.config import Mirror
 from registry.tokens import verify_registry_token
 from tests.factories import UserFactory, make_organization, team
@@ -95,6 +95,31 @@ def test_start_refused_when_a_prefix_is_already_a_namespace(alice, settings):
     settings.HUB_MIRRORS = {**settings.HUB_MIRRORS, alice.username: Mirror(prefix=alice.username, url="https://x.io")}
     errors = mirror_prefixes_are_free()
     assert [error.id for error in errors] == ["wharf.mirror.E001"] and alice.username in errors[0].msg
+    with pytest.raises(ImproperlyConfigured, match=alice.username):
+        refuse_to_start()  # what every web process runs as it loads the site (hub/wsgi.py)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_web_process_refuses_to_start_when_a_prefix_is_already_a_namespace(tmp_path):
+    """gunicorn alone (a container, a pod) runs no system check: loading the site (hub.wsgi, what each
+    gunicorn worker imports) fails, so the worker fails to boot and gunicorn stops."""
+    import subprocess
+    import sys
+
+    from tests.live import REPO_ROOT, free_port, hub_environment
+
+    Namespace.objects.create(name="takenprefix", kind=Namespace.Kind.ORGANIZATION)
+
+    def load_the_site(mirrors: str) -> subprocess.CompletedProcess:
+        env = hub_environment(free_port(), HUB_MIRRORS=mirrors)
+        return subprocess.run([sys.executable, "-c", "import hub.wsgi"], cwd=REPO_ROOT, env=env,
+                              capture_output=True, text=True, timeout=120)
+
+    refused = load_the_site("takenprefix=https://upstream.example")
+    assert refused.returncode != 0
+    assert "ImproperlyConfigured" in refused.stderr and "'takenprefix' is already the namespace" in refused.stderr
+    started = load_the_site("freeprefix=https://upstream.example")
+    assert started.returncode == 0, started.stderr
 
 
 class TestHostMode:
