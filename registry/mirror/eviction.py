@@ -12,6 +12,12 @@ for what it was just served: every mirrored manifest and blob request marks its 
 the cache for ACTIVE_SECONDS (renewed while a blob is being fetched; cluster-wide with Redis), and
 eviction also spares a repository pulled or checked upstream within ACTIVE_SECONDS (the database's
 word, for nodes that do not share a cache). A cache over its bound stays over it until they go quiet.
+
+A pull that begins just as its quiet repository is chosen is not lost either: eviction marks the
+repository as being evicted, then looks at its activity mark once more (and spares it if a request
+marked it meanwhile); a manifest request marks the repository active, then looks for that eviction
+mark (and, finding it, waits for the deletion and fetches anew into a fresh repository). Each side
+writes before it reads, so at least one of them sees the other.
 """
 
 from __future__ import annotations
@@ -63,6 +69,27 @@ def is_active(repository_id: int) -> bool:
     return cache.get(_active_key(repository_id)) is not None
 
 
+EVICTING_SECONDS = 300  # how long an eviction's mark outlives an evicting process that died
+EVICTED_WAIT_SECONDS = 60.0  # a request waits at most this long for an eviction under way
+_sleep = time.sleep
+
+
+def _evicting_key(repository_id: int) -> str:
+    return f"wharf:mirror:evicting:{repository_id}"
+
+
+def waited_for_eviction(repository_id: int) -> bool:
+    """After mark_active: True when this repository was being evicted (waited for until the deletion is
+    over; the caller looks the repository up again, and fetches anew what is gone)."""
+    key = _evicting_key(repository_id)
+    if cache.get(key) is None:
+        return False
+    deadline = time.monotonic() + EVICTED_WAIT_SECONDS
+    while cache.get(key) is not None and time.monotonic() < deadline:
+        _sleep(0.1)
+    return True
+
+
 def forget_marks() -> None:
     """Forget this process's throttle of mark_active (tests)."""
     with _marked_lock:
@@ -98,8 +125,15 @@ def evict_mirrors(max_bytes: int | None = None) -> list[str]:
         if is_active(repository.pk):  # a pull or a fetch is under way: its client must not lose it
             spared += 1
             continue
-        name = repository.full_name
-        repository_delete(repository=repository)
+        cache.set(_evicting_key(repository.pk), 1, EVICTING_SECONDS)
+        try:
+            if is_active(repository.pk):  # a pull began just now (it saw no eviction mark): spare it
+                spared += 1
+                continue
+            name = repository.full_name
+            repository_delete(repository=repository)
+        finally:
+            cache.delete(_evicting_key(repository.pk))
         evicted.append(name)
         usage = mirror_usage()
     logger.info("mirror cache: evicted %d repositories, %d bytes left (bound %d), %d in use spared",

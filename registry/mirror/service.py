@@ -39,7 +39,7 @@ from registry.errors import (
     TooManyRequests,
 )
 from registry.mirror import flight
-from registry.mirror.eviction import mark_active
+from registry.mirror.eviction import mark_active, waited_for_eviction
 from registry.mirror.upstream import (
     BlobInfo,
     DigestMismatch,
@@ -190,6 +190,9 @@ def serve_manifest(*, prefix: str, name: str, repository: Repository | None, ref
     """
     if repository is not None:
         mark_active(repository.pk)  # eviction leaves a repository being pulled alone
+        if waited_for_eviction(repository.pk):  # ... unless it had already chosen it: then it is gone
+            repository = (Repository.objects.select_related("namespace")
+                          .filter(namespace__name=prefix, name=name).first())
     cached = _cached(repository, reference)
     if cached is not None and (is_digest_reference(reference) or not _check_due(repository, reference)):
         return Served(cached, HIT)

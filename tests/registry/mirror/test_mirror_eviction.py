@@ -121,3 +121,53 @@ def test_a_repository_pulled_lately_on_another_node_is_not_evicted(client, alice
     Repository.objects.filter(namespace__name=PREFIX, name="library/busy").update(
         last_pulled_at=timezone.now() - timedelta(days=3), upstream_checked_at=timezone.now())
     assert evict_mirrors(max_bytes=1) == []
+
+
+def test_a_pull_marking_the_repository_as_eviction_chooses_it_spares_it(client, alice, upstream, monkeypatch):
+    """The race of a pull beginning just as eviction picks its quiet repository, on eviction's side: a
+    request marks the repository active between eviction's first look and its eviction mark (the request
+    then sees no mark and serves it); eviction's second look sees the request and spares it."""
+    _two_repositories(client, alice, upstream)
+    busy = Repository.objects.get(namespace__name=PREFIX, name="library/busy")
+    real_cache = eviction.cache
+
+    class PullArrivesNow:
+        def __getattr__(self, name):
+            return getattr(real_cache, name)
+
+        def set(self, key, *args, **kwargs):
+            if key == eviction._evicting_key(busy.pk):
+                eviction.mark_active(busy.pk)  # the request's first step, just before the eviction mark
+            return real_cache.set(key, *args, **kwargs)
+
+    monkeypatch.setattr(eviction, "cache", PullArrivesNow())
+    assert evict_mirrors(max_bytes=7000) == [f"{PREFIX}/library/other"]
+    assert Repository.objects.filter(pk=busy.pk).exists()
+    assert real_cache.get(eviction._evicting_key(busy.pk)) is None  # its mark is gone with the eviction
+
+
+def test_a_pull_beginning_as_its_repository_is_evicted_fetches_it_anew(client, alice, upstream, monkeypatch):
+    """The same race on the request's side: eviction had already marked the repository (and found it
+    quiet); the manifest request finds the mark, waits for the deletion, and fetches the image again
+    into a fresh repository instead of serving a manifest whose blobs are about to go."""
+    from repositories.services import repository_delete
+
+    busy_layer, _ = _two_repositories(client, alice, upstream)
+    busy = Repository.objects.get(namespace__name=PREFIX, name="library/busy")
+    cache.set(eviction._evicting_key(busy.pk), 1, 300)  # eviction chose it and is deleting it
+    waits = []
+
+    def deletion_ends(seconds):
+        waits.append(seconds)
+        if len(waits) == 1:
+            repository_delete(repository=busy)
+            cache.delete(eviction._evicting_key(busy.pk))
+
+    monkeypatch.setattr(eviction, "_sleep", deletion_ends)
+    auth = bearer(token_for(client, alice.username, f"repository:{PREFIX}/library/busy:pull"))
+    response = client.get(f"/v2/{PREFIX}/library/busy/manifests/latest", **auth)
+    assert response.status_code == 200 and response["X-Wharf-Mirror"] == "miss"
+    assert waits and not Repository.objects.filter(pk=busy.pk).exists()
+    response = client.get(f"/v2/{PREFIX}/library/busy/blobs/{digest_of(busy_layer)}", **auth)
+    assert response.status_code == 200 and b"".join(response.streaming_content) == busy_layer
+    assert upstream.count("manifest") == 3 and upstream.count("blob") == 3  # fetched again, once
