@@ -276,7 +276,7 @@ def store_manifest(*, repository: Repository, fetched: FetchedManifest, tag: str
     digest = fetched.digest
     blob_digests = parsed.blob_references()
     child_digests = parsed.manifest_references()
-    children = {m.digest: m for m in Manifest.objects.filter(repository=repository, digest__in=child_digests)}
+    children = _stored_children(repository, child_digests)
     if parsed.is_index:
         platforms = _platforms_of_index(parsed, children)
         total_size = sum(p["size"] for p in platforms)
@@ -296,27 +296,63 @@ def store_manifest(*, repository: Repository, fetched: FetchedManifest, tag: str
                 "created_at": now,
             },
         )
+        missing_blobs: list[str] = []
+        missing_children: list[str] = []
         if created:
-            linked = list(Blob.objects.filter(digest__in=blob_digests, repository_links__repository=repository))
+            linked = _linked_blobs(repository, blob_digests)
             ManifestBlob.objects.bulk_create([ManifestBlob(manifest=manifest, blob=b) for b in linked],
                                              ignore_conflicts=True)
             ManifestChild.objects.bulk_create([ManifestChild(parent=manifest, child=c) for c in children.values()],
                                               ignore_conflicts=True)
             # What is not here yet is linked when it lands (_link_to_manifests, _link_to_parents).
             here = {b.digest for b in linked}
+            missing_blobs = [d for d in blob_digests if d not in here]
+            missing_children = [d for d in child_digests if d not in children]
             MirrorPendingLink.objects.bulk_create(
-                [MirrorPendingLink(manifest=manifest, digest=d) for d in blob_digests if d not in here]
-                + [MirrorPendingLink(manifest=manifest, digest=d, is_child=True)
-                   for d in child_digests if d not in children],
+                [MirrorPendingLink(manifest=manifest, digest=d) for d in missing_blobs]
+                + [MirrorPendingLink(manifest=manifest, digest=d, is_child=True) for d in missing_children],
                 ignore_conflicts=True)
-            _link_to_parents(repository, manifest)
         if tag is not None:
             Tag.objects.update_or_create(repository=repository, name=tag,
                                          defaults={"manifest": manifest, "pushed_at": now})
             Repository.objects.filter(pk=repository.pk).update(last_pushed_at=now)
+    if created:
+        # After the commit, on both sides of a race: a blob or child that landed while this manifest was
+        # being stored links its pending rows after its own commit too, so one of the two sees the other.
+        _link_to_parents(repository, manifest)
+        _link_what_landed(repository, manifest, missing_blobs, missing_children)
     if isinstance(manifest.content, memoryview):
         manifest.content = bytes(manifest.content)
     return manifest
+
+
+def _stored_children(repository: Repository, digests: list[str]) -> dict[str, Manifest]:
+    return {m.digest: m for m in Manifest.objects.filter(repository=repository, digest__in=digests)} if digests else {}
+
+
+def _linked_blobs(repository: Repository, digests: list[str]) -> list[Blob]:
+    return list(Blob.objects.filter(digest__in=digests, repository_links__repository=repository)) if digests else []
+
+
+def _link_what_landed(repository: Repository, manifest: Manifest, blob_digests: list[str],
+                      child_digests: list[str]) -> None:
+    """Link the blobs and children a just-stored manifest recorded as missing that landed meanwhile (a
+    fetch racing the store: it read the pending rows before they were committed). Without this the
+    reference would stay unrecorded, and garbage collection could take a blob the manifest needs.
+    Usually nothing landed: one or two queries."""
+    blobs = _linked_blobs(repository, blob_digests)
+    children = list(_stored_children(repository, child_digests).values())
+    if not blobs and not children:
+        return
+    with transaction.atomic():
+        ManifestBlob.objects.bulk_create([ManifestBlob(manifest=manifest, blob=b) for b in blobs],
+                                         ignore_conflicts=True)
+        ManifestChild.objects.bulk_create([ManifestChild(parent=manifest, child=c) for c in children],
+                                          ignore_conflicts=True)
+        MirrorPendingLink.objects.filter(manifest=manifest, digest__in=[b.digest for b in blobs], is_child=False
+                                         ).delete()
+        MirrorPendingLink.objects.filter(manifest=manifest, digest__in=[c.digest for c in children], is_child=True
+                                         ).delete()
 
 
 def _pending(repository: Repository, digest: str, *, is_child: bool):
@@ -405,16 +441,36 @@ class BlobFetch:
             self.lock.release()
 
 
-def fetch_blob(*, repository: Repository, prefix: str, digest: str,
-               wait: Callable[[float], None] = time.sleep) -> BlobFetch | Blob:
-    """A blob not linked to the mirrored repository: either this request fetches it (a BlobFetch to
-    stream), or another one is fetching it and this returns the stored Blob once it has landed."""
+def named_here(repository: Repository, digest: str) -> bool:
+    """True when a manifest of the mirrored repository names the blob `digest` (as its config or a layer).
+
+    Only such blobs are asked of the upstream: a manifest is fetched only on a miss that spent the
+    puller's pull limit, so blobs cannot fill the cache (or spend the upstream's budget) around it, and
+    nobody probes the upstream for arbitrary digests through Wharf. A named blob not here yet has a
+    MirrorPendingLink row until it lands; the ManifestBlob test covers one linked when its manifest came.
+    """
+    return (MirrorPendingLink.objects.filter(manifest__repository=repository, digest=digest, is_child=False).exists()
+            or ManifestBlob.objects.filter(manifest__repository=repository, blob__digest=digest).exists())
+
+
+def _fetchable(repository: Repository, digest: str) -> None:
+    """BLOB_UNKNOWN, without asking the upstream, for a digest a mirror never fetches."""
     try:
         parsed = parse_digest(digest)
     except InvalidDigest:
         raise BlobUnknown(detail={"digest": digest}) from None
     if parsed.algorithm != "sha256":
         raise BlobUnknown("a mirror fetches sha256 blobs only", detail={"digest": digest})
+    if not named_here(repository, digest):
+        raise BlobUnknown("no manifest of this mirrored repository names this blob: pull a manifest first",
+                          detail={"digest": digest})
+
+
+def fetch_blob(*, repository: Repository, prefix: str, digest: str,
+               wait: Callable[[float], None] = time.sleep) -> BlobFetch | Blob:
+    """A blob not linked to the mirrored repository: either this request fetches it (a BlobFetch to
+    stream), or another one is fetching it and this returns the stored Blob once it has landed."""
+    _fetchable(repository, digest)
     lock = flight.FlightLock(f"{repository.pk}:{digest}")
     deadline = time.monotonic() + WAIT_MAX_SECONDS
     while not lock.acquire():
@@ -442,12 +498,7 @@ def fetch_blob(*, repository: Repository, prefix: str, digest: str,
 def head_blob(*, repository: Repository, prefix: str, digest: str) -> BlobInfo:
     """What the upstream says of a blob not linked here (a HEAD on a miss): asked with a HEAD, nothing
     fetched or stored, so a HEAD costs neither the upstream's bandwidth nor the cache's room."""
-    try:
-        parsed = parse_digest(digest)
-    except InvalidDigest:
-        raise BlobUnknown(detail={"digest": digest}) from None
-    if parsed.algorithm != "sha256":
-        raise BlobUnknown("a mirror fetches sha256 blobs only", detail={"digest": digest})
+    _fetchable(repository, digest)
     try:
         return client_for(prefix).head_blob(repository.name, digest)
     except UpstreamError as exc:

@@ -181,8 +181,8 @@ def test_blob_of_another_repository_is_not_served_under_a_mirror_name(client, al
                            content_type="application/octet-stream", **push)
     assert response.status_code == 201, response.content
     response = client.get(f"/v2/{name}/blobs/{digest_of(secret)}", **auth)
-    assert response.status_code == 404  # the upstream does not have it
-    assert upstream.count("blob") == 1
+    assert response.status_code == 404  # no manifest of the mirror names it: the upstream is not even asked
+    assert upstream.count("blob") == 0
 
 
 @pytest.mark.django_db(transaction=True)
@@ -347,15 +347,15 @@ def test_a_head_on_a_miss_asks_the_upstream_and_fetches_nothing(client, alice, u
     assert response["Docker-Content-Digest"] == digest_of(LAYER) and response["X-Wharf-Mirror"] == "miss"
     assert upstream.count("head_blob") == 1 and upstream.count("blob") == 0
     assert not Blob.objects.filter(digest=digest_of(LAYER)).exists() and not BlobUpload.objects.exists()
-    # Unknown upstream: unknown here, nothing stored either.
+    # A digest no manifest of the mirror names: unknown here, the upstream not asked, nothing stored.
     response = client.head(f"/v2/{name}/blobs/{digest_of(b'not upstream')}", **auth)
-    assert response.status_code == 404
+    assert response.status_code == 404 and upstream.count("head_blob") == 1
     # After a GET stored it, a HEAD is a hit: answered from the store, the upstream not asked.
     _, data = read_blob(client, auth, name, digest_of(LAYER))
     assert data == LAYER
     response = client.head(f"/v2/{name}/blobs/{digest_of(LAYER)}", **auth)
     assert response.status_code == 200 and response["Content-Length"] == str(len(LAYER))
-    assert "X-Wharf-Mirror" not in response and upstream.count("head_blob") == 2
+    assert "X-Wharf-Mirror" not in response and upstream.count("head_blob") == 1
 
 
 def test_a_head_on_a_miss_when_the_upstream_is_down_is_unavailable(client, alice, upstream):
@@ -421,3 +421,182 @@ def test_the_migration_records_what_older_mirrored_manifests_still_miss(client, 
     MirrorPendingLink.objects.all().delete()
     migration.record_pending(apps, None)
     assert set(MirrorPendingLink.objects.values_list("manifest__digest", "digest", "is_child")) == expected
+
+
+def test_a_digest_is_never_revalidated(client, alice, upstream, settings):
+    """Digests are immutable: even with every tag due for a check, a pull by digest asks nothing upstream,
+    and keeps being served while the upstream is down (never stale: it cannot have changed)."""
+    index, (amd, _arm) = upstream.add_index("library/alpine", "latest")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "latest").status_code == 200
+    assert get_manifest(client, auth, name, digest_of(amd))["X-Wharf-Mirror"] == "miss"  # the child, once
+    settings.HUB_MIRROR_TTL_SECONDS = 0
+    upstream.fail = UpstreamUnavailable("down")
+    for digest in (digest_of(index), digest_of(amd)):
+        for method in ("get", "head"):
+            response = get_manifest(client, auth, name, digest, method=method)
+            assert response.status_code == 200 and response["X-Wharf-Mirror"] == "hit", (digest, method)
+    assert upstream.count("head") == 0 and upstream.count("manifest") == 2
+    assert get_manifest(client, auth, name, "latest")["X-Wharf-Mirror"] == "stale"  # a tag is checked
+
+
+def test_a_tag_due_for_a_check_is_asked_once_whoever_pulls(client, alice, bob, upstream):
+    """HUB_MIRROR_TTL_SECONDS (300 here): once the tag's check is due, one request asks with a HEAD and the
+    others, whoever they are, are served what is cached until the TTL runs out again."""
+    from django.core.cache import cache
+
+    from registry.mirror import service
+
+    upstream.add_image("library/alpine", "latest")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "latest")["X-Wharf-Mirror"] == "miss"
+    assert get_manifest(client, auth, name, "latest")["X-Wharf-Mirror"] == "hit"
+    repository = Repository.objects.get(namespace__name=PREFIX, name="library/alpine")
+    cache.delete(service._check_key(repository, "latest"))  # the TTL ran out
+    states = [get_manifest(client, pull_auth(client, user, name), name, "latest")["X-Wharf-Mirror"]
+              for user in (bob, alice, bob, alice)]
+    assert states == ["revalidated", "hit", "hit", "hit"]
+    assert upstream.count("head") == 1 and upstream.count("manifest") == 1
+
+
+def test_names_of_any_depth_and_other_registries_keep_their_own_names(client, alice, upstream, settings):
+    """ghcr/org/team/tool is the upstream's org/team/tool; a one-component name is Docker Hub's official
+    image only on a Docker Hub mirror."""
+    from registry.mirror import service
+    from registry.mirror.config import Mirror
+    from tests.registry.mirror.mirror_fakes import FakeUpstream
+
+    settings.HUB_MIRRORS = {**settings.HUB_MIRRORS, "ghcr": Mirror(prefix="ghcr", url="https://ghcr.io")}
+    ghcr = service._clients["ghcr"] = FakeUpstream()
+    try:
+        for upstream_name in ("org/team/tool", "a/b/c/d/e", "tool"):
+            body = ghcr.add_image(upstream_name, "v1", layers=(f"{upstream_name} layer".encode(),))
+            name = f"ghcr/{upstream_name}"
+            auth = pull_auth(client, alice, name)
+            response = get_manifest(client, auth, name, "v1")
+            assert response.status_code == 200 and response.content == body, (name, response.content)
+            _, data = read_blob(client, auth, name, digest_of(f"{upstream_name} layer".encode()))
+            assert data == f"{upstream_name} layer".encode()
+            assert ("manifest", upstream_name, "v1") in ghcr.calls
+            assert Repository.objects.filter(namespace__name="ghcr", name=upstream_name).exists()
+        assert not Repository.objects.filter(namespace__name="ghcr", name="library/tool").exists()
+        assert upstream.calls == []  # dockerhub's upstream never asked for ghcr's names
+    finally:
+        service._clients.pop("ghcr", None)
+
+
+@pytest.mark.parametrize("method", ["get", "head"])
+def test_a_blob_no_manifest_names_is_never_asked_upstream(client, alice, bob, upstream, method):
+    """A blob is fetched only when a manifest of that mirrored repository names it: a manifest miss
+    spends the puller's pull limit, so nobody fills the cache (or spends the upstream's budget) with blob
+    requests around it, nor probes the upstream for arbitrary digests."""
+    upstream.add_image("library/alpine", "latest", layers=(b"named layer",))
+    upstream.add_image("library/alpine", "other", layers=(b"a layer of a tag nobody pulled",))
+    name = f"{PREFIX}/library/alpine"
+    assert get_manifest(client, pull_auth(client, alice, name), name, "latest").status_code == 200
+    auth = pull_auth(client, bob, name)
+    for digest in (digest_of(b"a layer of a tag nobody pulled"), digest_of(b"nowhere")):
+        response = getattr(client, method)(f"/v2/{name}/blobs/{digest}", **auth)
+        assert response.status_code == 404, response.status_code
+        if method == "get":
+            assert response.json()["errors"][0]["code"] == "BLOB_UNKNOWN"
+    assert upstream.count("blob") == 0 and upstream.count("head_blob") == 0
+    assert not Blob.objects.exists()
+    if method == "get":  # what the pulled manifest names is fetched (or asked with a HEAD) as before
+        response, data = read_blob(client, auth, name, digest_of(b"named layer"))
+        assert response.status_code == 200 and data == b"named layer" and upstream.count("blob") == 1
+    else:
+        response = client.head(f"/v2/{name}/blobs/{digest_of(b'named layer')}", **auth)
+        assert response.status_code == 200 and upstream.count("head_blob") == 1
+
+
+def test_a_blob_landing_while_its_manifest_is_stored_is_linked(client, alice, upstream, monkeypatch):
+    """The race of a blob fetch and a manifest naming it: the manifest read the repository's blobs before
+    the blob landed, the blob's fetch read the pending rows before the manifest's were committed. The
+    manifest's store checks again after its commit, so the reference is recorded (garbage collection
+    keeps the blob) and no pending row is left behind."""
+    from registry.mirror import service
+    from registry.models import MirrorPendingLink
+
+    shared = b"a layer two tags share"
+    upstream.add_image("library/alpine", "one", layers=(shared,))
+    two = upstream.add_image("library/alpine", "two", layers=(shared,))
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "one").status_code == 200
+    assert read_blob(client, auth, name, digest_of(shared))[1] == shared
+
+    real, stale = service._linked_blobs, [True]
+
+    def read_before_the_blob_landed(repository, digests):
+        if stale.pop() if stale else False:
+            return []
+        return real(repository, digests)
+
+    monkeypatch.setattr(service, "_linked_blobs", read_before_the_blob_landed)
+    assert get_manifest(client, auth, name, "two").status_code == 200
+    assert not stale  # the stale read happened
+    assert ManifestBlob.objects.filter(manifest__digest=digest_of(two), blob__digest=digest_of(shared)).exists()
+    assert not MirrorPendingLink.objects.filter(manifest__digest=digest_of(two), digest=digest_of(shared)).exists()
+
+
+def test_a_child_landing_while_its_index_is_stored_is_linked(client, alice, upstream, monkeypatch):
+    from registry.mirror import service
+    from registry.models import MirrorPendingLink
+
+    index, (_amd, arm) = upstream.add_index("library/alpine", "latest")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, digest_of(arm)).status_code == 200  # the child first (by digest)
+
+    real, stale = service._stored_children, [True]
+
+    def read_before_the_child_landed(repository, digests):
+        if stale.pop() if stale else False:
+            return {}
+        return real(repository, digests)
+
+    monkeypatch.setattr(service, "_stored_children", read_before_the_child_landed)
+    assert get_manifest(client, auth, name, "latest").content == index
+    assert not stale
+    assert ManifestChild.objects.filter(parent__digest=digest_of(index), child__digest=digest_of(arm)).exists()
+    assert not MirrorPendingLink.objects.filter(manifest__digest=digest_of(index), digest=digest_of(arm)).exists()
+
+
+def test_garbage_collection_keeps_what_mirrored_tags_need_and_takes_the_rest(client, alice, upstream, settings):
+    """Mirrored tags, index edges and blob references are recorded like a push's: garbage collection (no
+    grace period here) keeps a pulled image whole, takes it once the upstream dropped its tag, and the
+    next pull fetches it again."""
+    from datetime import timedelta
+
+    from registry.services.gc import collect_garbage
+
+    index, (_amd, arm) = upstream.add_index("library/alpine", "latest")
+    name = f"{PREFIX}/library/alpine"
+    auth = pull_auth(client, alice, name)
+    assert get_manifest(client, auth, name, "latest").status_code == 200
+    assert get_manifest(client, auth, name, digest_of(arm)).status_code == 200
+    arm_layer = digest_of(b"arm64 layer")
+    assert read_blob(client, auth, name, arm_layer)[1] == b"arm64 layer"
+    child = Manifest.objects.get(digest=digest_of(arm))
+    assert read_blob(client, auth, name, child.config_digest)[0].status_code == 200
+
+    report = collect_garbage(grace=timedelta(0))
+    assert report.manifests_deleted == 0 and report.blobs_deleted == 0
+    assert set(Manifest.objects.values_list("digest", flat=True)) == {digest_of(index), digest_of(arm)}
+    assert set(Blob.objects.values_list("digest", flat=True)) == {arm_layer, child.config_digest}
+
+    del upstream.manifests[("library/alpine", "latest")]  # the upstream dropped the tag: so does the mirror
+    settings.HUB_MIRROR_TTL_SECONDS = 0
+    assert get_manifest(client, auth, name, "latest").status_code == 404
+    report = collect_garbage(grace=timedelta(0))
+    assert report.manifests_deleted == 2 and report.blobs_deleted == 2
+    assert not Manifest.objects.exists() and not Blob.objects.exists()
+
+    upstream.manifests[("library/alpine", "latest")] = (index, "application/vnd.oci.image.index.v1+json")
+    assert get_manifest(client, auth, name, "latest")["X-Wharf-Mirror"] == "miss"
+    assert get_manifest(client, auth, name, digest_of(arm))["X-Wharf-Mirror"] == "miss"
+    response, data = read_blob(client, auth, name, arm_layer)
+    assert data == b"arm64 layer" and response["X-Wharf-Mirror"] == "miss"
