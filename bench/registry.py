@@ -12,7 +12,7 @@ it asserts nothing and only prints figures.
 Then, with both registries still up, the concurrent load of bench/registry_load.py: 16 and 64 simultaneous
 skopeo pulls and pushes and zb's mixed workload (75% pulls, 25% pushes of 1, 10 and 100 MiB), printed in a
 second table (--load-only: only that; --no-load: without it; --load-clients 16,64, --load-sizes 1,10,100,
---load-ops, --load-mib, --load-runs, --load-skip pull,push,mixed).
+--load-ops, --load-mib, --load-runs, --load-skip pull,push,mixed, --load-token-reuse).
 
 With --ab gthread,gevent it measures Wharf alone, one gunicorn worker class against another on the
 same data (--ab-limits: pull rate limits off against on, every manifest GET counted): the variants

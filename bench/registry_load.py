@@ -22,8 +22,9 @@ reference, scenario after scenario, so a shared host's changing load falls on bo
   every pushed layer is new (random bytes shared by all plus a tail of its own), so no registry can skip
   receiving or hashing it. Each client keeps one HTTP session (keep-alive), like a client process. On
   Wharf every operation first gets a token for its repository from /token with the bench user's
-  password (Basic), as a client's pull or push session does; the reference runs without auth, as in
-  the rest of bench/registry.py.
+  password (Basic), as a client's pull or push session does (--load-token-reuse: a client keeps its
+  token for a repository, so its pulls of the shared image ask /token once; each push still asks for
+  its new repository); the reference runs without auth, as in the rest of bench/registry.py.
 
 Each scenario prints, per registry: operations done, errors, wall time of the whole scenario, throughput
 (operations/s and MiB/s of image bytes moved), p50 and p95 latency of one operation, and the machine's
@@ -72,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help="operations in each mixed scenario, shared out among its clients (zb's -n)")
     group.add_argument("--load-runs", type=int, default=1, help="rounds per scenario and registry (median shown)")
     group.add_argument("--load-skip", default="", help="scenario kinds to leave out: pull,push,mixed")
+    group.add_argument("--load-token-reuse", action="store_true",
+                       help="mixed workload: a Wharf client reuses its token for a repository (pulls) instead of "
+                            "asking /token (password checked) for every operation")
 
 
 @dataclass
@@ -81,6 +85,7 @@ class LoadTarget:
     name: str
     host: str
     account: tuple[str, str] | None = None
+    reuse_tokens: bool = False  # --load-token-reuse: one token per client and scope, not one per operation
 
     @property
     def url(self) -> str:
@@ -94,11 +99,15 @@ class LoadTarget:
         """A fresh bearer token for `repo` (one round trip, the password checked), or nothing without auth."""
         if not self.account:
             return {}
+        reused = session.__dict__.setdefault("bench_tokens", {}) if self.reuse_tokens else {}
+        if (repo, actions) in reused:
+            return reused[repo, actions]
         response = session.get(f"{self.url}/token", params={"service": self.host,
                                                               "scope": f"repository:{repo}:{actions}"},
                                auth=self.account, timeout=CLIENT_TIMEOUT)
         expect(response, 200, "GET /token")
-        return {"Authorization": f"Bearer {response.json()['token']}"}
+        reused[repo, actions] = {"Authorization": f"Bearer {response.json()['token']}"}
+        return reused[repo, actions]
 
 
 class LoadError(Exception):
@@ -397,13 +406,16 @@ def print_report(rows: list[Row], targets: list[LoadTarget]) -> None:
 def run(args: argparse.Namespace, work: Path, targets: list[LoadTarget], namespace: str) -> list[Row]:
     """Every scenario on every target (the first is the one compared, the last the baseline), printing each
     round as it ends; the rows for print_report."""
+    for target in targets:
+        target.reuse_tokens = args.load_token_reuse
     clients_counts = [int(n) for n in args.load_clients.split(",") if n.strip()]
     sizes = [int(n) for n in args.load_sizes.split(",") if n.strip()]
     skip = {kind.strip() for kind in args.load_skip.split(",") if kind.strip()}
     root = work / "load"
     root.mkdir(parents=True, exist_ok=True)
     print(f"# concurrent load: {'/'.join(map(str, clients_counts))} clients, skopeo {args.load_mib} MiB, mixed "
-          f"{'/'.join(map(str, sizes))} MiB, {args.load_ops} operations each, {args.load_runs} round(s)",
+          f"{'/'.join(map(str, sizes))} MiB, {args.load_ops} operations each, {args.load_runs} round(s)"
+          f"{', tokens reused' if args.load_token_reuse else ''}",
           flush=True)
     if not _can_isolate_blob_cache() and os.geteuid() == 0:  # probed once here, not in the first timed copy
         print("  (cannot give each skopeo client a blob-info cache of its own: pushes may mount, not upload)")
