@@ -12,8 +12,9 @@ from lib.metrics import BYTES_PULLED
 from oci.digests import InvalidDigest, parse_digest
 from oci.names import InvalidName, normalize_repository_name
 from registry.blobstore import blob_store
-from registry.errors import BlobUnknown, BlobUploadInvalid, DigestInvalid, RangeInvalid
+from registry.errors import BlobUnknown, BlobUploadInvalid, DigestInvalid, NameUnknown, RangeInvalid
 from registry.models import Blob, RepositoryBlob
+from registry.selectors import linked_blob
 from registry.services import uploads
 from registry.views.base import RegistryView, empty
 from repositories.permissions import PULL, PUSH
@@ -35,6 +36,19 @@ def _linked_blob(repository, digest: str) -> Blob:
     if blob is None:
         raise BlobUnknown(detail={"digest": digest})
     return blob
+
+
+def _linked_blob_by_name(view: RegistryView, digest: str) -> Blob:
+    """The blob `digest` linked to the view's repository, found with the repository by its name in one
+    query (blob GET and HEAD, once per layer of every pull). Missing: which is unknown, the repository
+    or the blob, is asked only then."""
+    blob = linked_blob(namespace=view.namespace_name, name=view.repository_name, digest=digest)
+    if blob is not None:
+        return blob
+    view.repository = view.find_repository()
+    if view.repository is None:
+        raise NameUnknown(detail={"name": view.display_name})
+    raise BlobUnknown(detail={"digest": digest})
 
 
 def _touch(blob: Blob) -> None:
@@ -84,6 +98,12 @@ class BlobView(RegistryView):
     http_method_names = ["get", "head", "delete"]
     missing_pull_means_unknown = BlobUnknown
 
+    @property
+    def lazy_repository_methods(self) -> frozenset[str]:
+        """GET and HEAD find the repository in the blob's query; a mirrored one is found first (the
+        pull-through cache needs it)."""
+        return frozenset() if self.mirror_prefix is not None else frozenset({"GET", "HEAD"})
+
     def _headers(self, blob: Blob) -> dict[str, str]:
         return {
             "Docker-Content-Digest": blob.digest,
@@ -91,6 +111,17 @@ class BlobView(RegistryView):
             "Accept-Ranges": "bytes",
             "Cache-Control": "max-age=31536000",
         }
+
+    def _blob(self, raw_digest: str) -> Blob:
+        if self.repository is not None:  # mirrored: found before
+            return _linked_blob(self.repository, _digest_or_error(raw_digest))
+        try:
+            digest = _digest_or_error(raw_digest)
+        except DigestInvalid:
+            if self.find_repository() is None:  # an unknown repository says so first, as it always did
+                raise NameUnknown(detail={"name": self.display_name}) from None
+            raise
+        return _linked_blob_by_name(self, digest)
 
     def _mirrored(self, digest: str):
         """A blob of a mirrored repository: linked already or landed meanwhile (a Blob), or a BlobFetch
@@ -156,7 +187,7 @@ class BlobView(RegistryView):
                 response = self._head_miss(digest)
                 if response is not None:
                     return response
-        blob = _linked_blob(self.repository, _digest_or_error(digest))
+        blob = self._blob(digest)
         _touch(blob)
         response = empty(200, self._headers(blob))
         response["Content-Length"] = str(blob.size)
@@ -172,7 +203,7 @@ class BlobView(RegistryView):
                 if response is not None:
                     return response
                 # stored whole: served from the store below, with its Range
-        blob = _linked_blob(self.repository, _digest_or_error(digest))
+        blob = self._blob(digest)
         url = blob_store.url(blob.digest)
         if url is not None:  # the store serves it (a presigned S3 URL)
             BYTES_PULLED_REDIRECTED.inc(blob.size)
