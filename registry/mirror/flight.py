@@ -7,7 +7,8 @@
   the holder renews it while it streams and deletes it (only if still its own) at the end. A node
   that dies holding it lets it expire after LEASE_MS.
 - Without Redis, an exclusive flock on a file under DATA_DIR/mirror-locks: every process of the
-  node shares it, and the kernel releases it when its holder dies.
+  node shares it, and the kernel releases it when its holder dies. The holder removes the file as it
+  lets go (a holder that died leaves one empty file, taken over by the next fetch of that blob).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class FlightLock:
         self.token = secrets.token_hex(12)
         self.held = False
         self._file: int | None = None
+        self._path: Path | None = None
         self._renewed = 0.0
 
     def acquire(self) -> bool:
@@ -53,14 +55,23 @@ class FlightLock:
             return self.held
         folder = Path(settings.DATA_DIR) / "mirror-locks"
         folder.mkdir(parents=True, exist_ok=True)
-        handle = os.open(folder / f"{self.name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(handle)
-            return False
-        self._file, self.held = handle, True
-        return True
+        path = folder / f"{self.name}.lock"
+        for _attempt in range(5):
+            handle = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(handle)
+                return False
+            try:
+                current = os.stat(path).st_ino
+            except FileNotFoundError:
+                current = None
+            if current == os.fstat(handle).st_ino:
+                self._file, self._path, self.held = handle, path, True
+                return True
+            os.close(handle)  # its holder removed the file as it let go: the lock is the file there now
+        return False
 
     def renew(self) -> None:
         """Keep a Redis lease alive while the fetch goes on (cheap: at most every few seconds)."""
@@ -74,6 +85,9 @@ class FlightLock:
             return
         self.held = False
         if self._file is not None:
+            # Removed while still held, so the folder keeps no file per blob ever fetched; whoever opened
+            # it meanwhile sees, once it has the lock, that the path is no longer this file (acquire).
+            self._path.unlink(missing_ok=True)
             fcntl.flock(self._file, fcntl.LOCK_UN)
             os.close(self._file)
             self._file = None

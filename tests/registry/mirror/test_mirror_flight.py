@@ -45,6 +45,41 @@ def test_without_redis_every_process_of_the_node_shares_the_lock(settings, tmp_p
     freed.release()
 
 
+@pytest.mark.sqlite
+def test_without_redis_no_lock_file_is_left_per_blob(settings, tmp_path):
+    """The holder removes its file as it lets go, so the folder does not keep one file per blob ever fetched."""
+    settings.REDIS_URL = ""
+    settings.DATA_DIR = tmp_path
+    for number in range(20):
+        lock = FlightLock(f"blob:{number}")
+        assert lock.acquire()
+        lock.release()
+    assert list((Path(tmp_path) / "mirror-locks").iterdir()) == []
+
+
+@pytest.mark.sqlite
+def test_without_redis_a_lock_on_a_removed_file_is_not_taken_for_the_lock(settings, tmp_path, monkeypatch):
+    """A request that opened the file just before its holder removed it, and then got the flock on that old
+    file, must not hold the lock beside the one that made the new file: it takes the file there now."""
+    settings.REDIS_URL = ""
+    settings.DATA_DIR = tmp_path
+    first = FlightLock("blob:one")
+    assert first.acquire()
+    path = Path(tmp_path) / "mirror-locks" / f"{first.name}.lock"
+    stale = flight.os.open(path, flight.os.O_RDWR)  # a second request opens the file before the release
+    first.release()
+    assert not path.exists()
+    newcomer = FlightLock("blob:one")
+    assert newcomer.acquire()  # makes the file anew
+
+    opened = iter([stale])
+    real_open = flight.os.open
+    monkeypatch.setattr(flight.os, "open", lambda *args, **kwargs: next(opened, None) or real_open(*args, **kwargs))
+    late = FlightLock("blob:one")
+    assert not late.acquire()  # the old file's flock is free, but the path is the newcomer's file: held
+    newcomer.release()
+
+
 @pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs Redis (the PostgreSQL+Redis run has it)")
 def test_with_redis_the_cluster_shares_a_leased_lock(monkeypatch):
     key = f"blob:{time.time_ns()}"  # nodes are separate FlightLock objects on one Redis: as here
