@@ -37,6 +37,7 @@ from accounts.throttles import (
     account_for_identifier,
     client_address,
     login_attempt_begin,
+    login_budget_left,
 )
 
 __all__ = ["AccessTokenRequired", "Authenticated", "ClaimsRefused", "OrganizationTokenNotAccepted", "TooManyAttempts",
@@ -154,6 +155,11 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
     if not oversized and OrganizationAccessToken.looks_like_token(password):
         raise OrganizationTokenNotAccepted  # the registry's doors take them: authenticate_registry_credentials
     user = None if oversized or not username else account_for_identifier(username)
+    if (user is not None and user.is_active and password and verified_passwords.known(user, password)
+            and login_budget_left(identifier=username, address=remote_addr, user=user)):
+        # A password that logged in lately (and nothing about the account's credentials changed since) is no
+        # guess: nothing to count or take back; refused like any other once the budget is spent.
+        return _logged_in(user, remote_addr, door)
     attempt = login_attempt_begin(identifier=username, address=remote_addr, user=user)
     # Said whether or not the password matched, so the answer never tells a right password from a wrong one.
     no_password = user is not None and user.is_active and not user.has_usable_password()  # single sign-on's
@@ -178,6 +184,10 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
         return None
     attempt.succeeded()
     verified_passwords.remember(user, password)  # after check_password, which may have rehashed it
+    return _logged_in(user, remote_addr, door)
+
+
+def _logged_in(user: User, remote_addr: str, door: str) -> Authenticated:
     if door == "registry":
         _audit_registry_login(user, remote_addr)
     else:  # a Hub API session

@@ -126,6 +126,15 @@ def _only_in_flight(key: str, budget: int) -> bool:
     return counted - in_flight < budget
 
 
+def login_budget_left(*, identifier: str, address: str, user: User | None) -> bool:
+    """Whether the account's and the address's budgets are both short of spent (attempts in flight
+    included), read without counting anything: for a password known to be right (it cannot fail)."""
+    _window, per_account, per_address = _limits()
+    account_key, address_key = failure_keys(identifier=identifier, address=address, user=user)
+    counts = cache.get_many([account_key, address_key])
+    return int(counts.get(account_key) or 0) < per_account and int(counts.get(address_key) or 0) < per_address
+
+
 def login_attempt_begin(*, identifier: str, address: str, user: User | None) -> LoginAttempt:
     """Count a password attempt against the account and the address BEFORE checking the password, so
     that parallel guesses cannot all pass a check made before any of them was counted. Call `succeeded()`

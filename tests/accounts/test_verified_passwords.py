@@ -5,7 +5,13 @@ else is remembered, and anything that changes the account's credentials forgets 
 import pytest
 from allauth.mfa.totp.internal.auth import TOTP
 
-from accounts.credentials import AccessTokenRequired, VerifiedPasswords, authenticate_credentials, verified_passwords
+from accounts.credentials import (
+    AccessTokenRequired,
+    TooManyAttempts,
+    VerifiedPasswords,
+    authenticate_credentials,
+    verified_passwords,
+)
 from accounts.models import User
 from tests.conftest import PASSWORD
 
@@ -90,3 +96,24 @@ def test_entries_expire_and_the_table_is_bounded(alice, bob, monkeypatch):
     table.remember(alice, PASSWORD)
     table.remember(bob, PASSWORD)
     assert table.known(bob, PASSWORD) and not table.known(alice, PASSWORD)
+
+
+def test_a_remembered_password_counts_nothing_against_the_budget(alice, checks, monkeypatch):
+    """No counter is moved for it (each move is a cache write; on SQLite a write transaction)."""
+    import accounts.credentials as credentials
+
+    begun = []
+    real_begin = credentials.login_attempt_begin
+    monkeypatch.setattr(credentials, "login_attempt_begin", lambda **kwargs: begun.append(1) or real_begin(**kwargs))
+    for _ in range(4):
+        assert log_in(alice).user == alice
+    assert begun == [1] and checks == [alice.pk]
+
+
+def test_a_remembered_password_is_refused_once_the_budget_is_spent(alice, checks):
+    """Guessing past the budget must not reach a yes, even for the one password that would be right."""
+    assert log_in(alice).user == alice
+    for number in range(10):
+        assert authenticate_credentials(alice.username, "wrong-guess", remote_addr=f"203.0.113.{number}") is None
+    with pytest.raises(TooManyAttempts):
+        log_in(alice)
