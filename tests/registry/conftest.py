@@ -1,12 +1,13 @@
-"""Fixtures most registry protocol tests share: alice's repository and a pull+push token for it; a
-staging folder of the test's own; a new bucket in moto's S3 emulator (`moto_endpoint`, tests/conftest.py)."""
+"""Fixtures most registry protocol tests share: alice's repository, a pull+push token for it and a blob
+pushed to it; a staging folder of the test's own; a new bucket in moto's S3 emulator (`moto_endpoint`,
+tests/conftest.py)."""
 
 import uuid
 
 import boto3
 import pytest
 
-from tests.registry.helpers import S3_CREDENTIALS, bearer, pull_push
+from tests.registry.helpers import S3_CREDENTIALS, bearer, pull_push, push_blob
 
 
 @pytest.fixture
@@ -22,6 +23,18 @@ def token(client, alice, name):
 @pytest.fixture
 def auth(token):
     return bearer(token)
+
+
+@pytest.fixture
+def data():
+    """A small blob's bytes, new for each test."""
+    return f"blob content {uuid.uuid4()} ".encode() * 40
+
+
+@pytest.fixture
+def digest(client, name, token, data):
+    """`data` pushed to `name` as a blob: its digest."""
+    return push_blob(client, name, data, token)
 
 
 @pytest.fixture

@@ -1,31 +1,15 @@
 """Blob GET and HEAD find the blob and its repository in one hand-written query (registry.selectors.linked_blob),
 and still answer exactly as before: unknown repository, unknown or unlinked blob, bad digest, privacy."""
 
-import uuid
 
 import pytest
 
 from registry.models import Blob, RepositoryBlob
 from registry.selectors import linked_blob
 from repositories.models import Repository
-from tests.registry.helpers import assert_error, digest_of, pull_push, push_blob, push_image, token_for
+from tests.registry.helpers import assert_error, digest_of, pull_push, push_image, token_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sqlite]
-
-
-@pytest.fixture
-def data():
-    return f"blob content {uuid.uuid4()} ".encode() * 40
-
-
-@pytest.fixture
-def auth(client, alice, name):
-    return pull_push(client, alice, name)
-
-
-@pytest.fixture
-def digest(client, name, auth, data):
-    return push_blob(client, name, data, auth["HTTP_AUTHORIZATION"][7:])
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """end-2 blob GET/HEAD with ranges, per-repository links, end-10 blob DELETE, end-11 cross-repository mount."""
 
-import uuid
 
 import pytest
 
@@ -17,21 +16,6 @@ from tests.registry.helpers import (
 )
 
 pytestmark = [pytest.mark.django_db]
-
-
-@pytest.fixture
-def data():
-    return f"blob content {uuid.uuid4()} ".encode() * 40
-
-
-@pytest.fixture
-def auth(client, alice, name):
-    return pull_push(client, alice, name)
-
-
-@pytest.fixture
-def digest(client, name, auth, data):
-    return push_blob(client, name, data, auth["HTTP_AUTHORIZATION"][7:])
 
 
 def _content(response) -> bytes:
