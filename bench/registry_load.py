@@ -36,25 +36,22 @@ with the median wall time is shown. Not a test: it asserts nothing and only prin
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import math
 import os
 import random
 import shutil
 import subprocess
-import threading
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
 import requests
 
+from bench.workload import Layers, Operation, Outcome, one_layer_image, run_clients
 from tests.e2e.clients import SYSTEM_BLOB_CACHE, _can_isolate_blob_cache
-from tests.e2e.images import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST, build_large_image
+from tests.e2e.images import OCI_MANIFEST, build_large_image
 
 MIB = 1 << 20
 PUSH_SHARE = 0.25  # zb: "Pull 75% and Push 25%"
@@ -121,56 +118,6 @@ def expect(response: requests.Response, status: int, what: str) -> requests.Resp
 
 
 # --- Running clients at once -------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    latencies: list[float] = field(default_factory=list)
-    moved: int = 0
-    errors: int = 0
-    wall: float = 0.0
-    load: float = 0.0
-    first_error: str = ""
-    kinds: dict[str, int] = field(default_factory=dict)  # operations done, by kind (pull, push)
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] if ordered else float("nan")
-
-
-Operation = tuple[str, Callable[[], int]]  # (kind, call returning the image bytes it moved)
-
-
-def run_clients(clients: list[list[Operation]]) -> Outcome:
-    """Each client's operations in turn on a thread of its own, all clients released at once."""
-    outcome, lock = Outcome(load=os.getloadavg()[0]), threading.Lock()
-    start = threading.Barrier(len(clients) + 1)
-
-    def client(operations: list[Operation]) -> None:
-        start.wait()
-        for kind, operation in operations:
-            began = time.perf_counter()
-            try:
-                moved = operation()
-            except Exception as exc:  # noqa: BLE001 - a failed operation is a figure, not the end of the bench
-                with lock:
-                    outcome.errors += 1
-                    outcome.first_error = outcome.first_error or f"{kind}: {type(exc).__name__}: {exc}"[:400]
-                continue
-            with lock:
-                outcome.latencies.append(time.perf_counter() - began)
-                outcome.moved += moved
-                outcome.kinds[kind] = outcome.kinds.get(kind, 0) + 1
-
-    threads = [threading.Thread(target=client, args=(operations,), daemon=True) for operations in clients]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    outcome.wall = time.perf_counter() - began
-    return outcome
 
 
 # --- skopeo clients ----------------------------------------------------------------------------
@@ -259,20 +206,12 @@ class LayerBody:
         return block
 
 
-class Layers:
-    """Distinct layers of one size, cheaply: random bytes shared by all and a 32-byte tail of each one's own."""
-
-    TAIL = 32
-
-    def __init__(self, size: int) -> None:
-        self.body = os.urandom(max(size - self.TAIL, 0))
-        self.hasher = hashlib.sha256(self.body)
+class StreamedLayers(Layers):
+    """Layers handed out as LayerBody, read in blocks, never joined into one bytes object."""
 
     def new(self) -> tuple[LayerBody, str]:
-        tail = uuid.uuid4().hex.encode()[:self.TAIL].ljust(self.TAIL, b"-")
-        hasher = self.hasher.copy()
-        hasher.update(tail)
-        return LayerBody(self.body, tail), "sha256:" + hasher.hexdigest()
+        tail, digest = self.tail()
+        return LayerBody(self.body, tail), digest
 
 
 def upload(session: requests.Session, target: LoadTarget, repo: str, data, digest: str,
@@ -289,20 +228,13 @@ def upload(session: requests.Session, target: LoadTarget, repo: str, data, diges
            201, "PUT upload")
 
 
-def http_push(session: requests.Session, target: LoadTarget, repo: str, tag: str, layers: Layers) -> int:
+def http_push(session: requests.Session, target: LoadTarget, repo: str, tag: str, layers: StreamedLayers) -> int:
     headers = target.auth_headers(session, repo, "pull,push")
     layer, layer_digest = layers.new()
-    config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                         "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-                         "history": [{"created_by": f"wharf bench/registry_load.py {repo}:{tag}"}]}).encode()
-    config_digest = "sha256:" + hashlib.sha256(config).hexdigest()
+    config, config_digest, manifest = one_layer_image(layer_digest, layer.size,
+                                                      f"wharf bench/registry_load.py {repo}:{tag}")
     upload(session, target, repo, config, config_digest, headers)
     upload(session, target, repo, layer, layer_digest, headers)
-    manifest = json.dumps({
-        "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "digest": config_digest, "size": len(config)},
-        "layers": [{"mediaType": OCI_LAYER_TAR, "digest": layer_digest, "size": layer.size}],
-    }).encode()
     expect(session.put(f"{target.url}/v2/{repo}/manifests/{tag}", data=manifest,
                        headers={**headers, "Content-Type": OCI_MANIFEST}, timeout=CLIENT_TIMEOUT),
            201, "PUT manifest")
@@ -327,7 +259,7 @@ def http_pull(session: requests.Session, target: LoadTarget, repo: str, tag: str
 
 
 def mixed_clients(target: LoadTarget, clients: int, total: int, mib: int, pull_repo: str, namespace: str,
-                  layers: Layers) -> list[list[Operation]]:
+                  layers: StreamedLayers) -> list[list[Operation]]:
     """zb's "Pull 75% and Push 25% Mixed": `total` operations (at least one a client), the same seeded
     draws on every registry."""
     stamp, ops = uuid.uuid4().hex[:8], max(math.ceil(total / clients), 1)
@@ -439,7 +371,7 @@ def run(args: argparse.Namespace, work: Path, targets: list[LoadTarget], namespa
     shutil.rmtree(root, ignore_errors=True)
     if "mixed" not in skip:
         for mib in sizes:
-            layers = Layers(mib * MIB)
+            layers = StreamedLayers(mib * MIB)
             mixed_repo = f"{namespace}/load-mixed-{mib}"
             for target in targets:  # the image the pulls fetch (untimed)
                 with requests.Session() as session:

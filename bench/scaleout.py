@@ -42,7 +42,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections import Counter
@@ -55,9 +54,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench.registry import PASSWORD, USER, cpu_seconds  # noqa: E402
+from bench.workload import Layers, Outcome, one_layer_image, run_clients  # noqa: E402
 from tests.cluster import Cluster, S3Server, start_cluster, start_s3  # noqa: E402
 from tests.e2e.clients import Account, RegistryApi, Target  # noqa: E402
-from tests.e2e.images import OCI_CONFIG, OCI_LAYER_TAR, OCI_MANIFEST  # noqa: E402
+from tests.e2e.images import OCI_MANIFEST  # noqa: E402
 from tests.live import free_port, wait_until  # noqa: E402
 
 USAGE = "bash tests/services.sh .venv/bin/python bench/scaleout.py [--quick]"
@@ -160,32 +160,18 @@ class Image:
         return json.loads(self.manifest)["layers"][0]["digest"]
 
 
-class Layers:
-    """Distinct layers of one size, cheaply: random bytes shared by all and a tail of each one's own."""
-
-    TAIL = 32
-
-    def __init__(self, size: int) -> None:
-        self.body = os.urandom(max(size - self.TAIL, 0))
-        self.hasher = hashlib.sha256(self.body)
+class WholeLayers(Layers):
+    """Layers as bytes, and one-layer images around them."""
 
     def layer(self) -> tuple[bytes, str]:
         """A new layer and its digest."""
-        tail = uuid.uuid4().hex.encode()[:self.TAIL].ljust(self.TAIL, b"-")
-        hasher = self.hasher.copy()
-        hasher.update(tail)
-        return self.body + tail, "sha256:" + hasher.hexdigest()
+        tail, digest = self.tail()
+        return self.body + tail, digest
 
     def image(self, repo: str, tag: str) -> Image:
         layer, layer_digest = self.layer()
-        config = json.dumps({"architecture": "amd64", "os": "linux", "config": {},
-                             "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
-                             "history": [{"created_by": f"wharf bench/scaleout.py {repo}:{tag}"}]}).encode()
-        manifest = json.dumps({
-            "schemaVersion": 2, "mediaType": OCI_MANIFEST,
-            "config": {"mediaType": OCI_CONFIG, "digest": sha256(config), "size": len(config)},
-            "layers": [{"mediaType": OCI_LAYER_TAR, "digest": layer_digest, "size": len(layer)}],
-        }).encode()
+        config, _config_digest, manifest = one_layer_image(layer_digest, len(layer),
+                                                           f"wharf bench/scaleout.py {repo}:{tag}")
         return Image(repo=repo, tag=tag, config=config, layer=layer, manifest=manifest)
 
 
@@ -233,55 +219,14 @@ def pull(api: RegistryApi, image: Image) -> int:
 
 
 @dataclass
-class Cell:
-    latencies: list[float] = field(default_factory=list)
-    moved: int = 0
-    errors: int = 0
-    wall: float = 0.0
-    first_error: str = ""
+class Cell(Outcome):
     cpu: list[float] = field(default_factory=list)  # nodes, S3, HAProxy, clients
-    load: float = 0.0  # the machine's 1-minute load average as the cell began
-
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.latencies)
-        return ordered[max(math.ceil(q * len(ordered)) - 1, 0)] if ordered else float("nan")
 
     def row(self) -> list[str]:
         done = len(self.latencies)
         return [str(done), f"{done / self.wall:.1f}", f"{self.moved / MIB / self.wall:.1f}",
                 f"{self.percentile(0.5) * 1000:.0f}", f"{self.percentile(0.95) * 1000:.0f}", str(self.errors),
                 " / ".join(f"{seconds:.1f}" for seconds in self.cpu), f"{self.wall:.1f}", f"{self.load:.1f}"]
-
-
-def run_concurrently(work: list[list[Callable[[], int]]]) -> Cell:
-    """Each inner list on a thread of its own, all started at once; an operation returns the bytes it moved."""
-    cell, lock = Cell(), threading.Lock()
-    start = threading.Barrier(len(work) + 1)
-
-    def worker(operations: list[Callable[[], int]]) -> None:
-        start.wait()
-        for operation in operations:
-            began = time.perf_counter()
-            try:
-                moved = operation()
-            except Exception as exc:  # noqa: BLE001 - a failed operation is a figure, not the end of the bench
-                with lock:
-                    cell.errors += 1
-                    cell.first_error = cell.first_error or f"{type(exc).__name__}: {exc}"[:300]
-                continue
-            with lock:
-                cell.latencies.append(time.perf_counter() - began)
-                cell.moved += moved
-
-    threads = [threading.Thread(target=worker, args=(operations,), daemon=True) for operations in work]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    cell.wall = time.perf_counter() - began
-    return cell
 
 
 def cpu_split(cluster, s3: S3Server) -> list[float]:
@@ -295,10 +240,10 @@ def cpu_split(cluster, s3: S3Server) -> list[float]:
 
 
 def measured(cluster, s3: S3Server, work: list[list[Callable[[], int]]]) -> Cell:
-    """`run_concurrently`, with the CPU each party spent meanwhile."""
-    before, load = cpu_split(cluster, s3), os.getloadavg()[0]
-    cell = run_concurrently(work)
-    cell.load = load
+    """Each inner list on a thread of its own, all started at once (an operation returns the bytes it
+    moved), with the CPU each party spent meanwhile."""
+    before = cpu_split(cluster, s3)
+    cell = run_clients([[("operation", operation) for operation in operations] for operations in work], Cell())
     cell.cpu = [now - then for now, then in zip(cpu_split(cluster, s3), before, strict=True)]
     return cell
 
@@ -321,7 +266,7 @@ def all_nodes_up(cluster) -> None:
 
 
 def push_and_pull(cluster, s3: S3Server, nodes: int, concurrency: int, per_worker: int,
-                  layers: Layers) -> tuple[Cell, Cell]:
+                  layers: WholeLayers) -> tuple[Cell, Cell]:
     all_nodes_up(cluster)
     repos = [f"{USER}/n{nodes}-c{concurrency}-{uuid.uuid4().hex[:6]}-w{i}" for i in range(concurrency)]
     images = [[layers.image(repo, f"v{k}") for k in range(per_worker)] for repo in repos]
@@ -481,7 +426,7 @@ def shared_state_costs(cluster, state: SharedState, args: argparse.Namespace) ->
     rounds; each figure is its smallest over the rounds (what else runs on the server only adds)."""
     count = args.cost_ops
     chunks = [round(float(mib) * MIB) for mib in args.chunks_mib.split(",")]
-    blob_layers, image_layers = Layers(sum(chunks)), Layers(round(args.size_mib * MIB))
+    blob_layers, image_layers = WholeLayers(sum(chunks)), WholeLayers(round(args.size_mib * MIB))
     repo = f"{USER}/shared-state-{uuid.uuid4().hex[:6]}"
     (api,) = registry_apis(cluster, [repo])
     push(api, image_layers.image(repo, "warm-up"))  # the repository's row exists before the first reading
@@ -569,7 +514,7 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="wharf-scaleout-"))
     database = Database(database_server)
-    layers = Layers(round(args.size_mib * MIB))
+    layers = WholeLayers(round(args.size_mib * MIB))
     print(f"# Wharf scale-out benchmark: {os.cpu_count()} CPUs, nodes {args.nodes}, clients {args.concurrency}, "
           f"{args.size_mib:g} MiB layers, {args.ops} pushes then pulls per cell", flush=True)
     results: list[list[str]] = []
