@@ -75,6 +75,9 @@ class AccountAdapter(DefaultAccountAdapter):
         user = super().authenticate(request, **credentials)
         attempt: LoginAttempt | None = getattr(self, "_login_attempt", None)
         if attempt is not None:
-            attempt.succeeded() if user is not None else attempt.failed()
+            if user is not None:
+                attempt.succeeded()
+            else:
+                attempt.failed()
             self._login_attempt = None
         return user

@@ -118,21 +118,34 @@ def _pending_key(key: str) -> str:
     return f"{key}:pending"
 
 
-def _only_in_flight(key: str, budget: int) -> bool:
-    """Whether `key`'s budget is used up only by attempts still being checked (their outcome unknown), not
-    by failures: then a wait, not a refusal, is the answer."""
-    counted = int(cache.get(key) or 0)
-    in_flight = int(cache.get(_pending_key(key)) or 0)
-    return counted - in_flight < budget
+def _budget_state(budgets: tuple[tuple[str, int], ...]) -> str:
+    """"room" while every budget is short of spent; "spent" once failures alone use one up; otherwise
+    "in_flight": attempts still being checked (their outcome unknown) use it up, so a wait is the answer.
+    Read only (one get_many): nothing is counted."""
+    keys = [key for key, _budget in budgets]
+    counts = cache.get_many([*keys, *map(_pending_key, keys)])
+    state = "room"
+    for key, budget in budgets:
+        counted = int(counts.get(key) or 0)
+        if counted < budget:
+            continue
+        if counted - int(counts.get(_pending_key(key)) or 0) >= budget:
+            return "spent"
+        state = "in_flight"
+    return state
+
+
+def _budgets(identifier: str, address: str, user: User | None) -> tuple[int, tuple[tuple[str, int], ...]]:
+    """The window, and the account's and the address's failure keys with their budgets."""
+    window, per_account, per_address = _limits()
+    account_key, address_key = failure_keys(identifier=identifier, address=address, user=user)
+    return window, ((account_key, per_account), (address_key, per_address))
 
 
 def login_budget_left(*, identifier: str, address: str, user: User | None) -> bool:
     """Whether the account's and the address's budgets are both short of spent (attempts in flight
     included), read without counting anything: for a password known to be right (it cannot fail)."""
-    _window, per_account, per_address = _limits()
-    account_key, address_key = failure_keys(identifier=identifier, address=address, user=user)
-    counts = cache.get_many([account_key, address_key])
-    return int(counts.get(account_key) or 0) < per_account and int(counts.get(address_key) or 0) < per_address
+    return _budget_state(_budgets(identifier, address, user)[1]) == "room"
 
 
 def login_attempt_begin(*, identifier: str, address: str, user: User | None) -> LoginAttempt:
@@ -144,22 +157,23 @@ def login_attempt_begin(*, identifier: str, address: str, user: User | None) -> 
     Once either budget is used up, TooManyAttempts (the password is not checked). When what uses it up is
     attempts still in flight rather than failures (a client logging in for twenty pulls at once, with the
     right password), this one waits for them, up to REGISTRY_AUTH_IN_FLIGHT_WAIT seconds, instead of being
-    refused: no more than the budget is ever checked at once, so guessing gets no further."""
-    window, per_account, per_address = _limits()
-    account_key, address_key = failure_keys(identifier=identifier, address=address, user=user)
-    budgets = ((account_key, per_account), (address_key, per_address))
+    refused: no more than the budget is ever checked at once, so guessing gets no further. While it waits
+    it only reads the counters; it counts itself again once they show room."""
+    window, budgets = _budgets(identifier, address, user)
+    keys = tuple(key for key, _budget in budgets)
+    pending = tuple(map(_pending_key, keys))
     deadline = time.monotonic() + float(getattr(settings, "REGISTRY_AUTH_IN_FLIGHT_WAIT", IN_FLIGHT_WAIT_SECONDS))
     while True:
-        pending = tuple(_pending_key(key) for key, _budget in budgets)
         for key in pending:  # before the failure count, so it never looks like more failures than there are
             count_up(cache, key, PENDING_SECONDS)
-        attempt = LoginAttempt(keys=(account_key, address_key), pending=pending)
-        over = [(key, budget) for key, budget in budgets if count_up(cache, key, window) > budget]
-        if not over:
+        attempt = LoginAttempt(keys=keys, pending=pending)
+        counts = [count_up(cache, key, window) for key in keys]  # both counted, whatever the first says
+        if all(count <= budget for count, (_key, budget) in zip(counts, budgets, strict=True)):
             return attempt
         # Refused unchecked, so it is no failure: counted, it would outlast the attempts in flight that
         # caused it (the right password, sent in parallel by a client) and lock the account for the window.
         attempt.succeeded()
-        if time.monotonic() >= deadline or not all(_only_in_flight(key, budget) for key, budget in over):
+        while (state := _budget_state(budgets)) == "in_flight" and time.monotonic() < deadline:
+            time.sleep(random.uniform(0.02, 0.08))
+        if state != "room" or time.monotonic() >= deadline:
             raise TooManyAttempts(retry_after=window)
-        time.sleep(random.uniform(0.02, 0.08))
