@@ -32,7 +32,6 @@ from accounts.models import AccessToken, OrganizationAccessToken, User
 from accounts.org_tokens import org_access_token_authenticate
 from accounts.services import access_token_authenticate, user_has_mfa
 from accounts.throttles import (
-    LoginAttempt,
     TooManyAttempts,
     account_for_identifier,
     client_address,
@@ -161,28 +160,30 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
         # guess: nothing to count or take back; refused like any other once the budget is spent.
         return _logged_in(user, remote_addr, door)
     attempt = login_attempt_begin(identifier=username, address=remote_addr, user=user)
-    # Said whether or not the password matched, so the answer never tells a right password from a wrong one.
-    no_password = user is not None and user.is_active and not user.has_usable_password()  # single sign-on's
-    needs_token = user is not None and user.is_active and (no_password or user_has_mfa(user))
-    reason = ""
-    if not username or not password or oversized:
-        reason = "empty or oversized credentials"
-    elif not _password_matches_settling(attempt, user, password):
-        reason = "unknown user, wrong password or unusable token"
-    elif not user.is_active:
-        reason = "inactive account"
-    elif needs_token:
-        reason = "two-factor authentication is on: a personal access token is required"
-    if reason:
-        attempt.failed()
-        logger.info("registry login refused for %r from %s: %s", username[:100], remote_addr, reason)
-        if user is not None:  # only accounts that exist get a failed sign-in in their log
-            audit.record("account.login_failed", account=audit.user_account(user), name=user.username,
-                         actor=user, address=remote_addr, data={"door": door})
-        if needs_token:
-            raise AccessTokenRequired(no_password=no_password)
-        return None
-    attempt.succeeded()
+    try:
+        # Said whether or not the password matched, so the answer never tells a right password from a wrong one.
+        no_password = user is not None and user.is_active and not user.has_usable_password()  # single sign-on's
+        needs_token = user is not None and user.is_active and (no_password or user_has_mfa(user))
+        reason = ""
+        if not username or not password or oversized:
+            reason = "empty or oversized credentials"
+        elif not _password_matches(user, password):
+            reason = "unknown user, wrong password or unusable token"
+        elif not user.is_active:
+            reason = "inactive account"
+        elif needs_token:
+            reason = "two-factor authentication is on: a personal access token is required"
+        if reason:
+            logger.info("registry login refused for %r from %s: %s", username[:100], remote_addr, reason)
+            if user is not None:  # only accounts that exist get a failed sign-in in their log
+                audit.record("account.login_failed", account=audit.user_account(user), name=user.username,
+                             actor=user, address=remote_addr, data={"door": door})
+            if needs_token:
+                raise AccessTokenRequired(no_password=no_password)
+            return None
+        attempt.succeeded()
+    finally:
+        attempt.failed()  # settles it unless succeeded() did: a wrong password, or an error on the way
     verified_passwords.remember(user, password)  # after check_password, which may have rehashed it
     return _logged_in(user, remote_addr, door)
 
@@ -194,15 +195,6 @@ def _logged_in(user: User, remote_addr: str, door: str) -> Authenticated:
         audit.record("account.login", account=audit.user_account(user), name=user.username, actor=user,
                      address=remote_addr, data={"door": door})
     return Authenticated(user=user, token=None)
-
-
-def _password_matches_settling(attempt: LoginAttempt, user: User | None, password: str) -> bool:
-    """_password_matches; if it raises, the attempt is settled as a failure first (never left in flight)."""
-    try:
-        return _password_matches(user, password)
-    except BaseException:
-        attempt.failed()
-        raise
 
 
 def _audit_registry_login(user: User, address: str) -> None:

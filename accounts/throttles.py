@@ -91,25 +91,30 @@ def failure_keys(*, identifier: str, address: str, user: User | None) -> tuple[s
     return f"login-failures:account:{account}", f"login-failures:address:{_digest(address)}"
 
 
-@dataclass(frozen=True)
+@dataclass
 class LoginAttempt:
     """A password attempt, counted as a failure until it is known to have succeeded, and as in flight
-    until it is known either way (`pending`)."""
+    until it is settled either way (`pending`; settling twice does nothing)."""
 
     keys: tuple[str, ...]
     pending: tuple[str, ...] = ()
+    settled: bool = False
 
     def succeeded(self) -> None:
         """The password was right: take back the failure counted for it."""
-        for key in self.keys:
-            count_down(cache, key)
-        self._settled()
+        if not self.settled:
+            for key in self.keys:
+                count_down(cache, key)
+        self._settle()
 
     def failed(self) -> None:
-        """The password was wrong (or the account cannot use one): the failure stays counted."""
-        self._settled()
+        """The password was wrong (or the account cannot use one, or checking it raised): the failure stays."""
+        self._settle()
 
-    def _settled(self) -> None:
+    def _settle(self) -> None:
+        if self.settled:
+            return
+        self.settled = True
         for key in self.pending:
             count_down(cache, key)
 
