@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import uuid
@@ -253,3 +254,23 @@ def test_an_account_with_two_factor_authentication_links_after_both_factors_and_
     page.fill("#id_code", totp_now(secret))
     page.locator("main").get_by_role("button", name="Sign In", exact=True).click()
     expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
+
+
+def test_the_pages_that_ask_before_leaving_or_say_the_sign_in_failed(sso_page, sso_hub, screenshots_dir):
+    """The page that asks before leaving for the provider (a GET of the login URL), a sign-in cancelled at the
+    provider and one that failed there: each in the site's frame, fitting a phone, screenshot at both widths."""
+    from tests.e2e.test_every_page_browser import fits_and_shoot
+
+    page = sso_page
+    page.goto(f"{sso_hub.url}/accounts/oidc/acme/login/")
+    expect(page.locator("main").get_by_role("button", name="Continue")).to_be_visible()
+    fits_and_shoot(page, screenshots_dir, "sso-login-confirm")
+    page.goto(f"{sso_hub.url}/accounts/oidc/acme/login/callback/?error=access_denied")
+    page.wait_for_url(re.compile(r"/accounts/3rdparty/login/cancelled/$"))
+    expect(page.locator("main h1")).to_have_text("Login Cancelled")
+    fits_and_shoot(page, screenshots_dir, "sso-cancelled")
+    answer = page.goto(f"{sso_hub.url}/accounts/oidc/acme/login/callback/?error=server_error")
+    assert answer.status == 401
+    expect(page.get_by_role("heading", name="Sign-in through Acme SSO failed")).to_be_visible()
+    expect(page.get_by_test_id("sso-error")).to_be_visible()
+    fits_and_shoot(page, screenshots_dir, "sso-failed")
