@@ -12,6 +12,7 @@ import re
 import subprocess
 import sys
 import uuid
+from urllib.parse import quote, unquote
 
 import pytest
 import requests
@@ -256,20 +257,33 @@ def test_an_account_with_two_factor_authentication_links_after_both_factors_and_
     expect(page.get_by_role("heading", name="Welcome")).to_be_visible()
 
 
-def test_the_pages_that_ask_before_leaving_or_say_the_sign_in_failed(sso_page, sso_hub, screenshots_dir):
+def test_the_pages_that_ask_before_leaving_or_say_the_sign_in_failed(sso_page, sso_hub, provider, screenshots_dir):
     """The page that asks before leaving for the provider (a GET of the login URL), a sign-in cancelled at the
     provider and one that failed there: each in the site's frame, fitting a phone, screenshot at both widths."""
     from tests.e2e.test_every_page_browser import fits_and_shoot
 
     page = sso_page
+
+    def provider_answers(error: str):
+        """Leave for the provider through the Continue page, and come back with its error for that sign-in's
+        state (allauth checks the state before it looks at the error: a callback without one is a failure)."""
+        page.goto(f"{sso_hub.url}/accounts/oidc/acme/login/")
+        continue_button = page.locator("main").get_by_role("button", name="Continue")
+        expect(continue_button).to_be_visible()
+        continue_button.click()
+        page.wait_for_url(lambda url: url.startswith(provider.url))
+        # The provider's sign-in page holds the authorization request, state included, in its own `next`.
+        state = re.search(r"[?&]state=([^&]+)", unquote(unquote(page.url))).group(1)
+        return page.goto(f"{sso_hub.url}/accounts/oidc/acme/login/callback/?error={error}&state={quote(state)}")
+
     page.goto(f"{sso_hub.url}/accounts/oidc/acme/login/")
     expect(page.locator("main").get_by_role("button", name="Continue")).to_be_visible()
     fits_and_shoot(page, screenshots_dir, "sso-login-confirm")
-    page.goto(f"{sso_hub.url}/accounts/oidc/acme/login/callback/?error=access_denied")
+    provider_answers("access_denied")
     page.wait_for_url(re.compile(r"/accounts/3rdparty/login/cancelled/$"))
     expect(page.locator("main h1")).to_have_text("Login Cancelled")
     fits_and_shoot(page, screenshots_dir, "sso-cancelled")
-    answer = page.goto(f"{sso_hub.url}/accounts/oidc/acme/login/callback/?error=server_error")
+    answer = provider_answers("server_error")
     assert answer.status == 401
     expect(page.get_by_role("heading", name="Sign-in through Acme SSO failed")).to_be_visible()
     expect(page.get_by_test_id("sso-error")).to_be_visible()
