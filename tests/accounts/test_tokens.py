@@ -21,6 +21,9 @@ def test_tokens_page_empty_state(client, alice):
     client.force_login(alice)
     html = client.get(reverse("accounts:token_list")).content.decode()
     assert "No access tokens yet" in html
+    empty_state = html[html.index("No access tokens yet"):]
+    for client in ("docker", "podman", "skopeo"):
+        assert f"{client} login" in empty_state and f"-u {alice.username}" in empty_state
     assert "the command-line clients (<code>docker login</code>," in html and "need an access token" in html
 
 
