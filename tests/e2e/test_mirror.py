@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from playwright.sync_api import expect
 
 from tests.e2e.clients import ContainerClients
 from tests.live import free_port, start_hub
@@ -294,3 +295,25 @@ def test_pull_through_cache(mirror_setup, tmp_path, test_images):
     fourth.run(["podman", "pull", "--arch", "arm64", "docker.io/library/busybox:multi"])
     fourth.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{hub.host}/{PREFIX}/team/big:v1",
                 f"dir:{tmp_path / 'after-stop'}"])
+
+
+@pytest.mark.browser
+def test_explore_and_search_list_the_mirrored_repositories(mirror_setup, page, screenshots_dir):
+    """The Mirrors section in the page (explore once had it inside <title>), fitting a phone, at both widths."""
+    from tests.e2e.test_every_page_browser import fits_and_shoot
+
+    hub = mirror_setup["hub"]
+    cached = anonymous_get(hub, f"/v2/{PREFIX}/library/busybox/manifests/multi",
+                           scope_name=f"{PREFIX}/library/busybox")
+    assert cached.status_code == 200, cached.text
+    page.goto(f"{hub.url}/explore")
+    mirrors = page.locator("main section", has=page.locator("#mirrors-heading"))
+    expect(mirrors.get_by_text(f"{hub.host}/{PREFIX}/library/busybox", exact=True)).to_be_visible()
+    expect(mirrors).to_contain_text(f"mirror of {mirror_setup['proxy'].url.split('://', 1)[1]}/library/busybox")
+    assert page.title().startswith("Explore ·") and "Mirrors" not in page.title()
+    fits_and_shoot(page, screenshots_dir, "explore-mirrors")
+    page.goto(f"{hub.url}/search?q=busybox")
+    expect(page.locator("main #mirrors-heading")).to_be_visible()
+    expect(page.locator("main").get_by_text(f"{hub.host}/{PREFIX}/library/busybox", exact=True)).to_be_visible()
+    expect(page.locator("main .empty h2")).to_have_text("No repositories of this hub match")  # not "nothing"
+    fits_and_shoot(page, screenshots_dir, "search-mirrors")
