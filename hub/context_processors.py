@@ -7,4 +7,5 @@ def site(request: HttpRequest) -> dict:
         "SITE_NAME": settings.HUB_SITE_NAME,
         "REGISTRY_HOST": settings.HUB_PUBLIC_HOST,
         "PUBLIC_URL": settings.HUB_PUBLIC_URL,
+        "SIGNUP_OPEN": settings.HUB_SIGNUP_OPEN,  # closed: no "Sign up" links (the page would say it is closed)
     }

@@ -9,6 +9,9 @@ from accounts import views_sso
 from hub import activity, views
 from registry import urls as registry_urls
 
+admin.site.site_header = admin.site.site_title = f"{settings.HUB_SITE_NAME} administration"
+admin.site.site_url = "/"
+
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),

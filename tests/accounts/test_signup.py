@@ -134,3 +134,12 @@ def test_signup_closed(client, settings):
     response = signup(client)
     assert "the sign up is currently closed" in response.content.decode()
     assert not User.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("path", ["/", "/accounts/login/", "/explore"])
+def test_no_page_offers_a_closed_sign_up(client, settings, path):
+    signup_url = reverse("account_signup")
+    assert f'href="{signup_url}' in client.get(path).content.decode()  # open: offered
+    settings.HUB_SIGNUP_OPEN = False
+    assert f'href="{signup_url}' not in client.get(path).content.decode()

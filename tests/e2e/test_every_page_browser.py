@@ -331,3 +331,67 @@ def test_the_server_error_page_fits(page: Page, live_hub, screenshots_dir):
     page.goto(f"{live_hub.url}/server-error-page")
     expect(page.get_by_role("heading", name="Something went wrong on our side")).to_be_visible()
     fits_and_shoot(page, screenshots_dir, "server-error")
+
+
+def test_an_official_image_and_the_admin(page: Page, live_hub, live_user, committed, screenshots_dir):
+    """An official image's pages under /_/<name> (the pull command without library/, the Official badge, listed
+    first on explore), then Django's admin for a staff account: both at both widths."""
+    from accounts.models import Namespace
+
+    staff = live_user(is_staff=True, is_superuser=True)
+    with committed():
+        image = make_repository(staff, namespace=Namespace.objects.get(name="library"))
+    base, host = live_hub.url, live_hub.host
+    page.set_viewport_size(LAPTOP)
+    page.goto(f"{base}/r/library/{image.name}")
+    page.wait_for_url(f"{base}/_/{image.name}")  # the long name redirects to the official one
+    expect(page.locator("main h1")).to_contain_text(image.name)
+    expect(page.locator("main").get_by_text("Official", exact=True).first).to_be_visible()
+    expect(page.locator("main .command code").first).to_have_text(f"docker pull {host}/{image.name}")
+    fits_and_shoot(page, screenshots_dir, "official-overview")
+    page.goto(f"{base}/_/{image.name}/tags")
+    expect(page.locator("main").get_by_role("link", name="v1.2.3")).to_be_visible()
+    fits_and_shoot(page, screenshots_dir, "official-tags")
+    page.goto(f"{base}/explore")
+    official = page.locator("main section", has=page.locator("#ex-official"))
+    expect(official.get_by_role("link", name=image.name)).to_be_visible()
+
+    log_in(page, base, staff.username)
+    page.goto(f"{base}/admin/")
+    expect(page.get_by_role("heading", name="Site administration")).to_be_visible()
+    expect(page.locator("#site-name")).to_contain_text("administration")
+    assert "Django" not in page.title()
+    shoot(page, screenshots_dir, "admin")
+    page.goto(f"{base}/admin/accounts/user/?q={staff.username}")
+    expect(page.locator("#result_list").get_by_role("link", name=staff.username)).to_be_visible()
+    shoot(page, screenshots_dir, "admin-users")
+
+
+def test_an_inactive_account_is_told_so(page: Page, live_hub, live_user, screenshots_dir):
+    """allauth's inactive-account page, reached by signing in to a deactivated account."""
+    person = live_user(is_active=False)
+    page.set_viewport_size(LAPTOP)
+    page.goto(f"{live_hub.url}/accounts/login/")
+    page.fill("#id_login", person.username)
+    page.fill("#id_password", PASSWORD)
+    page.locator("main").get_by_role("button", name="Sign In", exact=True).click()
+    page.wait_for_url(f"{live_hub.url}/accounts/inactive/")
+    expect(page.locator("main h1")).to_have_text("Account Inactive")
+    fits_and_shoot(page, screenshots_dir, "account-inactive")
+
+
+def test_sign_up_closed(page: Page, artifacts_dir, screenshots_dir):
+    """A hub started with HUB_SIGNUP_OPEN=0: the sign-up page says so, and the header offers no Sign up."""
+    from tests.live import start_hub
+
+    hub = start_hub(artifacts_dir, with_worker=False, HUB_SIGNUP_OPEN="0")
+    try:
+        page.set_viewport_size(LAPTOP)
+        page.goto(f"{hub.url}/accounts/signup/")
+        expect(page.locator("main h1")).to_have_text("Sign Up Closed")
+        expect(page.locator("header").get_by_role("link", name="Sign up")).to_have_count(0)
+        fits_and_shoot(page, screenshots_dir, "signup-closed")
+        page.goto(f"{hub.url}/accounts/login/")
+        expect(page.locator("main")).not_to_contain_text("sign up")
+    finally:
+        hub.stop()

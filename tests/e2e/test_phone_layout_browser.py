@@ -35,8 +35,9 @@ def on_screen(locator: Locator, width: int = PHONE["width"]) -> None:
         f"{locator} spans {box} in a {width} px window")
 
 
-def make_repository(owner):
-    """A repository with a multi-platform tag, a month of daily pulls and a webhook with a delivery."""
+def make_repository(owner, namespace=None):
+    """A repository (in `owner`'s namespace unless another is given) with a multi-platform tag, a month of
+    daily pulls and a webhook with a delivery."""
     from django.utils import timezone
 
     from accounts.models import Namespace
@@ -46,7 +47,8 @@ def make_repository(owner):
     from webhooks.models import Delivery, Webhook
 
     now = timezone.now()
-    repository = RepositoryFactory(namespace=Namespace.objects.get(user=owner), name=unique_name("phone")[:20],
+    repository = RepositoryFactory(namespace=namespace or Namespace.objects.get(user=owner),
+                                   name=unique_name("phone")[:20],
                                    description="Small images for the phone layout", pull_count=465,
                                    last_pushed_at=now)
     manifest = Manifest.objects.create(

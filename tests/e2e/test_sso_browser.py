@@ -140,6 +140,11 @@ def test_a_new_person_signs_in_through_the_provider_and_picks_a_namespace(sso_pa
         assert SocialAccount.objects.get(user=user).provider == "acme"
     page.goto(f"{sso_hub.url}/settings/tokens")
     expect(page.get_by_test_id("cli-needs-token")).to_contain_text("has no password")
+    page.goto(f"{sso_hub.url}/accounts/password/set/")  # an account made through the provider may add a password
+    expect(page.locator("main").get_by_role("button", name="Set Password")).to_be_visible()
+    from tests.e2e.test_every_page_browser import fits_and_shoot
+
+    fits_and_shoot(page, screenshots_dir, "sso-password-set")
 
 
 def test_an_existing_account_is_linked_through_its_confirmed_email(sso_page, sso_hub, provider, live_user, committed,
