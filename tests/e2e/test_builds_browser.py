@@ -151,6 +151,11 @@ def test_builds_tab_in_browser(page: Page, browser, build_hub, live_user, commit
     expect(summary.get_by_text(re.compile(r"sha256:[0-9a-f]{64}")).first).to_be_visible()
     expect(summary.get_by_role("button", name="Retry")).to_be_visible()
     expect(summary.get_by_role("button", name="Cancel")).to_have_count(0)
+    # So does the repository header above the tabs: the push the build made, the trusted build badge.
+    header = page.locator("#repo-header-main")
+    expect(header).to_contain_text("Last pushed")
+    expect(header).not_to_contain_text("Never pushed")
+    expect(header.get_by_role("link", name="Trusted build")).to_be_visible()
     # The log box follows the new lines: it ends scrolled to its last line.
     assert page.locator("#build-log").evaluate("box => box.scrollHeight - box.scrollTop - box.clientHeight < 2")
     shoot(page, screenshots_dir, "log")
