@@ -365,9 +365,11 @@ def main() -> None:
     print()
     print(f"| measurement ({args.mib} MiB) | Wharf | reference | Wharf/reference | target |")
     print("|---|---|---|---|---|")
-    targets = {"skopeo push (s)": ("≤ 1.0×", lambda r: r <= 1.0), "skopeo pull (s)": ("—", None),
-               "blob upload, curl (s)": ("—", None), "blob GET, curl (s)": ("≤ 1.2×", lambda r: r <= 1.2),
-               "manifest GET (req/s)": ("≥ 1.0×", lambda r: r >= 1.0)}
+    # Issue 18's targets (and, in brackets, the margin it asks for against ±20 % runs on shared machines).
+    targets = {"skopeo push (s)": ("≤ 0.9× (0.8×)", lambda r: r <= 0.9),
+               "skopeo pull (s)": ("≤ 1.0× (0.85×)", lambda r: r <= 1.0),
+               "blob upload, curl (s)": ("—", None), "blob GET, curl (s)": ("≤ 1.0×", lambda r: r <= 1.0),
+               "manifest GET (req/s)": ("≥ 2.0× (2.3×)", lambda r: r >= 2.0)}
     for key, (target, check) in targets.items():
         ours, theirs = results["hub"][key], results["reference"][key]
         ratio = ours / theirs if theirs else float("nan")
