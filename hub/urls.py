@@ -15,6 +15,7 @@ admin.site.site_url = "/"
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),
     path("readyz", views.readyz, name="readyz"),
+    path("status", views.status, name="status"),
     path("metrics", views.metrics, name="metrics"),  # only with HUB_METRICS_TOKEN (README, "Metrics")
     path("", include("registry.urls")),
     path("", views.home, name="home"),

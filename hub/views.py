@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
@@ -43,6 +45,26 @@ def metrics(request: HttpRequest) -> HttpResponse:
 
 
 DASHBOARD_PAGE_SIZE = 20
+
+
+STATUS_NAMES = {"database": "Database", "storage": "Image storage", "cache": "Cache", "broker": "Task queue",
+                "keys": "Signing and encryption keys"}
+STATUS_FRESH_SECONDS = 10
+_status_seen: tuple[float, dict[str, str]] | None = None
+
+
+@never_cache
+def status(request: HttpRequest) -> HttpResponse:
+    """The readiness checks as a page for people (the footer's Status link): each part up or down, without the
+    operator's error text (that is /readyz's, for probes). Checked at most every few seconds per process: each
+    check writes to storage, and this page is public."""
+    global _status_seen
+    now = time.monotonic()
+    if _status_seen is None or now - _status_seen[0] > STATUS_FRESH_SECONDS:
+        _status_seen = (now, run_checks())
+    checks = [(STATUS_NAMES.get(name, name), result == "ok") for name, result in _status_seen[1].items()]
+    ready = all(ok for _, ok in checks)
+    return render(request, "hub/status.html", {"checks": checks, "ready": ready}, status=200 if ready else 503)
 
 
 def home(request: HttpRequest) -> HttpResponse:

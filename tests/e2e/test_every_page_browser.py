@@ -395,3 +395,12 @@ def test_sign_up_closed(page: Page, artifacts_dir, screenshots_dir):
         expect(page.locator("main")).not_to_contain_text("sign up")
     finally:
         hub.stop()
+
+
+def test_the_status_page_from_the_footer(page: Page, live_hub, screenshots_dir):
+    page.set_viewport_size(LAPTOP)
+    page.goto(f"{live_hub.url}/explore")
+    page.locator("footer").get_by_role("link", name="Status").click()
+    page.wait_for_url(f"{live_hub.url}/status")
+    expect(page.get_by_test_id("status-list").locator(".badge-success")).to_have_count(5)
+    fits_and_shoot(page, screenshots_dir, "status")
