@@ -141,6 +141,9 @@ class Namespace(models.Model):
 
     class Meta:
         ordering = ["name"]
+        # The rare kinds are looked up by kind: the official images (explore, search's official
+        # filter) and the mirrors; without it each lookup reads every account's row.
+        indexes = [models.Index(fields=["kind"], name="namespace_kind")]
 
     def __str__(self) -> str:
         return self.name
