@@ -149,9 +149,13 @@ def starred_ids(user, repositories) -> set[int]:
 
 
 def user_namespaces(user) -> list[Namespace]:
-    """The user's own namespace and those of their organizations."""
-    organizations = user_organizations(user=user)
-    return list(Namespace.objects.filter(Q(user=user) | Q(organization__in=organizations)).order_by("name"))
+    """The user's own namespace and those of their organizations.
+
+    The organizations are read first: `user_id = x OR organization_id IN (subquery)` left PostgreSQL
+    nothing but a scan of every namespace (32 ms at 100,000 accounts), while an OR of two lists of
+    keys is a lookup in each of the two unique indexes."""
+    organization_ids = list(user_organizations(user=user).values_list("pk", flat=True))
+    return list(Namespace.objects.filter(Q(user=user) | Q(organization_id__in=organization_ids)).order_by("name"))
 
 
 def dashboard_repositories(user, namespaces: list[Namespace], *, namespace: str = "", visibility: str = "",

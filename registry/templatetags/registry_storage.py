@@ -48,9 +48,11 @@ def storage_warnings(context) -> list[Storage]:
     user = getattr(request, "user", None)
     if not getattr(user, "is_authenticated", False):
         return []
+    # The owned organizations first: an OR across the joins to teams and memberships read every namespace.
+    owned_organizations = list(Team.objects.filter(name=Team.OWNERS, memberships__user=user)
+                               .values_list("organization_id", flat=True))
     owned = Namespace.objects.filter(deleted_at=None).filter(
-        Q(user=user) | Q(organization__teams__name=Team.OWNERS, organization__teams__memberships__user=user)
-    ).distinct().order_by("name")
+        Q(user=user) | Q(organization_id__in=owned_organizations)).order_by("name")
     found = []
     for namespace in owned:
         if effective_quota(namespace):
