@@ -192,9 +192,40 @@ TEMPLATES = [
 
 # --- Database -------------------------------------------------------------------------------
 DATABASE_URL = env("DATABASE_URL")
+# PostgreSQL: a connection pool per process (psycopg_pool), shared by all its greenlets and threads.
+# Django's connections are per thread, and under gunicorn's gevent workers every client connection
+# is a greenlet of its own: without the pool, each one opened (and later dropped) a connection of its
+# own, a connect of a few milliseconds. A request takes one from the pool at its first query and gives
+# it back when it ends (CONN_MAX_AGE 0, which the pool requires). Django makes the pool at a process's
+# first query: in a gunicorn worker that is after the fork and gevent's monkey-patching (no
+# preload_app), so the pool's threads are greenlets. Celery's Django fixup closes a prefork pool
+# process's pool after each task. HUB_DB_POOL=false: the former persistent connections, one per thread
+# (or greenlet), kept HUB_DB_CONN_MAX_AGE seconds.
+HUB_DB_POOL = envbool("HUB_DB_POOL", True)
+HUB_DB_POOL_MIN_SIZE = envint("HUB_DB_POOL_MIN_SIZE", 1)
+HUB_DB_POOL_MAX_SIZE = envint("HUB_DB_POOL_MAX_SIZE", 10)
+HUB_DB_POOL_TIMEOUT = envfloat("HUB_DB_POOL_TIMEOUT", 30.0)
 if DATABASE_URL and not DATABASE_URL.startswith("sqlite:"):
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=envint("HUB_DB_CONN_MAX_AGE", 60))}
+    _pooled = HUB_DB_POOL and DATABASE_URL.split(":", 1)[0] in {"postgres", "postgresql", "pgsql"}
+    DATABASES = {"default": dj_database_url.parse(
+        DATABASE_URL, conn_max_age=0 if _pooled else envint("HUB_DB_CONN_MAX_AGE", 60))}
+    # Without the pool: Django's SELECT 1 when a request reuses a connection. With it: the pool's own
+    # check (an empty query, one round trip, no connect) on each connection it hands out, so a
+    # connection the server or the network dropped meanwhile (a restart, a failover, an idle timeout)
+    # is replaced instead of failing a request; Django's check is then skipped.
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if _pooled:
+        if not 0 <= HUB_DB_POOL_MIN_SIZE <= HUB_DB_POOL_MAX_SIZE or HUB_DB_POOL_MAX_SIZE < 1:
+            raise ImproperlyConfigured(
+                f"HUB_DB_POOL_MIN_SIZE={HUB_DB_POOL_MIN_SIZE}, HUB_DB_POOL_MAX_SIZE={HUB_DB_POOL_MAX_SIZE}: "
+                "expected 0 <= min <= max and max >= 1")
+        if HUB_DB_POOL_TIMEOUT <= 0:
+            raise ImproperlyConfigured(f"HUB_DB_POOL_TIMEOUT={HUB_DB_POOL_TIMEOUT}: expected a positive number")
+        DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+            "min_size": HUB_DB_POOL_MIN_SIZE,  # kept open while idle (each process: web worker, Celery child)
+            "max_size": HUB_DB_POOL_MAX_SIZE,  # per process: PostgreSQL's max_connections must cover them all
+            "timeout": HUB_DB_POOL_TIMEOUT,  # a request waits this long for a free one, then fails
+        }
 else:
     # Embedded default: SQLite tuned for several processes writing at once.
     SQLITE_PATH = dj_database_url.parse(DATABASE_URL)["NAME"] if DATABASE_URL else str(DATA_DIR / "hub.sqlite3")
