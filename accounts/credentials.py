@@ -197,14 +197,51 @@ def _logged_in(user: User, remote_addr: str, door: str) -> Authenticated:
     return Authenticated(user=user, token=None)
 
 
+class SeenMarkers:
+    """Cache keys this process already knows are taken, so that it asks the cache for each at most once:
+    the audit's once-a-day markers, which every password login on `/token` would otherwise try to add
+    (a write transaction per token on the database cache). Bounded (LRU)."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self.size = size
+        self._keys: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def seen(self, key: str) -> bool:
+        with self._lock:
+            if key in self._keys:
+                self._keys.move_to_end(key)
+                return True
+            return False
+
+    def add(self, key: str) -> None:
+        with self._lock:
+            self._keys[key] = None
+            self._keys.move_to_end(key)
+            while len(self._keys) > self.size:
+                self._keys.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
+
+audited_registry_logins = SeenMarkers()
+
+
 def _audit_registry_login(user: User, address: str) -> None:
     """A registry login with the password, at most once per account, address and day: clients with
-    stored credentials log in for every pull."""
+    stored credentials log in for every pull. The cache's marker says whether any process recorded it
+    today; once this process has seen it taken, it does not ask again that day."""
     day = timezone.now().date().isoformat()
     marker = "audit-registry-login:" + hashlib.sha256(f"{user.pk}|{address}|{day}".encode()).hexdigest()[:32]
+    seen = f"{marker}|{user.username}"  # a reused id (a deleted account's) is another account
+    if audited_registry_logins.seen(seen):
+        return
     if cache.add(marker, 1, timeout=86400):
         audit.record("account.registry_login", account=audit.user_account(user), name=user.username, actor=user,
                      address=address)
+    audited_registry_logins.add(seen)
 
 
 def authenticate_registry_credentials(username: str, password: str, *, remote_addr: str = "",

@@ -1,7 +1,8 @@
 """The registry's token service: Docker token authentication (distribution docs/spec/auth).
 
 - Keys: an ES256 (P-256) key and a self-signed certificate for it, made on first use in KEYS_DIR.
-- `issue_registry_token`: the intersection of the asked and allowed actions, as a signed JWT.
+- `issue_registry_token`: the intersection of the asked and allowed actions (registry/grants.py, every
+  scope of a request at once), as a signed JWT.
 - `verify_registry_token`: what the registry views call on every request (cached per token). A token
   names the account (`uid`) and the personal access token (`pat`) or credentials epoch (`ep`) it came
   from, or the organization access token (`oat`, no account: `sub` is the organization); one issued
@@ -35,7 +36,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import ImproperlyConfigured
 from django.db.models import Q
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
@@ -53,19 +54,23 @@ from accounts.credentials import (
     password_fingerprint,
     user_for_claims,
 )
-from accounts.models import AccessToken, Namespace, User
+from accounts.models import AccessToken, User
 from accounts.org_tokens import OrganizationTokenGrant, organization_token_stands
 from accounts.revocation import revocation_epoch
 from lib.keyfiles import create_exclusively, load_or_create_p256_key
 from oci.names import InvalidName
 from oci.scopes import ALL, CATALOG, REGISTRY, REPOSITORY, InvalidScope, Scope, parse_scopes
 from registry.errors import TooManyRequests
-from registry.mirror.access import mirror_actions
+from registry.grants import (  # noqa: F401 - allowed_repository_actions: registry/access.py asks here
+    NOTHING,
+    REGISTRY_ACTIONS,
+    allowed_repository_actions,
+    allowed_repository_actions_many,
+)
 from registry.mirror.hostmode import canonical_scopes
-from registry.mirror.names import is_mirror_namespace, split_name
+from registry.mirror.names import split_name
 from registry.ratelimits import account_pull_limit, organization_pull_limit, pull_limits_on
-from repositories.models import Repository, validate_repository_name
-from repositories.permissions import DELETE, PULL, PUSH, Actor, may_create_repository, repository_actions
+from repositories.permissions import Actor
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +81,6 @@ LEEWAY_SECONDS = 30
 MIN_TOKEN_TTL = 60
 MAX_TOKEN_LENGTH = 16 * 1024
 VERIFIED_CACHE_SIZE = 4096
-REGISTRY_ACTIONS = frozenset({PULL, PUSH, DELETE})
-NOTHING: frozenset[str] = frozenset()
 
 
 # --- Signing key --------------------------------------------------------------------------------
@@ -206,70 +209,15 @@ class IssuedToken:
         return " ".join(f"{e['type']}:{e['name']}:{','.join(e['actions'])}" for e in self.access if e["actions"])
 
 
-def _as_registry_actions(actions: frozenset[str]) -> frozenset[str]:
-    granted = actions & REGISTRY_ACTIONS
-    return granted | {ALL} if granted == REGISTRY_ACTIONS else granted
-
-
-def allowed_repository_actions(actor: Actor, name: str) -> frozenset[str]:
-    """What `actor` may do with repository `name` as a client wrote it (`ubuntu`, `alice/app`).
-
-    A repository that does not exist gets pull and push only when the actor may create it by a
-    push; so a private repository the actor cannot see and a missing one look exactly alike.
-    """
-    try:
-        namespace_name, repository_name = split_name(name)
-    except InvalidName:
-        return NOTHING
-    if is_mirror_namespace(namespace_name):  # pull through a mirror, never push (registry/mirror/access.py)
-        return mirror_actions(actor, namespace_name)
-    repository = (
-        Repository.objects.select_related("namespace")
-        .filter(namespace__name=namespace_name, name=repository_name).first()
-    )
-    if actor.organization_token is not None:
-        return _organization_token_actions(actor.organization_token, namespace_name, repository_name, repository)
-    if repository is not None:
-        return _as_registry_actions(repository_actions(actor, repository))
-    namespace = Namespace.objects.filter(name=namespace_name).first()
-    if namespace is None or not may_create_repository(actor, namespace):
-        return NOTHING
-    try:
-        validate_repository_name(repository_name)
-    except ValidationError:
-        return NOTHING
-    return frozenset({PULL, PUSH})
-
-
-def _organization_token_actions(grant: OrganizationTokenGrant, namespace_name: str, repository_name: str,
-                                repository: Repository | None) -> frozenset[str]:
-    """Exactly what the token's resources give: pull and push on the organization's repositories its
-    paths match, pull on public ones for `*/*/public`. A missing repository of the organization gets
-    pull and push when the token may push to its name (the push creates it), like an owner's would."""
-    if repository is not None:
-        return grant.actions_for(namespace_name, repository_name, is_public=not repository.is_private) & {PULL, PUSH}
-    granted = grant.actions_for(namespace_name, repository_name, is_public=False)
-    if PUSH not in granted:
-        return NOTHING
-    namespace = Namespace.objects.filter(name=namespace_name, organization_id=grant.organization_id,
-                                         deleted_at=None).first()
-    if namespace is None:
-        return NOTHING
-    try:
-        validate_repository_name(repository_name)
-    except ValidationError:
-        return NOTHING
-    return frozenset({PULL, PUSH})
-
-
 def issue_registry_token(*, actor: Actor, scopes: list[Scope], credentials: Authenticated | None = None
                          ) -> IssuedToken:
     """A signed access token granting, per scope, the asked actions the actor is allowed. With the
     `credentials` the actor logged in with, it names them, so it dies with them (verify_registry_token)."""
+    repositories = allowed_repository_actions_many(actor, [s.name for s in scopes if s.type == REPOSITORY])
     access = []
     for scope in scopes:
         if scope.type == REPOSITORY:
-            granted = scope.actions & allowed_repository_actions(actor, scope.name)
+            granted = scope.actions & repositories[scope.name]
         elif scope.type == REGISTRY and scope.name == CATALOG:
             granted = scope.actions  # everyone may list; the catalog filters what it shows
         else:
