@@ -2,19 +2,24 @@
 """Hub benchmark: search, repository pages and the Hub API over a large seeded database.
 
 Creates a fresh database (PostgreSQL `wharf_bench` on the server of BENCH_POSTGRES_URL or
-HUB_TEST_POSTGRES_URL, else a SQLite file), migrates it, seeds it in bulk (COPY on PostgreSQL):
-100,000 repositories across ~5,000 users and organizations (official images in `library`, some
-private, stars and pulls) and 1,000,000 daily pull rows over the last 365 days. Then it starts
+HUB_TEST_POSTGRES_URL, else a SQLite file), migrates it, seeds it in bulk (COPY on PostgreSQL,
+bench/hub_seed.py): by default 100,000 repositories across 5,000 users and organizations
+(official images in `library`, some private, stars, tags and pulls) and 1,000,000 daily pull
+rows over the last 365 days; the scale is set with --repos, --accounts and --pull-rows. It prints
+the seed time and, on PostgreSQL, the database's size and its biggest tables and indexes. Then it
+starts
 gunicorn on loopback and measures p50/p95 latency with a bounded number of requests per endpoint
 from a few concurrent clients (in rounds over every endpoint: the host's speed varies, and a row's
 figure is the median of its rounds), then from one client alone, anonymous and signed in (session
 cookie for pages, a JWT from POST /v2/users/login for the API). It also counts the SQL queries each
 request makes and runs EXPLAIN ANALYZE on the search query to show whether the trigram indexes are
-used.
+used. One row is the registry's manifest GET (anonymous, with a pull token from /token): compare it
+between a big and a small database to see that table sizes do not reach it.
 Not a test: it asserts nothing and only prints figures.
 
     bash tests/services.sh .venv/bin/python bench/hub.py
     .venv/bin/python bench/hub.py --sqlite --repos 10000
+    bash tests/services.sh .venv/bin/python bench/hub.py --repos 1000000 --accounts 100000 --pull-rows 10000000
 
 While iterating, seed once with --keep on a PostgreSQL server that outlives the run
 (BENCH_POSTGRES_URL), then `--reuse --keep --only search` measures some rows on that database.
@@ -23,9 +28,7 @@ While iterating, seed once with --keep on a PostgreSQL server that outlives the 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import os
-import random
 import shutil
 import statistics
 import subprocess
@@ -35,274 +38,28 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import requests
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
+from bench.hub_seed import (  # noqa: E402
+    BENCH_DB,
+    PASSWORD,
+    RARE_WORD,
+    USER,
+    Seeded,
+    create_database,
+    database_size,
+    describe,
+    drop_database,
+    seed,
+)
 from tests.live import free_port, wait_until  # noqa: E402
 
 PY = Path(sys.executable)
-BENCH_DB = "wharf_bench"
-USER, PASSWORD = "benchuser", "bench-password-123"
 TARGET_MS = 100.0
-RARE_WORD = "quokka"
-
-
-def words(text: str) -> list[str]:
-    return text.split()
-
-
-WORDS = words(
-    "nginx redis postgres mysql mariadb mongo alpine ubuntu debian fedora python node golang rust java ruby php "
-    "perl httpd traefik caddy haproxy envoy consul vault etcd kafka zookeeper rabbitmq nats memcached "
-    "elasticsearch kibana grafana prometheus loki jaeger influxdb telegraf minio registry jenkins gitlab gitea "
-    "drone sonarqube nextcloud wordpress ghost drupal joomla odoo airflow spark flink hadoop jupyter tensorflow "
-    "pytorch ollama llama whisper stable diffusion web api app service worker proxy cache gateway auth "
-    "dashboard exporter operator agent controller scheduler runner builder backup sync mirror bridge relay "
-    "monitor logger tracer crawler scraper bot cli sdk tools utils base slim dev test prod edge core lite "
-    "server client daemon admin portal store shop blog wiki chat mail search index queue stream pipeline "
-    "etl ml ai model inference vision speech data lake warehouse notebook lab studio"
-)
-ADJECTIVES = words("fast minimal secure tiny hardened official lightweight distroless simple modern")
-KINDS = words("image container toolkit runtime server build environment stack")
-FIRST = words("alex sam chris jordan taylor morgan casey jamie robin kim lee max nina omar lena ivan yuki ana "
-              "paul sara tom mia leo zoe eva noah liam emma")
-ORG_SUFFIX = words("labs io hq dev cloud systems tech works corp team")
-README = "\n\n".join(
-    [f"# {{name}}\n\nA {adj} image. Pull it with `docker pull {{name}}`." for adj in ADJECTIVES[:1]]
-    + [f"## {word.title()}\n\n" + " ".join([f"The {word} setting controls how the {word} behaves."] * 6)
-       + "\n\n```sh\ndocker run --rm {name} " + word + "\n```" for word in WORDS[:12]]
-)
-
-
-# --- the database ---------------------------------------------------------------------------------
-
-
-def create_database(args, tmp: Path) -> tuple[str, str | None]:
-    """A fresh bench database: (DATABASE_URL, the maintenance URL to drop it with, or None)."""
-    server = "" if args.sqlite else (os.environ.get("BENCH_POSTGRES_URL") or os.environ.get("HUB_TEST_POSTGRES_URL"))
-    if not server:
-        if not args.sqlite:
-            print("No BENCH_POSTGRES_URL or HUB_TEST_POSTGRES_URL: using SQLite "
-                  "(run under `bash tests/services.sh` for PostgreSQL).\n")
-        return f"sqlite:///{tmp / 'bench.sqlite3'}", None
-    import psycopg
-
-    parts = urlsplit(server)
-    maintenance = urlunsplit(parts._replace(path="/postgres"))
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [BENCH_DB]).fetchone()
-        if not (args.reuse and exists):
-            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-            conn.execute(f"CREATE DATABASE {BENCH_DB}")
-    return urlunsplit(parts._replace(path=f"/{BENCH_DB}")), maintenance
-
-
-def drop_database(maintenance: str | None) -> None:
-    if maintenance:
-        import psycopg
-
-        with psycopg.connect(maintenance, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {BENCH_DB} WITH (FORCE)")
-
-
-def bulk_insert(table: str, columns: list[str], rows) -> int:
-    """COPY on PostgreSQL, executemany on SQLite; `rows` may be a generator."""
-    from django.db import connection
-
-    count = 0
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor, cursor.cursor.copy(
-                f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
-                count += 1
-        return count
-    ops = connection.ops
-
-    def adapt(value):
-        if isinstance(value, dt.datetime):
-            return ops.adapt_datetimefield_value(value)
-        if isinstance(value, dt.date):
-            return ops.adapt_datefield_value(value)
-        return value
-
-    sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))})"
-    batch: list = []
-    with connection.cursor() as cursor:
-        for row in rows:
-            batch.append([adapt(value) for value in row])
-            if len(batch) >= 5000:
-                cursor.executemany(sql, batch)
-                count, batch = count + len(batch), []
-        if batch:
-            cursor.executemany(sql, batch)
-            count += len(batch)
-    return count
-
-
-# --- seeding --------------------------------------------------------------------------------------
-
-
-@dataclass
-class Seeded:
-    user_repo: str  # ns/name of a popular personal repository (with tags and a README)
-    official: str  # name of a popular official image
-    big_namespace: str  # the organization the bench user belongs to
-    exact: str  # a name many repositories contain and one official image has exactly
-    common: str  # a substring many repositories contain
-    repositories: int
-    pull_rows: int
-
-
-def daily_counts(index: int, days: int, rate: float) -> list[int]:
-    rng = random.Random(index)
-    return [max(1, int(rng.expovariate(1 / rate))) for _ in range(days)]
-
-
-def seed(args) -> Seeded:
-    from django.db import connection, transaction
-    from django.utils import timezone
-
-    from accounts.models import Membership, Namespace, Organization, Team, User
-    from accounts.services import organization_create
-    from registry.models import Manifest, Tag
-    from repositories.models import Collaborator, Repository, Star, TeamPermission
-
-    rng = random.Random(42)
-    now = timezone.now()
-    today = now.date()
-    n_repos, n_accounts = args.repos, max(50, args.repos // 20)
-    n_orgs = n_accounts // 25
-    started = time.perf_counter()
-    with transaction.atomic():
-        bench_user = User.objects.create_user(USER, f"{USER}@example.com", PASSWORD)
-        users = [User(username=f"{rng.choice(FIRST)}{i}", email=f"u{i}@example.com", password="!",
-                      date_joined=now) for i in range(n_accounts - n_orgs)]
-        User.objects.bulk_create(users, batch_size=2000)
-        users = list(User.objects.exclude(pk=bench_user.pk).order_by("pk"))
-        Namespace.objects.bulk_create([Namespace(name=u.username, kind=Namespace.Kind.USER, user=u) for u in users],
-                                      batch_size=2000)
-        orgs = Organization.objects.bulk_create(
-            [Organization(name=f"{rng.choice(WORDS)}{rng.choice(ORG_SUFFIX)}{i}") for i in range(n_orgs)])
-        Namespace.objects.bulk_create([Namespace(name=o.name, kind=Namespace.Kind.ORGANIZATION, organization=o)
-                                       for o in orgs], batch_size=2000)
-        benchorg = organization_create(name="benchorg", owner=users[0])
-        devs = Team.objects.create(organization=benchorg, name="devs")
-        Membership.objects.create(team=devs, user=bench_user)
-
-        library = Namespace.objects.get(name="library")
-        namespaces = list(Namespace.objects.exclude(pk=library.pk).exclude(name__in=[USER, "benchorg"]))
-        weights = [1 / (rank + 1) ** 0.7 for rank in range(len(namespaces))]
-        owners = [(library.pk, False, min(150, n_repos // 100))]
-        owners += [(Namespace.objects.get(name=USER).pk, True, 40), (benchorg.namespace.pk, True, 300)]
-        rest = n_repos - sum(count for _, _, count in owners)
-        picked = rng.choices(range(len(namespaces)), weights=weights, k=rest)
-        per_namespace: dict[int, int] = {}
-        for index in picked:
-            per_namespace[namespaces[index].pk] = per_namespace.get(namespaces[index].pk, 0) + 1
-
-        plan: list[tuple[int, bool, str]] = []
-        official_names = WORDS[: owners[0][2]]
-        plan += [(library.pk, True, name) for name in official_names[: owners[0][2]]]
-        for namespace_id, _, count in owners[1:]:
-            plan += [(namespace_id, False, "")] * count
-        for namespace_id, count in per_namespace.items():
-            plan += [(namespace_id, False, "")] * count
-        rng.shuffle(plan)
-
-        # Pull rows: about half to the most popular repositories (a full year each), the rest 50 days each.
-        full_year = max(1, args.pulls // 2 // 365)
-        partial = max(0, (args.pulls - full_year * 365) // 50)
-        rows, taken, rare_left = [], {}, 5
-        for index, (namespace_id, official, name) in enumerate(plan):
-            used = taken.setdefault(namespace_id, set())
-            while not name or name in used:
-                words = rng.sample(WORDS, 3)
-                shape = rng.random()
-                name = (words[0] if shape < 0.15 else f"{words[0]}-{words[1]}" if shape < 0.75
-                        else f"{words[0]}-{words[1]}-{words[2]}" if shape < 0.9 else f"{words[0]}{rng.randint(2, 99)}")
-            used.add(name)
-            if rng.random() < 0.12:
-                description = ""
-            else:
-                description = (f"{rng.choice(ADJECTIVES).title()} {rng.choice(WORDS)} {rng.choice(KINDS)} "
-                               f"for {rng.choice(WORDS)} and {rng.choice(WORDS)}")[:100]
-            if rare_left and index % 997 == 1:
-                description, rare_left = f"A {RARE_WORD} {rng.choice(KINDS)} for {name}", rare_left - 1
-            days = 365 if official or index < full_year else 50 if index < full_year + partial else 0
-            popularity = 5000.0 if official else 200.0 / (1 + index / 500)
-            pulls = sum(daily_counts(index, days, popularity)) if days else 0
-            pulls += int(rng.paretovariate(1.1) * (10_000 if official else 20))
-            stars = int(rng.paretovariate(1.3) * (300 if official else 1)) - (0 if official else 1)
-            pushed = now - dt.timedelta(days=rng.random() * 720) if rng.random() > 0.1 else None
-            created = (pushed or now) - dt.timedelta(days=rng.random() * 1000)
-            private = not official and rng.random() < 0.1
-            rows.append((namespace_id, name, private, description, "", False, created, created, pushed, None,
-                         pulls, stars, "", index, days, popularity))
-        columns = ["namespace_id", "name", "is_private", "description", "full_description", "is_automated",
-                   "created_at", "updated_at", "last_pushed_at", "last_pulled_at", "pull_count", "star_count",
-                   "source_url"]
-        bulk_insert("repositories_repository", columns, (row[:13] for row in rows))
-        ids = {(ns, name): pk
-               for pk, ns, name in Repository.objects.order_by().values_list("pk", "namespace_id", "name")}
-
-        def pull_rows():
-            for row in rows:
-                index, days, popularity = row[13:]
-                if days:
-                    pk = ids[(row[0], row[1])]
-                    for back, count in enumerate(daily_counts(index, days, popularity)):
-                        yield pk, "", today - dt.timedelta(days=back), count
-
-        pull_count = bulk_insert("repositories_pullstat", ["repository_id", "tag", "day", "count"], pull_rows())
-
-        # The bench user's own world: collaborations, a team grant, stars.
-        private_others = list(Repository.objects.filter(is_private=True, namespace__kind=Namespace.Kind.USER)
-                              .exclude(namespace__name=USER).order_by("pk")[:20])
-        Collaborator.objects.bulk_create([Collaborator(repository=r, user=bench_user) for r in private_others])
-        org_private = list(Repository.objects.filter(namespace=benchorg.namespace).order_by("pk")[:10])
-        Repository.objects.filter(pk__in=[r.pk for r in org_private]).update(is_private=True)
-        TeamPermission.objects.bulk_create([TeamPermission(repository=r, team=devs) for r in org_private])
-        Star.objects.bulk_create([Star(repository_id=pk, user=bench_user) for pk in rng.sample(sorted(ids.values()),
-                                                                                               25)])
-
-        popular = (Repository.objects.filter(is_private=False, namespace__kind=Namespace.Kind.USER)
-                   .select_related("namespace").order_by("-pull_count").first())
-        official = Repository.objects.filter(namespace=library).order_by("-pull_count").first()
-        for repository in (popular, official):
-            repository.full_description = README.replace("{name}", repository.name)
-            repository.save(update_fields=["full_description"])
-        for i in range(30):
-            digest = f"sha256:{i:064x}"
-            platforms = [{"os": "linux", "architecture": arch, "variant": "", "digest": digest,
-                          "size": 30_000_000 + i} for arch in ("amd64", "arm64")]
-            manifest = Manifest.objects.create(
-                repository=popular, digest=digest, media_type="application/vnd.oci.image.manifest.v1+json",
-                content=b"{}", size=2, platforms=platforms, total_size=30_000_000 + i, pushed_by=popular.created_by)
-            Tag.objects.create(repository=popular, name=f"1.{i}", manifest=manifest,
-                               pushed_at=now - dt.timedelta(days=i))
-    with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE" if connection.vendor == "postgresql" else "ANALYZE")
-    print(f"Seeded {len(rows):,} repositories, {len(users) + n_orgs + 1:,} namespaces and {pull_count:,} "
-          f"pull rows in {time.perf_counter() - started:.1f} s on {connection.vendor}.\n")
-    return describe()
-
-
-def describe() -> Seeded:
-    """What the endpoints need from a seeded database (also for --reuse)."""
-    from accounts.models import Namespace
-    from repositories.models import PullStat, Repository
-
-    popular = (Repository.objects.filter(is_private=False, namespace__kind=Namespace.Kind.USER)
-               .exclude(full_description="").select_related("namespace").order_by("-pull_count").first())
-    official = Repository.objects.filter(namespace__name="library").exclude(full_description="").first()
-    return Seeded(user_repo=popular.full_name, official=official.name, big_namespace="benchorg",
-                  exact=official.name, common="web", repositories=Repository.objects.count(),
-                  pull_rows=PullStat.objects.count())
 
 
 # --- measuring ------------------------------------------------------------------------------------
@@ -312,7 +69,7 @@ def describe() -> Seeded:
 class Endpoint:
     label: str
     path: str
-    kind: str  # page | api
+    kind: str  # page | api | registry (anonymous, with a pull token)
 
 
 def endpoints(seeded: Seeded) -> list[Endpoint]:
@@ -329,14 +86,31 @@ def endpoints(seeded: Seeded) -> list[Endpoint]:
         Endpoint("repository statistics (365 days)", f"/r/{repo}/stats?days=365", "page"),
         Endpoint("official image page", f"/_/{seeded.official}", "page"),
         Endpoint("explore", "/explore", "page"),
+        Endpoint("home (signed in: the dashboard)", "/", "page"),
+        Endpoint(f"profile of `{seeded.biggest_namespace}` (the most repositories)", f"/u/{seeded.biggest_namespace}",
+                 "page"),
         Endpoint(f"API list `{seeded.big_namespace}`", f"/v2/repositories/{seeded.big_namespace}/", "api"),
         Endpoint(f"API list `{seeded.big_namespace}`, 100 per page",
                  f"/v2/repositories/{seeded.big_namespace}/?page_size=100", "api"),
+        Endpoint(f"API list `{seeded.biggest_namespace}` (the most repositories)",
+                 f"/v2/repositories/{seeded.biggest_namespace}/", "api"),
         Endpoint("API repository", f"/v2/repositories/{repo}/", "api"),
         Endpoint("API stats (365 days)", f"/v2/repositories/{repo}/stats/?days=365", "api"),
         Endpoint(f"API search `{seeded.common}`", f"/v2/search/repositories/?query={seeded.common}", "api"),
         Endpoint(f"API search `{seeded.exact}`", f"/v2/search/repositories/?query={seeded.exact}", "api"),
+        Endpoint("registry manifest GET", f"/v2/{repo}/manifests/1.0", "registry"),
     ]
+
+
+def pull_token(base: str, path: str) -> str:
+    """An anonymous pull token for the repository of a registry path, from the realm its 401 names."""
+    challenge = requests.get(base + path, timeout=30).headers["WWW-Authenticate"]
+    params = dict(part.split("=", 1) for part in challenge.split(" ", 1)[1].split(","))
+    params = {key: value.strip('"') for key, value in params.items()}
+    response = requests.get(params["realm"], params={"service": params["service"], "scope": params["scope"]},
+                            timeout=30)
+    response.raise_for_status()
+    return response.json()["token"]
 
 
 def machine_speed() -> float:
@@ -395,7 +169,10 @@ def in_process(path: str, kind: str, signed_in: bool, jwt: str) -> tuple[int, fl
 
     client = Client()
     extra = {}
-    if signed_in and kind == "page":
+    if kind == "registry":
+        extra["HTTP_AUTHORIZATION"] = f"Bearer {jwt}"
+        extra["HTTP_ACCEPT"] = "application/vnd.oci.image.manifest.v1+json"
+    elif signed_in and kind == "page":
         client.force_login(User.objects.get(username=USER))
     elif signed_in:
         extra["HTTP_AUTHORIZATION"] = f"Bearer {jwt}"
@@ -419,7 +196,7 @@ def explain_search(seeded: Seeded) -> None:
 
     from accounts.models import User
     from repositories.permissions import Actor
-    from repositories.search import search_queryset
+    from repositories.search import capped_count, search_queryset
 
     postgresql = connection.vendor == "postgresql"
     print(f"\n### {'EXPLAIN ANALYZE' if postgresql else 'EXPLAIN QUERY PLAN'} of the search queries "
@@ -433,7 +210,7 @@ def explain_search(seeded: Seeded) -> None:
             with CaptureQueriesContext(connection) as captured:
                 queryset = search_queryset(actor=actor, query=term)
                 list(queryset[:25])
-                queryset.count()
+                capped_count(queryset)  # as the pages count: no further than COUNT_LIMIT + 1
             statements = [query["sql"] for query in captured.captured_queries]
             plans, times = [], []
             with connection.cursor() as cursor:
@@ -470,7 +247,10 @@ def _plan_ms(plan: str) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repos", type=int, default=100_000)
-    parser.add_argument("--pulls", type=int, default=None, help="daily pull rows (default: 10 per repository)")
+    parser.add_argument("--accounts", type=int, default=None,
+                        help="users and organizations, one in ten an organization (default: 1 per 20 repositories)")
+    parser.add_argument("--pull-rows", "--pulls", dest="pulls", type=int, default=None,
+                        help="daily pull rows (default: 10 per repository)")
     parser.add_argument("--requests", type=int, default=200, help="timed requests per endpoint and persona")
     parser.add_argument("--clients", type=int, default=4, help="concurrent clients")
     parser.add_argument("--rounds", type=int, default=3,
@@ -479,10 +259,13 @@ def main() -> None:
     parser.add_argument("--sqlite", action="store_true", help="use SQLite even when PostgreSQL is available")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder and the bench database")
     parser.add_argument("--only", default="", help="measure only the endpoints whose label contains this text")
+    parser.add_argument("--database", default=BENCH_DB,
+                        help=f"the PostgreSQL database to create (and drop, without --keep); default {BENCH_DB}")
     parser.add_argument("--reuse", action="store_true",
                         help="reuse a seeded PostgreSQL bench database (kept by an earlier --keep run)")
     args = parser.parse_args()
     args.pulls = args.pulls if args.pulls is not None else args.repos * 10
+    args.accounts = args.accounts if args.accounts is not None else max(50, args.repos // 20)
 
     tmp = Path(tempfile.mkdtemp(prefix="wharf-bench-"))
     database_url, maintenance = create_database(args, tmp)
@@ -524,8 +307,9 @@ def main() -> None:
         from django.db import connection
 
         workers = subprocess.run(["pgrep", "-P", str(process.pid)], capture_output=True, text=True).stdout.split()
-        print(f"## Hub benchmark: {seeded.repositories:,} repositories, {seeded.pull_rows:,} pull rows, "
-              f"{connection.vendor}\n")
+        print(f"## Hub benchmark: {seeded.repositories:,} repositories, {seeded.accounts:,} users and "
+              f"organizations, {seeded.pull_rows:,} pull rows, {connection.vendor}\n")
+        print("\n".join(database_size()) + "\n")
         print(f"gunicorn: {len(workers)} workers × {os.environ.get('HUB_WEB_THREADS') or 8} threads on "
               f"{os.cpu_count()} CPUs. Under load: {args.rounds} rounds of {args.requests} timed requests per row "
               f"from {args.clients} concurrent clients (on the same CPUs), each after 5 warm-up requests; p50 and "
@@ -534,9 +318,12 @@ def main() -> None:
               f"statements one request makes. Load average before: "
               f"{' '.join(f'{x:.1f}' for x in os.getloadavg())}.\n")
         rows = [(endpoint, who) for endpoint in endpoints(seeded) if args.only in endpoint.label
-                for who in ("anonymous", "signed in")]
+                for who in (("anonymous",) if endpoint.kind == "registry" else ("anonymous", "signed in"))]
 
         def credentials(endpoint: Endpoint, who: str) -> tuple[dict, dict]:
+            if endpoint.kind == "registry":  # a fresh token each time: the rounds outlast one
+                return {"Authorization": f"Bearer {pull_token(base, endpoint.path)}",
+                        "Accept": "application/vnd.oci.image.manifest.v1+json"}, {}
             signed_in = who == "signed in"
             headers = {"Authorization": f"Bearer {jwt}"} if signed_in and endpoint.kind == "api" else {}
             return headers, session_cookie if signed_in and endpoint.kind == "page" else {}
@@ -561,7 +348,8 @@ def main() -> None:
         for index, (endpoint, who) in enumerate(rows):
             single, failed = measure(base + endpoint.path, *credentials(endpoint, who), args.single, 1)
             errors[index] += failed
-            queries, alone = in_process(endpoint.path, endpoint.kind, who == "signed in", jwt)
+            token = pull_token(base, endpoint.path) if endpoint.kind == "registry" else jwt
+            queries, alone = in_process(endpoint.path, endpoint.kind, who == "signed in", token)
             p50 = statistics.median(p50 for p50, _ in loaded[index])
             p95 = statistics.median(p95 for _, p95 in loaded[index])
             met = p95 < TARGET_MS and not errors[index]
@@ -583,9 +371,9 @@ def main() -> None:
 
         connections.close_all()
         if args.keep:
-            print(f"\nKept {tmp}" + (f" and database {BENCH_DB}" if maintenance else ""))
+            print(f"\nKept {tmp}" + (f" and database {args.database}" if maintenance else ""))
         else:
-            drop_database(maintenance)
+            drop_database(maintenance, args.database)
             shutil.rmtree(tmp, ignore_errors=True)
 
 
