@@ -54,6 +54,31 @@ def _linked_blob_statement(vendor: str) -> str:
             f" AND b.{column(Blob, 'digest')} = %s")
 
 
+def repository_named(*, namespace: str, name: str) -> Repository | None:
+    """Repository `namespace/name` with its namespace, in one hand-written query: every registry request
+    that reads or writes a repository asks for it, and building the ORM's join cost several times
+    running it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_repository_named_statement(connection.vendor), [namespace, name])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    width = len(Repository._meta.concrete_fields)
+    repository = model_from_row(Repository, row[:width])
+    repository.namespace = model_from_row(Namespace, row[width:])
+    return repository
+
+
+@functools.cache
+def _repository_named_statement(vendor: str) -> str:
+    quote = connection.ops.quote_name
+    columns = ", ".join([*(f"r.{quote(field.column)}" for field in Repository._meta.concrete_fields),
+                         *(f"n.{quote(field.column)}" for field in Namespace._meta.concrete_fields)])
+    return (f"SELECT {columns} FROM {table(Repository)} r"  # noqa: S608 - identifiers from model metadata
+            f" JOIN {table(Namespace)} n ON n.{column(Namespace, 'id')} = r.{column(Repository, 'namespace')}"
+            f" WHERE n.{column(Namespace, 'name')} = %s AND r.{column(Repository, 'name')} = %s")
+
+
 # --- dashboard ------------------------------------------------------------------------------------
 
 

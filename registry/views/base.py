@@ -22,6 +22,7 @@ from registry.errors import (
     Unsupported,
 )
 from registry.mirror.names import split_name
+from registry.selectors import repository_named
 from repositories.models import Repository
 from repositories.permissions import DELETE, PULL, PUSH
 from repositories.services import repository_get_or_create_for_push
@@ -122,10 +123,7 @@ class RegistryView(View):
             )
 
     def find_repository(self) -> Repository | None:
-        return (
-            Repository.objects.select_related("namespace")
-            .filter(namespace__name=self.namespace_name, name=self.repository_name).first()
-        )
+        return repository_named(namespace=self.namespace_name, name=self.repository_name)
 
     def _refusal(self, request: HttpRequest, action: str) -> RegistryError:
         """Pulls of what one may not see are 401 whether it exists or not; pushes are DENIED."""
