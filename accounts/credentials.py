@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import logging
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +93,7 @@ class VerifiedPasswords:
     def __init__(self, seconds: float = 300, size: int = 2048) -> None:
         self.seconds, self.size = seconds, size
         self._entries: OrderedDict[str, float] = OrderedDict()
+        self._checks: dict[str, threading.Event] = {}  # full checks under way: checking()
         self._lock = threading.Lock()
 
     @staticmethod
@@ -124,6 +126,30 @@ class VerifiedPasswords:
         with self._lock:
             self._entries.clear()
 
+    @contextlib.contextmanager
+    def checking(self, user: User, password: str, *, wait: float = 10.0) -> Iterator[bool]:
+        """One full check at a time per account and password in this process: clients that start together
+        (sixteen pulls sending the same stored password) would otherwise each pay Argon2 before the first
+        remembered it. The first caller checks (this yields False); the others wait for it, up to `wait`
+        seconds, and this yields whether the password is now known. A wrong password is never remembered,
+        so whoever waited on one still checks it in full."""
+        key = self._key(user, password)
+        with self._lock:
+            running = self._checks.get(key)
+            first = running is None
+            if first:
+                running = self._checks[key] = threading.Event()
+        if not first:
+            running.wait(wait)
+            yield self.known(user, password)
+            return
+        try:
+            yield False
+        finally:
+            with self._lock:
+                self._checks.pop(key, None)
+            running.set()
+
 
 verified_passwords = VerifiedPasswords()
 
@@ -154,11 +180,26 @@ def authenticate_credentials(username: str, password: str, *, remote_addr: str =
     if not oversized and OrganizationAccessToken.looks_like_token(password):
         raise OrganizationTokenNotAccepted  # the registry's doors take them: authenticate_registry_credentials
     user = None if oversized or not username else account_for_identifier(username)
-    if (user is not None and user.is_active and password and verified_passwords.known(user, password)
-            and login_budget_left(identifier=username, address=remote_addr, user=user)):
+    eligible = user is not None and user.is_active and bool(password)
+
+    def remembered() -> bool:
         # A password that logged in lately (and nothing about the account's credentials changed since) is no
-        # guess: nothing to count or take back; refused like any other once the budget is spent.
+        # guess: nothing to count or take back. Without room in the budget it takes the full path, which waits
+        # for attempts in flight and refuses once the budget is spent.
+        return login_budget_left(identifier=username, address=remote_addr, user=user)
+
+    if eligible and verified_passwords.known(user, password) and remembered():
         return _logged_in(user, remote_addr, door)
+    if not eligible:
+        return _check_password(user, username, password, oversized=oversized, remote_addr=remote_addr, door=door)
+    with verified_passwords.checking(user, password) as known_now:
+        if known_now and remembered():  # the same password, checked by a request that came first
+            return _logged_in(user, remote_addr, door)
+        return _check_password(user, username, password, oversized=oversized, remote_addr=remote_addr, door=door)
+
+
+def _check_password(user: User | None, username: str, password: str, *, oversized: bool, remote_addr: str,
+                    door: str) -> Authenticated | None:
     attempt = login_attempt_begin(identifier=username, address=remote_addr, user=user)
     try:
         # Said whether or not the password matched, so the answer never tells a right password from a wrong one.

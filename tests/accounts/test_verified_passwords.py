@@ -117,3 +117,86 @@ def test_a_remembered_password_is_refused_once_the_budget_is_spent(alice, checks
         assert authenticate_credentials(alice.username, "wrong-guess", remote_addr=f"203.0.113.{number}") is None
     with pytest.raises(TooManyAttempts):
         log_in(alice)
+
+
+def test_one_check_at_a_time_per_password_the_others_wait_for_it(alice, bob):
+    """checking(): the first caller checks; a caller with the same password waits and then knows it; a caller
+    with another password or account does not wait."""
+    import threading
+    import time
+
+    table = VerifiedPasswords()
+    order = []
+    with table.checking(alice, PASSWORD) as known:
+        assert known is False
+
+        def same() -> None:
+            with table.checking(alice, PASSWORD) as known_after_wait:
+                order.append(("same", known_after_wait))
+
+        def other() -> None:
+            with table.checking(bob, PASSWORD) as known_other:
+                order.append(("other", known_other))
+
+        waiter, independent = threading.Thread(target=same), threading.Thread(target=other)
+        waiter.start(), independent.start()
+        independent.join(5)
+        time.sleep(0.2)
+        assert order == [("other", False)]  # the same password is still waiting
+        table.remember(alice, PASSWORD)
+    waiter.join(5)
+    assert order == [("other", False), ("same", True)]
+
+
+def test_a_waiter_on_a_wrong_password_checks_it_itself(alice):
+    import threading
+
+    table = VerifiedPasswords()
+    seen = []
+
+    def waiter() -> None:
+        with table.checking(alice, "wrong-guess") as known:
+            seen.append(known)
+
+    with table.checking(alice, "wrong-guess"):
+        thread = threading.Thread(target=waiter)
+        thread.start()
+    thread.join(5)
+    assert seen == [False]  # never remembered: the waiter goes on to the full check
+
+
+@pytest.mark.django_db(transaction=True)
+def test_simultaneous_logins_with_one_password_pay_one_check(alice, monkeypatch):
+    """Six clients starting together (a burst of pulls with the stored password): Argon2 once, not six times."""
+    import threading
+    import time
+
+    from django.db import connection
+
+    verified_passwords.clear()
+    calls = []
+    original = User.check_password
+
+    def slow(self, raw_password):
+        calls.append(self.pk)
+        time.sleep(0.3)  # a check under way while the others arrive
+        return original(self, raw_password)
+
+    monkeypatch.setattr(User, "check_password", slow)
+    answers, start = [], threading.Barrier(6)
+
+    def client() -> None:
+        try:
+            start.wait(5)
+            answers.append(log_in(alice))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=client) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    verified_passwords.clear()
+    assert [answer.user for answer in answers] == [alice] * 6
+    assert calls == [alice.pk]
