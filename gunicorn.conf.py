@@ -55,6 +55,10 @@ wsgi_app = "hub.wsgi:application"
 # sendfile() is on by default; don't set it here (gunicorn 27 reads `sendfile = True` as --no-sendfile).
 
 
+# PostgreSQL connections from a pool per worker (hub/settings.py, HUB_DB_POOL): each client connection of a
+# gevent worker is a greenlet with Django connections of its own, which would each open and drop one.
+os.environ.setdefault("HUB_DB_POOL", "true")
+
 # Prometheus metrics (README, "Metrics"): each worker counts into files of this folder, which a scrape of
 # any worker sums up. prometheus_client reads the variable when a worker first imports it; the folder is
 # emptied when the master starts, and a worker that exits leaves its counts (counters survive restarts).

@@ -200,8 +200,10 @@ DATABASE_URL = env("DATABASE_URL")
 # first query: in a gunicorn worker that is after the fork and gevent's monkey-patching (no
 # preload_app), so the pool's threads are greenlets. Celery's Django fixup closes a prefork pool
 # process's pool after each task. HUB_DB_POOL=false: the former persistent connections, one per thread
-# (or greenlet), kept HUB_DB_CONN_MAX_AGE seconds.
-HUB_DB_POOL = envbool("HUB_DB_POOL", True)
+# (or greenlet), kept HUB_DB_CONN_MAX_AGE seconds. On by default in the web workers only (gunicorn.conf.py
+# sets it): a manage.py command or a Celery process gains nothing from it, and with an unreachable
+# database the pool retries for HUB_DB_POOL_TIMEOUT seconds where a plain connect says why at once.
+HUB_DB_POOL = envbool("HUB_DB_POOL", False)
 HUB_DB_POOL_MIN_SIZE = envint("HUB_DB_POOL_MIN_SIZE", 1)
 HUB_DB_POOL_MAX_SIZE = envint("HUB_DB_POOL_MAX_SIZE", 10)
 HUB_DB_POOL_TIMEOUT = envfloat("HUB_DB_POOL_TIMEOUT", 30.0)

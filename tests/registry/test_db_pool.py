@@ -36,7 +36,8 @@ def database_settings(**env: str) -> dict:
 
 
 def test_postgresql_gets_a_pool_and_no_persistent_connections():
-    database = database_settings(DATABASE_URL="postgres://u:p@db.invalid:5432/wharf", HUB_DB_POOL_MAX_SIZE="7")
+    database = database_settings(DATABASE_URL="postgres://u:p@db.invalid:5432/wharf", HUB_DB_POOL="true",
+                                 HUB_DB_POOL_MAX_SIZE="7")
 
     assert database["OPTIONS"]["pool"] == {"min_size": 1, "max_size": 7, "timeout": 30.0}
     assert database["CONN_MAX_AGE"] == 0  # the pool requires it: a request gives its connection back
@@ -51,10 +52,24 @@ def test_hub_db_pool_off_brings_back_persistent_connections():
 
 
 def test_a_pool_larger_than_its_maximum_stops_the_start():
-    database = database_settings(DATABASE_URL="postgres://u:p@db.invalid:5432/wharf", HUB_DB_POOL_MIN_SIZE="5",
-                                 HUB_DB_POOL_MAX_SIZE="2")
+    database = database_settings(DATABASE_URL="postgres://u:p@db.invalid:5432/wharf", HUB_DB_POOL="true",
+                                 HUB_DB_POOL_MIN_SIZE="5", HUB_DB_POOL_MAX_SIZE="2")
 
     assert "HUB_DB_POOL_MIN_SIZE=5" in database["error"]
+
+
+def test_only_gunicorns_workers_pool_by_default():
+    """A manage.py command or a Celery process connects plainly (an unreachable database is reported at once,
+    not after the pool's retries); gunicorn.conf.py turns the pool on for the web workers."""
+    plain = database_settings(DATABASE_URL="postgres://u:p@db.invalid:5432/wharf")
+    assert "pool" not in plain.get("OPTIONS", {}) and plain["CONN_MAX_AGE"] == 60
+    code = ("import os, runpy; runpy.run_path('gunicorn.conf.py'); import hub.settings as s; "
+            "print('pool' in s.DATABASES['default'].get('OPTIONS', {}))")
+    env = {key: value for key, value in os.environ.items() if key != "HUB_DB_POOL"}
+    result = subprocess.run([sys.executable, "-c", code], cwd=live.REPO_ROOT, capture_output=True, text=True,
+                            env={**env, "DJANGO_SETTINGS_MODULE": "hub.settings",
+                                 "DATABASE_URL": "postgres://u:p@db.invalid:5432/wharf"})
+    assert result.stdout.strip().splitlines()[-1] == "True", result.stderr
 
 
 @pytest.fixture(scope="module")
