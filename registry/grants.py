@@ -87,6 +87,11 @@ def _creatable(actor: Actor, namespace: Namespace | None, repository_name: str) 
     """Pull and push on a repository that does not exist yet, when the actor may create it by a push."""
     if namespace is None or not may_create_repository(actor, namespace):
         return NOTHING
+    return _created_by_a_push(repository_name)
+
+
+def _created_by_a_push(repository_name: str) -> frozenset[str]:
+    """Pull and push on a new repository's name, when it is a valid one."""
     try:
         validate_repository_name(repository_name)
     except ValidationError:
@@ -108,8 +113,4 @@ def _organization_token_actions(grant: OrganizationTokenGrant, namespace_name: s
                                          deleted_at=None).first()
     if namespace is None:
         return NOTHING
-    try:
-        validate_repository_name(repository_name)
-    except ValidationError:
-        return NOTHING
-    return frozenset({PULL, PUSH})
+    return _created_by_a_push(repository_name)
