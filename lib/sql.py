@@ -65,7 +65,8 @@ def _quoted_column(model, field: str, vendor: str) -> str:
 
 def model_from_row(model: type[Model], row: tuple | list, fields: tuple[str, ...] | None = None) -> Model:
     """An instance of `model` from a hand-written SELECT of the columns of `fields` (default: every concrete
-    field, in `model._meta.concrete_fields` order), each value converted as the ORM converts it (JSON,
+    field; either way in `model._meta.concrete_fields` order, which Model.from_db() assumes: another order
+    raises ValueError rather than put values in the wrong fields), each value converted as the ORM converts it (JSON,
     binary, SQLite's dates). Fields not selected are deferred, as with `QuerySet.only()`: the first
     access loads them from the database, so none silently holds its default."""
     attnames, converters = _row_converters(model, fields, connection.vendor)
@@ -92,6 +93,10 @@ def _row_converters(model: type[Model], fields: tuple[str, ...] | None, vendor: 
     database's kind and settings, never on one connection's state."""
     converters = []
     selected = selected_fields(model, fields)
+    order = [field for field in model._meta.concrete_fields if field in selected]
+    if selected != order:  # Model.from_db() places a partial row's values in the model's field order
+        raise ValueError(f"model_from_row({model.__name__}): fields must be in the model's order: "
+                         f"{[field.name for field in order]}")
     for field in selected:
         expression = Col(model._meta.db_table, field)
         converters.append([(expression, converter) for converter in
