@@ -26,12 +26,19 @@ WORKERS, POOL_MAX = 2, 2
 on_postgresql = pytest.mark.skipif(connection.vendor != "postgresql", reason="the pool is PostgreSQL's")
 
 
+def environment_without_pool_settings() -> dict:
+    """This process's environment without HUB_DB_POOL*: a test that loaded gunicorn.conf.py in process (its
+    setdefault) leaves HUB_DB_POOL=true behind for the rest of the run."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("HUB_DB_POOL")}
+
+
 def database_settings(**env: str) -> dict:
     """DATABASES["default"] as hub/settings.py makes it from `env` (in a fresh interpreter), or the
     error that stopped it ({"error": stderr})."""
     code = "import json, hub.settings as s; print(json.dumps(s.DATABASES['default'], default=str))"
     result = subprocess.run([sys.executable, "-c", code], cwd=live.REPO_ROOT, capture_output=True, text=True,
-                            env={**os.environ, "DJANGO_SETTINGS_MODULE": "hub.settings", **env})
+                            env={**environment_without_pool_settings(), "DJANGO_SETTINGS_MODULE": "hub.settings",
+                                 **env})
     return json.loads(result.stdout) if result.returncode == 0 else {"error": result.stderr}
 
 
@@ -65,9 +72,8 @@ def test_only_gunicorns_workers_pool_by_default():
     assert "pool" not in plain.get("OPTIONS", {}) and plain["CONN_MAX_AGE"] == 60
     code = ("import os, runpy; runpy.run_path('gunicorn.conf.py'); import hub.settings as s; "
             "print('pool' in s.DATABASES['default'].get('OPTIONS', {}))")
-    env = {key: value for key, value in os.environ.items() if key != "HUB_DB_POOL"}
     result = subprocess.run([sys.executable, "-c", code], cwd=live.REPO_ROOT, capture_output=True, text=True,
-                            env={**env, "DJANGO_SETTINGS_MODULE": "hub.settings",
+                            env={**environment_without_pool_settings(), "DJANGO_SETTINGS_MODULE": "hub.settings",
                                  "DATABASE_URL": "postgres://u:p@db.invalid:5432/wharf"})
     assert result.stdout.strip().splitlines()[-1] == "True", result.stderr
 
