@@ -64,9 +64,11 @@ def test_every_atom_is_redacted():
     assert TOKEN not in line and line.count("/trigger/***/") == 6
 
 
-def test_gunicorn_conf_uses_the_redacting_logger():
+def test_gunicorn_conf_uses_the_redacting_logger(monkeypatch):
     from tests.live import REPO_ROOT
 
+    monkeypatch.setenv("HUB_DB_POOL", "")  # the file sets it for the web workers: not for the rest of the run
+    monkeypatch.delenv("HUB_DB_POOL")
     namespace: dict = {}
     exec(compile((REPO_ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
     assert namespace["logger_class"] == "hub.gunicorn_logging.RedactingLogger"
