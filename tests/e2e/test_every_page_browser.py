@@ -406,3 +406,17 @@ def test_the_status_page_from_the_footer(page: Page, live_hub, screenshots_dir):
     page.wait_for_url(f"{live_hub.url}/status")
     expect(page.get_by_test_id("status-list").locator(".badge-success")).to_have_count(5)
     fits_and_shoot(page, screenshots_dir, "status")
+
+
+def test_a_message_naming_a_long_repository_wraps_on_a_phone(page: Page, live_hub):
+    """A flash message such as "x can now pull and push x/y." holds one long unbreakable word (a fresh-clone
+    run's collaborators page was 391 px wide from it, with names of the tests' own length)."""
+    page.set_viewport_size(PHONE)
+    page.goto(f"{live_hub.url}/explore")
+    page.evaluate("""() => {
+        const list = document.createElement('ul'); list.className = 'messages';
+        list.innerHTML = '<li class="alert alert-success">user040ede82aaa3 can now pull and push '
+                       + 'user040ede82aaa3/phoned2dd59256358WWWWWWWWWW.</li>';
+        document.querySelector('main').prepend(list);
+    }""")
+    no_sideways_scroll(page)

@@ -285,7 +285,13 @@ def test_account_settings_tokens_and_organization_on_a_phone(page: Page, live_hu
 def no_sideways_scroll(page: Page) -> None:
     """Nothing on the page is wider than the window (a phone would scroll the whole page sideways)."""
     widths = page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
-    assert widths[0] <= widths[1], f"{page.url} is {widths[0]} px wide in a {widths[1]} px window"
+    if widths[0] > widths[1]:  # name the culprits: the innermost elements that reach past the window's edge
+        culprits = page.evaluate("""width => [...document.querySelectorAll('body *')]
+            .filter(e => e.getBoundingClientRect().right > width && ![...e.children].some(
+                c => c.getBoundingClientRect().right > width))
+            .slice(0, 5).map(e => `${e.tagName.toLowerCase()}.${e.className}: ${e.getBoundingClientRect().right}`)""",
+                                 widths[1])
+        raise AssertionError(f"{page.url} is {widths[0]} px wide in a {widths[1]} px window: {culprits}")
 
 
 def stacked_tables(page: Page) -> int:
