@@ -79,6 +79,42 @@ class OrganizationTokenNotAccepted(AccessTokenRequired):
                   "they cannot sign in to the Hub API")
 
 
+class BoundedLRU:
+    """A thread-safe mapping of at most `size` entries that forgets the least recently used first: the
+    process-memory tables below share it."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._entries: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: str) -> Any:
+        """The value (now the most recently used), or None."""
+        with self._lock:
+            value = self._entries.get(key)
+            if value is not None:
+                self._entries.move_to_end(key)
+            return value
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def pop(self, key: str) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
 class VerifiedPasswords:
     """Passwords this process has verified lately, so that a client logging in for every pull (`docker`,
     `podman` and `skopeo` send the stored password to `/token` each time) costs one Argon2 check per
@@ -91,8 +127,8 @@ class VerifiedPasswords:
     a token, always pays the full check, so the time taken tells nothing the answer does not. Bounded (LRU)."""
 
     def __init__(self, seconds: float = 300, size: int = 2048) -> None:
-        self.seconds, self.size = seconds, size
-        self._entries: OrderedDict[str, float] = OrderedDict()
+        self.seconds = seconds
+        self._entries = BoundedLRU(size)  # key → when it was verified
         self._checks: dict[str, threading.Event] = {}  # full checks under way: checking()
         self._lock = threading.Lock()
 
@@ -104,27 +140,19 @@ class VerifiedPasswords:
 
     def known(self, user: User, password: str) -> bool:
         key = self._key(user, password)
-        with self._lock:
-            verified_at = self._entries.get(key)
-            if verified_at is None:
-                return False
-            if time.monotonic() - verified_at > self.seconds:
-                del self._entries[key]
-                return False
-            self._entries.move_to_end(key)
-            return True
+        verified_at = self._entries.get(key)
+        if verified_at is None:
+            return False
+        if time.monotonic() - verified_at > self.seconds:
+            self._entries.pop(key)
+            return False
+        return True
 
     def remember(self, user: User, password: str) -> None:
-        key = self._key(user, password)
-        with self._lock:
-            self._entries[key] = time.monotonic()
-            self._entries.move_to_end(key)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+        self._entries.put(self._key(user, password), time.monotonic())
 
     def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
+        self._entries.clear()
 
     @contextlib.contextmanager
     def checking(self, user: User, password: str, *, wait: float = 10.0) -> Iterator[bool]:
@@ -244,27 +272,16 @@ class SeenMarkers:
     (a write transaction per token on the database cache). Bounded (LRU)."""
 
     def __init__(self, size: int = 4096) -> None:
-        self.size = size
-        self._keys: OrderedDict[str, None] = OrderedDict()
-        self._lock = threading.Lock()
+        self._keys = BoundedLRU(size)
 
     def seen(self, key: str) -> bool:
-        with self._lock:
-            if key in self._keys:
-                self._keys.move_to_end(key)
-                return True
-            return False
+        return self._keys.get(key) is not None
 
     def add(self, key: str) -> None:
-        with self._lock:
-            self._keys[key] = None
-            self._keys.move_to_end(key)
-            while len(self._keys) > self.size:
-                self._keys.popitem(last=False)
+        self._keys.put(key, True)
 
     def clear(self) -> None:
-        with self._lock:
-            self._keys.clear()
+        self._keys.clear()
 
 
 audited_registry_logins = SeenMarkers()
