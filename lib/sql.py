@@ -48,6 +48,11 @@ def table(model) -> str:
     return _quoted_table(model, connection.vendor)
 
 
+def columns_of(model, alias: str) -> str:
+    """Every concrete column of `model` as `alias."column"`, in the model's field order (model_from_row's)."""
+    return ", ".join(f"{alias}.{column(model, field.name)}" for field in model._meta.concrete_fields)
+
+
 def column(model, field: str) -> str:
     """The field's column name, quoted for the database in use (computed once per field and database)."""
     return _quoted_column(model, field, connection.vendor)

@@ -15,7 +15,7 @@ from django.db import connection
 from django.db.models import Q, QuerySet
 
 from accounts.models import Namespace, User
-from lib.sql import column, model_from_row, table
+from lib.sql import column, columns_of, model_from_row, table
 from oci.manifests import InvalidManifest, image_platform, parse_manifest
 from oci.names import ATTACHMENT_TAG_RE
 from registry.blobstore import blob_store
@@ -46,8 +46,7 @@ def linked_blob(*, namespace: str, name: str, digest: str) -> Blob | None:
 def _linked_blob_statement(vendor: str) -> str:
     """Every column of the blob row, joined through its link to the repository and namespace names;
     identifiers from the models' metadata (lib.sql), composed once per kind of database."""
-    columns = ", ".join(f"b.{connection.ops.quote_name(field.column)}" for field in Blob._meta.concrete_fields)
-    return (f"SELECT {columns} FROM {table(Blob)} b"  # noqa: S608 - identifiers from model metadata
+    return (f"SELECT {columns_of(Blob, 'b')} FROM {table(Blob)} b"  # noqa: S608 - identifiers from model metadata
             f" JOIN {table(RepositoryBlob)} l ON l.{column(RepositoryBlob, 'blob')} = b.{column(Blob, 'id')}"
             f" JOIN {table(Repository)} r ON r.{column(Repository, 'id')} = l.{column(RepositoryBlob, 'repository')}"
             f" JOIN {table(Namespace)} n ON n.{column(Namespace, 'id')} = r.{column(Repository, 'namespace')}"
@@ -72,10 +71,7 @@ def repository_named(*, namespace: str, name: str) -> Repository | None:
 
 @functools.cache
 def _repository_named_statement(vendor: str) -> str:
-    quote = connection.ops.quote_name
-    columns = ", ".join([*(f"r.{quote(field.column)}" for field in Repository._meta.concrete_fields),
-                         *(f"n.{quote(field.column)}" for field in Namespace._meta.concrete_fields)])
-    return (f"SELECT {columns} FROM {table(Repository)} r"  # noqa: S608 - identifiers from model metadata
+    return (f"SELECT {columns_of(Repository, 'r')}, {columns_of(Namespace, 'n')} FROM {table(Repository)} r"  # noqa: S608 - identifiers from model metadata
             f" JOIN {table(Namespace)} n ON n.{column(Namespace, 'id')} = r.{column(Repository, 'namespace')}"
             f" WHERE n.{column(Namespace, 'name')} = %s AND r.{column(Repository, 'name')} = %s")
 
