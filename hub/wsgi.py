@@ -39,3 +39,24 @@ def _refuse_taken_mirror_prefixes() -> None:
 
 
 _refuse_taken_mirror_prefixes()
+
+
+def _warm_up() -> None:
+    """Do before the first request what a worker's first requests would each pay once: importing every
+    URL configuration and the views they name (~30 ms), and the token signature's first use (~10 ms).
+    A gunicorn worker loads this module when it starts; after a restart or a deploy, the first pull of
+    each worker was ~100 ms slower than the next."""
+    from django.urls import get_resolver
+
+    from registry.tokens import warm_up
+
+    def import_patterns(resolver) -> None:
+        for pattern in resolver.url_patterns:
+            if hasattr(pattern, "url_patterns"):
+                import_patterns(pattern)
+
+    import_patterns(get_resolver())
+    warm_up()
+
+
+_warm_up()

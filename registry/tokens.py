@@ -176,6 +176,15 @@ def _sign(claims: dict[str, Any]) -> str:
                       headers={"typ": "JWT", "kid": key.kid, "x5c": list(key.x5c)})
 
 
+def warm_up() -> None:
+    """Sign and check one throwaway token, so that a worker's first /token and registry request do not
+    pay the signature library's first use (~10 ms). Reads no database and keeps nothing."""
+    now = int(time.time())
+    claims = {"iss": settings.HUB_PUBLIC_URL, "sub": "", "aud": settings.REGISTRY_SERVICE, "exp": now + 60,
+              "nbf": now, "iat": now, "access": []}
+    _decode(_sign(claims), audience=settings.REGISTRY_SERVICE)
+
+
 def _decode(token: str, *, audience: str) -> dict[str, Any] | None:
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         return None
