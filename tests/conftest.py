@@ -34,6 +34,17 @@ def _forget_buffered_pulls():
 
 
 @pytest.fixture(autouse=True)
+def _forget_remembered_manifests():
+    """A test's rows are rolled back (or flushed) without a committed change to announce it: the manifests
+    this process remembered must not answer for a later test's (registry/manifest_cache.py)."""
+    from registry.manifest_cache import manifest_cache
+
+    manifest_cache.clear()
+    yield
+    manifest_cache.clear()
+
+
+@pytest.fixture(autouse=True)
 def _forget_capped_search_counts():
     """A search count one test saw reach the limit is not another test's."""
     yield

@@ -25,6 +25,7 @@ from registry.errors import (
     TagImmutable,
     TagInvalid,
 )
+from registry.manifest_cache import manifest_cache
 from registry.models import Blob, Manifest, ManifestBlob, ManifestChild, Tag
 from registry.signals import image_pushed, tag_deleted
 from repositories.immutability import ALL_TAGS, immutable_tags_of
@@ -68,6 +69,7 @@ def manifest_lookup(*, repository: Repository, reference: str) -> Manifest:
 # What serving a manifest reads (the view, content negotiation, pull counting); the rest of the row is
 # deferred, loaded on first access (lib.sql.model_from_row), never a silent default.
 _FETCHED_FIELDS = ("id", "repository", "digest", "media_type", "content", "subject_digest", "platforms")
+_CONTENT = _FETCHED_FIELDS.index("content")
 
 
 @functools.cache
@@ -90,21 +92,27 @@ def _fetch_statement(*, by_tag: bool, vendor: str) -> str:
 
 
 def manifest_fetch(*, namespace: str, name: str, reference: str) -> Manifest | None:
-    """The manifest `namespace/name:reference` names, in one query, or None.
+    """The manifest `namespace/name:reference` names, in one query (or remembered: registry/manifest_cache.py), or None.
 
     The manifest GET path is the hottest of the registry: one hand-written join instead of the
     ORM's query building (which costs more than the query itself here). It reads the fields serving
     needs; the others are deferred (loaded if something reads them), never silent defaults.
     """
     by_tag = not is_digest_reference(reference)
-    with connection.cursor() as cursor:
-        cursor.execute(_fetch_statement(by_tag=by_tag, vendor=connection.vendor), [namespace, name, reference])
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    manifest = model_from_row(Manifest, row, _FETCHED_FIELDS)
-    manifest.content = bytes(manifest.content)  # PostgreSQL gives a memoryview; callers hash and serve bytes
-    return manifest
+
+    def load() -> tuple | None:
+        with connection.cursor() as cursor:
+            cursor.execute(_fetch_statement(by_tag=by_tag, vendor=connection.vendor), [namespace, name, reference])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        row = list(row)
+        row[_CONTENT] = bytes(row[_CONTENT])  # PostgreSQL gives a memoryview; callers hash and serve bytes
+        return tuple(row)
+
+    row = manifest_cache.fetch((namespace, name, reference), load, size_of=lambda row: len(row[_CONTENT]))
+    # A fresh instance each time (its fields parsed from the row): nothing a caller changes is shared.
+    return model_from_row(Manifest, row, _FETCHED_FIELDS) if row is not None else None
 
 
 def _platforms_of_image(parsed: ParsedManifest, digest: str) -> list[dict]:
