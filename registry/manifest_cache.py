@@ -17,8 +17,9 @@ Where the generation lives:
   data dir; for PostgreSQL without Redis it is in the data dir.
 
 Only hits are remembered (a missing tag is asked of the database each time); entries are bounded in bytes
-(HUB_MANIFEST_CACHE_BYTES per process, 0 turns the cache off), and a manifest larger than a sixteenth of
-that is never kept.
+(HUB_MANIFEST_CACHE_BYTES per process, 0 turns the cache off; each entry counts its manifest's bytes plus
+ENTRY_OVERHEAD_BYTES for its key and row objects, so many tiny manifests cannot hold more memory than that),
+and a manifest larger than a sixteenth of it is never kept.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from django.db import connection, transaction
 logger = logging.getLogger(__name__)
 
 REDIS_KEY = "wharf:registry:generation"
+ENTRY_OVERHEAD_BYTES = 1024  # a key of three strings, a row of seven fields and the mapping's node
 Row = tuple
 Key = tuple[str, str, str]
 
@@ -136,9 +138,10 @@ class ManifestCache:
         return row
 
     def _put(self, key: Key, entry: tuple[int, float, int, Row]) -> None:
-        size = entry[2]
-        if size > self.max_entry_bytes:
+        if entry[2] > self.max_entry_bytes:
             return
+        entry = (*entry[:2], entry[2] + ENTRY_OVERHEAD_BYTES, entry[3])
+        size = entry[2]
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:

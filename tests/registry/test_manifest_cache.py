@@ -178,12 +178,14 @@ def test_an_old_entry_is_read_again():
 
 
 def test_memory_stays_within_its_bytes():
-    cache, loads = unit_cache(max_bytes=1600), Loads()  # entries of at most 100 bytes
+    entry = 100 + cache_module.ENTRY_OVERHEAD_BYTES  # a 100-byte manifest and its objects
+    cache, loads = unit_cache(max_bytes=16 * entry), Loads()
     for number in range(50):
         cache.fetch(("a", "b", f"t{number}"), loads.row(100), size_of=lambda row: len(row[0]))
-    assert cache._bytes <= 1600 and len(cache) == 16
-    cache.fetch(("a", "b", "big"), loads.row(101), size_of=lambda row: len(row[0]))
-    cache.fetch(("a", "b", "big"), loads.row(101), size_of=lambda row: len(row[0]))
+    assert cache._bytes <= 16 * entry and len(cache) == 16
+    too_big = cache.max_entry_bytes + 1  # over a sixteenth of the budget
+    cache.fetch(("a", "b", "big"), loads.row(too_big), size_of=lambda row: len(row[0]))
+    cache.fetch(("a", "b", "big"), loads.row(too_big), size_of=lambda row: len(row[0]))
     assert loads.count == 52  # too big to keep: read each time
 
 
