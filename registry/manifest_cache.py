@@ -53,6 +53,7 @@ class FileGeneration:
         self.path = path
         self._map: mmap.mmap | None = None
         self._fd: int | None = None
+        self._failed = False
         self._lock = threading.Lock()
 
     def _open(self) -> mmap.mmap:
@@ -66,7 +67,14 @@ class FileGeneration:
             return self._map
 
     def current(self) -> int | None:
-        return struct.unpack_from("<Q", self._map or self._open())[0]
+        """The generation, or None when the file cannot be had (nothing is then served from memory)."""
+        try:
+            return struct.unpack_from("<Q", self._map or self._open())[0]
+        except OSError as exc:
+            if not self._failed:
+                self._failed = True
+                logger.warning("manifest cache off: cannot map %s (%s)", self.path, exc)
+            return None
 
     def bump(self) -> None:
         self._open()

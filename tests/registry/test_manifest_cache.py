@@ -8,7 +8,7 @@ from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 
 from registry import manifest_cache as cache_module
-from registry.manifest_cache import ManifestCache, RedisGeneration, manifest_cache
+from registry.manifest_cache import FileGeneration, ManifestCache, RedisGeneration, manifest_cache
 from registry.models import Tag
 from registry.services.manifests import manifest_fetch, tag_delete
 from repositories.services import repository_delete
@@ -202,6 +202,24 @@ def test_redis_unreachable_reads_the_database_and_keeps_nothing():
     for _ in range(2):
         assert cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0])) == (b"x" * 10,)
     assert loads.count == 2 and len(cache) == 0
+
+
+def test_a_generation_file_that_cannot_be_made_reads_the_database(tmp_path, caplog):
+    cache, loads = unit_cache(), Loads()
+    (tmp_path / "file").write_text("")
+    cache._generation = FileGeneration(tmp_path / "file" / "generation")  # under a file: no such folder
+    for _ in range(2):
+        assert cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0])) == (b"x" * 10,)
+    assert loads.count == 2 and len(cache) == 0
+    assert caplog.text.count("manifest cache off") == 1
+
+
+def test_the_generation_file_is_shared_by_whoever_maps_it(tmp_path):
+    one, two = FileGeneration(tmp_path / "generation"), FileGeneration(tmp_path / "generation")
+    before = two.current()
+    assert one.current() == before
+    one.bump()
+    assert two.current() != before and two.current() == one.current()
 
 
 def test_a_failed_bump_still_forgets_this_process_entries(caplog):
