@@ -188,21 +188,19 @@ def private_broker(log_dir: Path) -> dict[str, str]:
     return {"HUB_DATA_DIR": tempfile.mkdtemp(prefix="hub-", dir=log_dir)}
 
 
-BUILD_LIMIT_VARIABLES = ("HUB_BUILD_MEMORY_MB", "HUB_BUILD_PIDS", "HUB_BUILD_CPUS", "HUB_BUILD_DISK_MB",
-                         "HUB_BUILD_RUN_NETWORK")
-
-
 def build_worker_environment(env: dict[str, str]) -> dict[str, str]:
     """What the build worker of the hub configured by `env` gets: where the hub and the broker are, and
     nothing else of the site (no settings module, database URL, secret key or data dir), like
     `builds.services.build_worker_environment` gives it under `manage.py serve`."""
+    from builds.services import WORKER_ONLY_VARIABLES  # the sandbox limits `manage.py serve` hands on
+
     worker_env = {name: os.environ[name] for name in ("PATH", "LANG") if name in os.environ}
     worker_env["HUB_INTERNAL_REGISTRY"] = env.get("HUB_INTERNAL_REGISTRY") or f"127.0.0.1:{env['PORT']}"
     if env.get("REDIS_URL"):
         worker_env["HUB_BUILD_BROKER_URL"] = env["REDIS_URL"]
     else:
         worker_env["HUB_BUILD_BROKER_DIR"] = str(Path(env["HUB_DATA_DIR"]) / "celery")
-    for name in ("HUB_BUILD_WORK_DIR", "HUB_BUILD_SSH_KNOWN_HOSTS", *BUILD_LIMIT_VARIABLES):
+    for name in ("HUB_BUILD_WORK_DIR", *WORKER_ONLY_VARIABLES):
         if env.get(name):
             worker_env[name] = env[name]
     return worker_env

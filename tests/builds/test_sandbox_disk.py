@@ -136,3 +136,14 @@ def test_the_slot_and_disk_locks_are_the_workers_alone(tmp_path):
         assert modes == {"slot-0.lock": 0o600, "disk.lock": 0o600}, modes
     finally:
         sandbox._slot_file.close()
+
+
+def test_the_test_hubs_build_worker_gets_the_same_limits(tmp_path):
+    """tests/live.py starts build workers for the live hubs the way `manage.py serve` does: every sandbox limit
+    the hub is given reaches its worker (the disk reserve once did not)."""
+    from builds.services import WORKER_ONLY_VARIABLES
+    from tests.live import build_worker_environment as live_worker_environment
+
+    hub = {"PORT": "8000", "HUB_DATA_DIR": str(tmp_path), **dict.fromkeys(WORKER_ONLY_VARIABLES, "7")}
+    given = live_worker_environment(hub)
+    assert {name: given.get(name) for name in WORKER_ONLY_VARIABLES} == dict.fromkeys(WORKER_ONLY_VARIABLES, "7")
