@@ -3,8 +3,10 @@
 Blobs: `<root>/<content_path(digest)>` (`blobs/sha256/ab/abcdef…`), read-only once published.
 Uploads in progress: one file per upload, named after its id, in the staging folder (`uploads/`),
 written only under an exclusive lock on the file and published under that same lock by linking it
-into place, which never replaces a file. The staging folder is the node's own: an upload's requests
-must reach the node that took its POST (the S3 store keeps uploads in the bucket instead).
+into place, which never replaces a file: its bytes are synced to disk first, and the folder after the
+link, as the reference registry's filesystem driver syncs a blob on commit. The staging folder is the
+node's own: an upload's requests must reach the node that took its POST (the S3 store keeps uploads in
+the bucket instead).
 """
 
 from __future__ import annotations
@@ -111,6 +113,9 @@ class StagedUpload(UploadWriter):
 
     def complete(self, digest: str) -> bool:
         self.handle.flush()
+        # On disk before it is published, as the reference registry's filesystem driver syncs on commit:
+        # the blob's row is recorded next, and after a power loss it must not name an empty or partial file.
+        os.fsync(self.handle.fileno())
         created = self._publish(self, digest)
         # The staged name goes either way, so a request that opened it earlier fails its lock check.
         self.staging.discard(self.upload_id)
@@ -174,12 +179,14 @@ class LocalBlobStore(BlobStore):
         os.chmod(upload.handle.fileno(), 0o440)  # published bytes are read-only (open handles keep their mode)
         try:
             os.link(upload.path, destination)  # fails if the blob exists: never replaces it
-            return True
         except FileExistsError:
             return False
         except OSError as exc:
             if exc.errno != errno.EXDEV:
                 raise
+        else:
+            _sync_folder(destination.parent)  # the new name, too, is on disk before the row names it
+            return True
         # The staging folder and the blobs are on different file systems: copy, then link the copy.
         return _publish_copy(upload.handle, destination)
 
@@ -195,8 +202,18 @@ def _publish_copy(handle: BinaryIO, destination: Path) -> bool:
         os.chmod(temporary, 0o440)
         try:
             os.link(temporary, destination)
-            return True
         except FileExistsError:
             return False
+        _sync_folder(destination.parent)
+        return True
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder, so that a name just linked into it survives a power loss."""
+    descriptor = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)

@@ -316,6 +316,33 @@ def test_a_local_upload_completed_is_gone_for_a_later_request(tmp_path):
         pass
 
 
+def test_a_local_blob_is_on_disk_before_it_is_published(tmp_path, monkeypatch):
+    """Its bytes are synced before the link that publishes it, and its folder after it: the blob's row is
+    recorded next, and after a power loss must not name an empty or partial file. (Syncs are recorded
+    here: a power loss cannot be had in a test.)"""
+    from registry.blobstore import local
+
+    events, real_fsync, real_link = [], os.fsync, os.link
+
+    def fsync(descriptor: int) -> None:
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        real_fsync(descriptor)
+
+    def link(source, destination) -> None:
+        events.append(("link", str(destination)))
+        real_link(source, destination)
+
+    monkeypatch.setattr(local.os, "fsync", fsync)
+    monkeypatch.setattr(local.os, "link", link)
+    store = LocalBlobStore(root=tmp_path / "blobs", staging=tmp_path / "uploads")
+    upload = staged(store, b"bytes")
+    with held(store, upload) as writer:
+        assert writer.complete(digest_of(b"bytes"))
+    blob = store.path(digest_of(b"bytes"))
+    assert events == [("fsync", str(tmp_path / "uploads" / str(upload.id))), ("link", str(blob)),
+                      ("fsync", str(blob.parent))]
+
+
 def test_s3_uploads_are_objects_in_the_bucket_not_files_of_the_node(moto_endpoint, bucket):
     """Any node can take an upload's next request: its bytes are in the bucket, under the upload's id."""
     store = s3_store(moto_endpoint, bucket)
