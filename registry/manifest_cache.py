@@ -33,6 +33,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -43,6 +44,13 @@ REDIS_KEY = "wharf:registry:generation"
 ENTRY_OVERHEAD_BYTES = 1024  # a key of three strings, a row of seven fields and the mapping's node
 Row = tuple
 Key = tuple[str, str, str]
+
+
+class Entry(NamedTuple):
+    generation: int  # the generation the row was read under
+    read_at: float  # time.monotonic() then
+    cost: int  # bytes counted against the budget: the manifest's and ENTRY_OVERHEAD_BYTES
+    row: Row
 
 
 class FileGeneration:
@@ -69,7 +77,7 @@ class FileGeneration:
     def current(self) -> int | None:
         """The generation, or None when the file cannot be had (nothing is then served from memory)."""
         try:
-            return struct.unpack_from("<Q", self._map or self._open())[0]
+            return struct.unpack_from("<Q", self._open() if self._map is None else self._map)[0]
         except OSError as exc:
             if not self._failed:
                 self._failed = True
@@ -105,7 +113,7 @@ class ManifestCache:
     def __init__(self, *, max_bytes: int, max_age: float) -> None:
         self.max_bytes, self.max_age = max_bytes, max_age
         self.max_entry_bytes = max_bytes // 16
-        self._entries: OrderedDict[Key, tuple[int, float, int, Row]] = OrderedDict()
+        self._entries: OrderedDict[Key, Entry] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self._generation: FileGeneration | RedisGeneration | None = None
@@ -137,28 +145,24 @@ class ManifestCache:
         now = time.monotonic()
         with self._lock:
             entry = self._entries.get(key)
-            if entry is not None and entry[0] == generation and now - entry[1] < self.max_age:
+            if entry is not None and entry.generation == generation and now - entry.read_at < self.max_age:
                 self._entries.move_to_end(key)
-                return entry[3]
+                return entry.row
         row = load()  # the generation was read first: a change committed meanwhile makes this entry stale
-        if row is not None:
-            self._put(key, (generation, now, size_of(row), row))
+        if row is not None and (size := size_of(row)) <= self.max_entry_bytes:
+            self._put(key, Entry(generation, now, size + ENTRY_OVERHEAD_BYTES, row))
         return row
 
-    def _put(self, key: Key, entry: tuple[int, float, int, Row]) -> None:
-        if entry[2] > self.max_entry_bytes:
-            return
-        entry = (*entry[:2], entry[2] + ENTRY_OVERHEAD_BYTES, entry[3])
-        size = entry[2]
+    def _put(self, key: Key, entry: Entry) -> None:
         with self._lock:
             old = self._entries.pop(key, None)
             if old is not None:
-                self._bytes -= old[2]
+                self._bytes -= old.cost
             self._entries[key] = entry
-            self._bytes += size
-            while self._bytes > self.max_bytes and self._entries:
+            self._bytes += entry.cost
+            while self._bytes > self.max_bytes:
                 _, dropped = self._entries.popitem(last=False)
-                self._bytes -= dropped[2]
+                self._bytes -= dropped.cost
 
     def clear(self) -> None:
         with self._lock:
@@ -182,6 +186,7 @@ manifest_cache = ManifestCache(max_bytes=settings.HUB_MANIFEST_CACHE_BYTES, max_
 
 
 def _bump() -> None:
+    """The callback `_changed` waits for: one function, so a waiting one is found by identity."""
     manifest_cache.bump()
 
 

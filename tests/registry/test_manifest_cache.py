@@ -150,66 +150,72 @@ def unit_cache(**kwargs) -> ManifestCache:
 
 
 class Loads:
-    def __init__(self) -> None:
-        self.count = 0
+    """Reads through a cache of rows of one `size`-byte value, counting those that reach the "database"."""
 
-    def row(self, size: int = 10):
+    def __init__(self, cache: ManifestCache) -> None:
+        self.cache, self.count = cache, 0
+
+    def read(self, reference: str = "v1", size: int = 10) -> tuple | None:
         def load() -> tuple:
             self.count += 1
             return (b"x" * size,)
-        return load
+        return self.cache.fetch(("a", "b", reference), load, size_of=lambda row: len(row[0]))
 
 
 def test_a_new_generation_reloads():
-    cache, loads = unit_cache(), Loads()
-    cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0]))
-    cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0]))
+    cache = unit_cache()
+    loads = Loads(cache)
+    loads.read()
+    loads.read()
     assert loads.count == 1
     cache._generation.bump()
-    cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0]))
+    loads.read()
     assert loads.count == 2
 
 
 def test_an_old_entry_is_read_again():
-    cache, loads = unit_cache(max_age=0.0), Loads()
+    loads = Loads(unit_cache(max_age=0.0))
     for _ in range(3):
-        cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0]))
+        loads.read()
     assert loads.count == 3
 
 
 def test_memory_stays_within_its_bytes():
     entry = 100 + cache_module.ENTRY_OVERHEAD_BYTES  # a 100-byte manifest and its objects
-    cache, loads = unit_cache(max_bytes=16 * entry), Loads()
+    cache = unit_cache(max_bytes=16 * entry)
+    loads = Loads(cache)
     for number in range(50):
-        cache.fetch(("a", "b", f"t{number}"), loads.row(100), size_of=lambda row: len(row[0]))
+        loads.read(f"t{number}", 100)
     assert cache._bytes <= 16 * entry and len(cache) == 16
     too_big = cache.max_entry_bytes + 1  # over a sixteenth of the budget
-    cache.fetch(("a", "b", "big"), loads.row(too_big), size_of=lambda row: len(row[0]))
-    cache.fetch(("a", "b", "big"), loads.row(too_big), size_of=lambda row: len(row[0]))
+    loads.read("big", too_big)
+    loads.read("big", too_big)
     assert loads.count == 52  # too big to keep: read each time
 
 
 def test_turned_off_it_always_reads():
-    cache, loads = unit_cache(max_bytes=0), Loads()
+    loads = Loads(unit_cache(max_bytes=0))
     for _ in range(2):
-        cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0]))
+        loads.read()
     assert loads.count == 2
 
 
 def test_redis_unreachable_reads_the_database_and_keeps_nothing():
-    cache, loads = unit_cache(), Loads()
+    cache = unit_cache()
     cache._generation = RedisGeneration("redis://127.0.0.1:1/0")
+    loads = Loads(cache)
     for _ in range(2):
-        assert cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0])) == (b"x" * 10,)
+        assert loads.read() == (b"x" * 10,)
     assert loads.count == 2 and len(cache) == 0
 
 
 def test_a_generation_file_that_cannot_be_made_reads_the_database(tmp_path, caplog):
-    cache, loads = unit_cache(), Loads()
+    cache = unit_cache()
     (tmp_path / "file").write_text("")
     cache._generation = FileGeneration(tmp_path / "file" / "generation")  # under a file: no such folder
+    loads = Loads(cache)
     for _ in range(2):
-        assert cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0])) == (b"x" * 10,)
+        assert loads.read() == (b"x" * 10,)
     assert loads.count == 2 and len(cache) == 0
     assert caplog.text.count("manifest cache off") == 1
 
@@ -227,9 +233,9 @@ def test_a_failed_bump_still_forgets_this_process_entries(caplog):
         def bump(self) -> None:
             raise ConnectionError("redis down")
 
-    cache, loads = unit_cache(), Loads()
+    cache = unit_cache()
     cache._generation = Unreachable()
-    cache.fetch(("a", "b", "v1"), loads.row(), size_of=lambda row: len(row[0]))
+    Loads(cache).read()
     cache.bump()
     assert len(cache) == 0
     assert "could not move the registry's generation on" in caplog.text
