@@ -67,7 +67,9 @@ def test_every_atom_is_redacted():
 def test_gunicorn_conf_uses_the_redacting_logger(monkeypatch):
     from tests.live import REPO_ROOT
 
-    monkeypatch.setenv("HUB_DB_POOL", "")  # the file sets it for the web workers: not for the rest of the run
+    # The file sets HUB_DB_POOL for the web workers, not for the rest of the run: setenv records the variable's
+    # state before (delenv of an absent one records nothing), so monkeypatch undoes what the file sets.
+    monkeypatch.setenv("HUB_DB_POOL", "")
     monkeypatch.delenv("HUB_DB_POOL")
     namespace: dict = {}
     exec(compile((REPO_ROOT / "gunicorn.conf.py").read_text(), "gunicorn.conf.py", "exec"), namespace)
