@@ -23,6 +23,7 @@ from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from lib.chunked_body import chunked_pieces
 from lib.metrics import BYTES_PUSHED
 from lib.offload import in_order_off_the_loop, off_the_loop
 from oci.digests import InvalidDigest, parse_digest
@@ -125,16 +126,7 @@ def request_body(request: HttpRequest) -> Body:
 
         return Body(length, sized())
     if chunked:
-        stream = request.environ["wsgi.input"]
-
-        def unsized() -> Iterator[bytes]:
-            while True:
-                chunk = stream.read(chunk_size)
-                if not chunk:
-                    return
-                yield chunk
-
-        return Body(None, unsized())
+        return Body(None, chunked_pieces(request.environ["wsgi.input"], chunk_size))
     return Body(0, iter(()))
 
 
