@@ -53,6 +53,8 @@ errorlog = "-"
 control_socket_disable = True
 wsgi_app = "hub.wsgi:application"
 # sendfile() is on by default; don't set it here (gunicorn 27 reads `sendfile = True` as --no-sendfile).
+# Under gevent, gunicorn's sendfile call is PacedSocket.sendfile (lib/slow_clients.py), which copies the
+# file through one buffer per worker instead of calling os.sendfile().
 
 
 # PostgreSQL connections from a pool per worker (hub/settings.py, HUB_DB_POOL): each client connection of a

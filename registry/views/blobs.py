@@ -224,7 +224,7 @@ class BlobView(RegistryView):
             response["Content-Range"] = f"bytes {start}-{end}/{blob.size}"
             response["Content-Length"] = str(end - start + 1)
         else:
-            # FileResponse on an open file: gunicorn's sendfile path.
+            # FileResponse on an open file: gunicorn's sendfile path (PacedSocket.sendfile under gevent).
             response = FileResponse(handle, content_type="application/octet-stream")
             response["Content-Length"] = str(blob.size)
         for name, value in self._headers(blob).items():
