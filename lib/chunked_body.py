@@ -14,13 +14,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from gunicorn.http.body import Body, ChunkedReader
+
 
 def _decoder(stream: Any) -> Iterator[bytes] | None:
     """gunicorn's chunk decoder behind `stream`, when nothing has been read through its buffers yet."""
-    try:
-        from gunicorn.http.body import Body, ChunkedReader
-    except ImportError:  # pragma: no cover - gunicorn is a runtime requirement
-        return None
     if not isinstance(stream, Body) or not isinstance(stream.reader, ChunkedReader):
         return None
     reader = stream.reader

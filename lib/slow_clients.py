@@ -46,7 +46,7 @@ from gunicorn.workers.ggevent import GeventWorker
 
 IDLE, HEADERS, BODY = "idle", "headers", "body"
 SEND_BUFFER_BYTES = 1024 * 1024
-SEND_VIEW = memoryview(bytearray(SEND_BUFFER_BYTES))  # PacedSocket.sendfile's, one per worker process
+SEND_BUFFER = memoryview(bytearray(SEND_BUFFER_BYTES))  # PacedSocket.sendfile's, one per worker process
 
 
 class ClientTimeout(TimeoutError):
@@ -144,15 +144,18 @@ class PacedSocket(gsocket.socket):
         position = offset
         try:
             while position < end:
-                read = os.preadv(in_fd, [SEND_VIEW[:min(SEND_BUFFER_BYTES, end - position)]], position)
+                read = os.preadv(in_fd, [SEND_BUFFER[:end - position]], position)
                 if not read:  # the file is shorter than it was
                     break
                 try:
-                    position += self._sock.send(SEND_VIEW[:read])
+                    sent = self._sock.send(SEND_BUFFER[:read])
                 except BlockingIOError:
+                    sent = 0
+                position += sent
+                if sent < read:  # the socket's buffer is full: wait before reading the rest again
                     self._wait(self._write_event)  # as gevent's send() waits (the socket's timeout)
-                    continue
-                gevent.sleep(0)  # a client reading fast never keeps the worker's other greenlets waiting
+                else:
+                    gevent.sleep(0)  # a client reading fast never keeps the worker's other greenlets waiting
         finally:
             if position > offset:
                 file.seek(position)
