@@ -203,6 +203,7 @@ DATABASE_URL = env("DATABASE_URL")
 # (or greenlet), kept HUB_DB_CONN_MAX_AGE seconds. On by default in the web workers only (gunicorn.conf.py
 # sets it): a manage.py command or a Celery process gains nothing from it, and with an unreachable
 # database the pool retries for HUB_DB_POOL_TIMEOUT seconds where a plain connect says why at once.
+# SQLite (the embedded default) gets a pool of its own with the same setting (lib/sqlite_pool).
 HUB_DB_POOL = envbool("HUB_DB_POOL", False)
 HUB_DB_POOL_MIN_SIZE = envint("HUB_DB_POOL_MIN_SIZE", 1)
 HUB_DB_POOL_MAX_SIZE = envint("HUB_DB_POOL_MAX_SIZE", 10)
@@ -249,6 +250,11 @@ else:
             },
         }
     }
+    if HUB_DB_POOL:
+        # The web workers (gunicorn.conf.py): as for PostgreSQL, a request takes a connection from its
+        # process's pool and gives it back when it ends, instead of every greenlet opening its own.
+        DATABASES["default"].update({"ENGINE": "lib.sqlite_pool", "CONN_MAX_AGE": 0})
+        DATABASES["default"]["OPTIONS"]["pool"] = {"max_idle": HUB_DB_POOL_MAX_SIZE}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache: Redis when configured, else the database cache (shared between processes) -------

@@ -1,0 +1,1 @@
+"""SQLite with a per-process pool of open connections: ENGINE "lib.sqlite_pool" (see base.py)."""
