@@ -251,9 +251,10 @@ else:
         }
     }
     if HUB_DB_POOL:
-        # The web workers (gunicorn.conf.py): as for PostgreSQL, a request takes a connection from its
-        # process's pool and gives it back when it ends, instead of every greenlet opening its own.
-        DATABASES["default"].update({"ENGINE": "lib.sqlite_pool", "CONN_MAX_AGE": 0})
+        # The web workers (gunicorn.conf.py): a client connection's greenlet keeps its SQLite connection for
+        # all its requests, as before, and leaves it open on its process's pool when the client goes, for
+        # the next client instead of each new greenlet opening one of its own (lib/sqlite_pool).
+        DATABASES["default"]["ENGINE"] = "lib.sqlite_pool"
         DATABASES["default"]["OPTIONS"]["pool"] = {"max_idle": HUB_DB_POOL_MAX_SIZE}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 

@@ -3,9 +3,11 @@
 Under gunicorn's gevent workers every client connection is a greenlet with Django connections of its
 own, so each one opened a SQLite connection (a file open, Django's SQL functions registered, the
 PRAGMAs run) and closed it when the client left: a seventh of a worker's CPU in 16 simultaneous
-skopeo pulls. With OPTIONS["pool"] (hub/settings.py sets it in the web workers, with CONN_MAX_AGE 0
-as for PostgreSQL's pool), closing a connection puts it on its process's pool and the next connect()
-takes it back. What a pooled connection may not carry to its next user is dropped first:
+skopeo pulls. With OPTIONS["pool"] (hub/settings.py sets it in the web workers), closing a connection
+puts it on its process's pool and the next connect() takes it back. A client connection's greenlet
+still keeps its connection for all its requests (CONN_MAX_AGE): giving it back after every request
+would make many simultaneous keep-alive clients open and close connections past the pool's bound.
+What a pooled connection may not carry to its next user is dropped first:
 
 - an unfinished SELECT holds a WAL read snapshot (the next user would read stale rows, and the WAL
   could not be checkpointed past it): every cursor the wrapper made is closed;
