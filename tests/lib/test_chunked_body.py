@@ -35,6 +35,7 @@ def gunicorn_body(wire: bytes, *, close: bool = True):
     request = types.SimpleNamespace(limit_request_field_size=8190, max_buffer_headers=8190 * 32, trailers=None,
                                     parse_headers=lambda raw, from_trailer: [("raw", raw, from_trailer)])
     unreader = SocketUnreader(theirs)
+    request.unreader = unreader  # as gunicorn's Request holds it
     return Body(ChunkedReader(request, unreader)), unreader, request
 
 
@@ -90,3 +91,91 @@ def test_any_other_stream_is_read_with_read():
 
     assert [len(piece) for piece in pieces] == [MIB, MIB, MIB // 2]
     assert b"".join(pieces) == data
+
+
+class Fragments:
+    """A socket whose recv() returns the wire in the given fragments (never more than asked), then EOF."""
+
+    def __init__(self, fragments: list[bytes]) -> None:
+        self.fragments, self.reads = list(fragments), 0
+
+    def recv(self, size: int) -> bytes:
+        self.reads += 1
+        if not self.fragments:
+            return b""
+        head = self.fragments.pop(0)
+        if len(head) > size:
+            head, rest = head[:size], head[size:]
+            self.fragments.insert(0, rest)
+        return head
+
+
+def rest_of_stream(unreader) -> bytes:
+    """What the next request's parse would read: the bytes handed back, then the socket's."""
+    rest = b""
+    while data := unreader.read():
+        rest += data
+    return rest
+
+
+def fragment_body(fragments: list[bytes], *, buffered: bytes = b""):
+    """gunicorn's wsgi.input over a socket that delivers `fragments`; `buffered`: body bytes gunicorn read
+    with the headers."""
+    sock = Fragments(fragments)
+    unreader = SocketUnreader(sock)
+    unreader.unread(buffered)
+    request = types.SimpleNamespace(limit_request_field_size=64, max_buffer_headers=1024, trailers=None,
+                                    parse_headers=lambda raw, from_trailer: [("raw", raw, from_trailer)])
+    request.unreader = unreader
+    return Body(ChunkedReader(request, unreader)), unreader, request, sock
+
+
+WIRE = b"3\r\nabc\r\n1;name=value\r\nd\r\n0\r\nChecksum: x\r\n\r\nGET /next HTTP/1.1\r\n"
+
+
+@pytest.mark.parametrize("split", range(1, len(WIRE)))
+def test_a_read_may_end_anywhere_in_the_framing(split):
+    """Size lines, CRLFs and trailers cut between two reads (or between the headers' read and the first
+    recv()) decode the same."""
+    for body, unreader, request, _ in (fragment_body([WIRE[:split], WIRE[split:]]),
+                                       fragment_body([WIRE[split:]], buffered=WIRE[:split])):
+        assert b"".join(chunked_pieces(body, 2)) == b"abcd"
+        assert request.trailers == [("raw", b"Checksum: x", True)]
+        assert rest_of_stream(unreader) == b"GET /next HTTP/1.1\r\n"
+
+
+def test_one_byte_reads_decode_the_same():
+    body, unreader, _, _ = fragment_body([bytes([byte]) for byte in WIRE])
+
+    assert b"".join(chunked_pieces(body, MIB)) == b"abcd"
+    assert rest_of_stream(unreader) == b"GET /next HTTP/1.1\r\n"
+
+
+def test_reads_cross_chunk_boundaries():
+    """skopeo's 32 KiB chunks, delivered 1 MiB at a time: one recv() per MiB, not two per chunk."""
+    data = os.urandom(4 * MIB)
+    wire = chunked(data, 32 * KIB) + b"\r\n"
+    body, _, _, sock = fragment_body([wire[at:at + MIB] for at in range(0, len(wire), MIB)])
+
+    assert b"".join(chunked_pieces(body, MIB)) == data
+    assert sock.reads <= 6
+
+
+@pytest.mark.parametrize(("wire", "error"), [
+    (b"3\r\nabcX\r\n0\r\n\r\n", "ChunkMissingTerminator"),  # the data runs past its size
+    (b"3\r\nab", "NoMoreData"),  # cut off inside a chunk
+    (b"3\r\nabc", "NoMoreData"),  # cut off before the data's CRLF
+    (b"3;bad ext\r\nabc\r\n0\r\n\r\n", "InvalidChunkExtension"),
+    (b"-3\r\nabc\r\n0\r\n\r\n", "InvalidChunkSize"),
+    (b" 0\r\n\r\n", "InvalidChunkSize"),
+    (b"0 \r\n\r\n", "InvalidChunkSize"),
+    (b"1" * 80, "InvalidChunkSize"),  # a size line past the header field limit (64 here), no CRLF
+    (b"3\r\nabc\r\n0\r\nChecksum: x\r\n", "ChunkMissingTerminator"),  # trailers never end
+])
+def test_malformed_framing_is_refused_and_fails_the_connection(wire, error):
+    body, _, _, _ = fragment_body([wire])
+
+    with pytest.raises(Exception) as raised:
+        list(chunked_pieces(body, MIB))
+    assert type(raised.value).__name__ == error
+    assert body.failed
