@@ -26,6 +26,7 @@ from gunicorn.http.errors import ChunkMissingTerminator, InvalidChunkSize, NoMor
 from gunicorn.http.unreader import SocketUnreader
 
 READ_BYTES = 1 << 20  # one recv(): up to this much, whatever the chunks' size
+MAX_PIECES = 1024  # memoryviews held before they are joined, however small the chunks
 
 
 class _NothingMore:
@@ -85,6 +86,8 @@ def _decoded(reader: ChunkedReader, unreader: SocketUnreader, size: int) -> Iter
             if held >= size:
                 yield b"".join(pieces)
                 pieces, held = [], 0
+            elif len(pieces) >= MAX_PIECES:  # tiny chunks: one object each would add up to far more than `size`
+                pieces = [memoryview(b"".join(pieces))]
             if left:
                 continue
             while len(block) - at < 2:  # the CRLF after the data

@@ -179,3 +179,21 @@ def test_malformed_framing_is_refused_and_fails_the_connection(wire, error):
         list(chunked_pieces(body, MIB))
     assert type(raised.value).__name__ == error
     assert body.failed
+
+
+def test_tiny_chunks_do_not_pile_up_one_object_per_chunk():
+    """A client may send one byte per chunk: the memory held for a 1 MiB piece stays near 1 MiB, not a
+    Python object (~200 bytes) per byte."""
+    import tracemalloc
+
+    wire = b"1\r\nx\r\n" * 50_000 + b"0\r\n\r\n"
+    body, _, _, _ = fragment_body([wire[at:at + 64 * KIB] for at in range(0, len(wire), 64 * KIB)])
+    tracemalloc.start()
+    try:
+        decoded = b"".join(chunked_pieces(body, MIB))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert decoded == b"x" * 50_000
+    assert peak < 2 * MIB, f"{peak / MIB:.1f} MiB held for 50 KB of body"
