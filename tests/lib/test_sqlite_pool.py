@@ -53,6 +53,15 @@ def count(connection) -> int:
         return cursor.fetchone()[0]
 
 
+def rows_the_next_request_sees(path) -> int:
+    """`item`'s rows as the next request counts them, on the pooled connection."""
+    later = wrapper(path)
+    try:
+        return count(later)
+    finally:
+        later.close()
+
+
 def test_a_closed_connection_is_the_next_requests_connection(database):
     first = wrapper(database)
     first.ensure_connection()
@@ -94,9 +103,7 @@ def test_an_unfinished_select_leaves_no_stale_snapshot_to_the_next_request(datab
         other.execute("INSERT INTO item (name) VALUES ('new')")
     other.close()
 
-    later = wrapper(database)
-    assert count(later) == 501
-    later.close()
+    assert rows_the_next_request_sees(database) == 501
 
 
 def test_an_open_transaction_is_rolled_back_not_committed_by_the_next_user(database):
@@ -107,9 +114,7 @@ def test_an_open_transaction_is_rolled_back_not_committed_by_the_next_user(datab
         cursor.execute("INSERT INTO item (name) VALUES ('abandoned')")
     writer.close()
 
-    later = wrapper(database)
-    assert count(later) == 500
-    later.close()
+    assert rows_the_next_request_sees(database) == 500
 
 
 def test_a_connection_closed_inside_an_atomic_block_is_closed_not_pooled(database):
