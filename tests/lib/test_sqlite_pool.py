@@ -193,7 +193,8 @@ def test_a_forked_child_opens_its_own_connections(database):
 
 
 def test_the_web_workers_sqlite_settings_pool_connections(tmp_path):
-    database = database_settings(HUB_DATA_DIR=str(tmp_path), HUB_DB_POOL="true", HUB_DB_POOL_MAX_SIZE="7")
+    database = database_settings(DATABASE_URL="", HUB_DATA_DIR=str(tmp_path), HUB_DB_POOL="true",
+                                 HUB_DB_POOL_MAX_SIZE="7")  # no DATABASE_URL: SQLite, whatever the suite runs on
 
     assert database["ENGINE"] == "lib.sqlite_pool"
     assert database["OPTIONS"]["pool"] == {"max_idle": 7}
@@ -201,7 +202,7 @@ def test_the_web_workers_sqlite_settings_pool_connections(tmp_path):
 
 
 def test_other_processes_keep_djangos_sqlite_backend(tmp_path):
-    database = database_settings(HUB_DATA_DIR=str(tmp_path))
+    database = database_settings(DATABASE_URL="", HUB_DATA_DIR=str(tmp_path))
 
     assert database["ENGINE"] == "django.db.backends.sqlite3"
     assert "pool" not in database["OPTIONS"]
