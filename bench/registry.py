@@ -44,6 +44,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO_ROOT))
 
 from bench import registry_load  # noqa: E402
+from bench.workload import settle  # noqa: E402
 from tests.e2e.images import build_large_image  # noqa: E402
 from tests.e2e.reference import start_reference  # noqa: E402
 from tests.live import Loopback, free_port, wait_until_healthy  # noqa: E402
@@ -108,12 +109,6 @@ def rss_mib(pid: int) -> float:
 def clear_skopeo_cache(home: Path) -> None:
     for path in [*SKOPEO_CACHES, *home.glob(".local/share/containers/cache/*")]:
         path.unlink(missing_ok=True)
-
-
-def settle() -> None:
-    """Write dirty pages out before a timed step (untimed), so that a step does not pay for the writeback of
-    the one before it, which ran on the other registry (or, before the load, of the 1 GiB Wharf-only push)."""
-    os.sync()
 
 
 def timed(argv: list[str], env: dict, stdin_path: Path | None = None) -> float:

@@ -51,7 +51,7 @@ from urllib.parse import urljoin
 
 import requests
 
-from bench.workload import Layers, Operation, Outcome, one_layer_image, run_clients
+from bench.workload import Layers, Operation, Outcome, one_layer_image, run_clients, settle
 from tests.e2e.clients import SYSTEM_BLOB_CACHE, _can_isolate_blob_cache
 from tests.e2e.images import OCI_MANIFEST, build_large_image
 
@@ -299,7 +299,7 @@ def scenario(label: str, targets: list[LoadTarget], runs: int,
     for run in range(runs):
         for target in targets:
             operations = make(target)
-            os.sync()  # untimed: a round does not pay for the writeback of the one before it (other registry)
+            settle()
             outcome = run_clients(operations)
             rounds[target.name].append(outcome)
             done = len(outcome.latencies)

@@ -65,6 +65,12 @@ class Outcome:
 Operation = tuple[str, Callable[[], int]]  # (kind, call returning the bytes it moved)
 
 
+def settle() -> None:
+    """Write dirty pages out before a timed step (untimed), so that a step does not pay for the writeback of
+    the one before it, which ran on the other registry (or, before the load, of the 1 GiB Wharf-only push)."""
+    os.sync()
+
+
 def run_clients(clients: list[list[Operation]], outcome: Outcome | None = None) -> Outcome:
     """Each client's operations in turn on a thread of its own, all clients released at once; figures are
     added to `outcome` (a new Outcome without one). A failed operation is counted, not raised."""

@@ -29,11 +29,23 @@ READ_BYTES = 1 << 20  # one recv(): up to this much, whatever the chunks' size
 MAX_PIECES = 1024  # memoryviews held before they are joined, however small the chunks
 
 
-class _NothingMore:
-    """The unreader parse_chunk_size gets with a complete size line: it never needs to read."""
+class _RestOfRead:
+    """What parse_chunk_size reads after a size line: the rest of the current read (sliced only then: a
+    line that is not the last chunk's is complete and never reads), then the socket's unreader, where
+    whatever the trailers leave is handed back."""
+
+    def __init__(self, block: bytes, start: int, unreader: SocketUnreader) -> None:
+        self.block, self.start, self.unreader = block, start, unreader
+
+    def _take(self) -> bytes:
+        rest, self.block = self.block[self.start:], b""
+        return rest
 
     def read(self, *args, **kwargs) -> bytes:
-        raise AssertionError("a complete chunk-size line needs no read")
+        return self._take() or self.unreader.read(*args, **kwargs)
+
+    def unread(self, data: bytes) -> None:
+        self.unreader.unread(data + self._take())  # pushed back in front of what was never read
 
 
 def _fast_path(stream: Any) -> tuple[ChunkedReader, SocketUnreader] | None:
@@ -71,17 +83,15 @@ def _decoded(reader: ChunkedReader, unreader: SocketUnreader, size: int) -> Iter
             raise NoMoreData(carry)
         return carry + data if carry else data
 
-    block = unreader.take_buffered() or more()
-    view, at = memoryview(block), 0
+    block, at = unreader.take_buffered() or more(), 0
     pieces: list[memoryview] = []
     held = left = 0  # bytes waiting to be yielded; bytes of the current chunk still to come
     while True:
         if at == len(block):
-            block = more()
-            view, at = memoryview(block), 0
+            block, at = more(), 0
         if left:  # inside a chunk's data
             take = min(left, len(block) - at)
-            pieces.append(view[at:at + take])
+            pieces.append(memoryview(block)[at:at + take])
             at, held, left = at + take, held + take, left - take
             if held >= size:
                 yield b"".join(pieces)
@@ -91,8 +101,7 @@ def _decoded(reader: ChunkedReader, unreader: SocketUnreader, size: int) -> Iter
             if left:
                 continue
             while len(block) - at < 2:  # the CRLF after the data
-                block = more(block[at:])
-                view, at = memoryview(block), 0
+                block, at = more(block[at:]), 0
             if block[at:at + 2] != b"\r\n":
                 raise ChunkMissingTerminator(block[at:at + 2])
             at += 2
@@ -101,22 +110,14 @@ def _decoded(reader: ChunkedReader, unreader: SocketUnreader, size: int) -> Iter
         if end < 0:
             if len(block) - at > limit:
                 raise InvalidChunkSize(b"line over %d bytes with no terminator" % limit)
-            block = more(block[at:])
-            view, at = memoryview(block), 0
+            block, at = more(block[at:]), 0
             continue
-        line = block[at:end + 2]
-        if _is_last(line):  # gunicorn parses the trailers, and keeps what follows for the next request
-            unreader.unread(block[end + 2:])
-            reader.parse_chunk_size(unreader, data=line)
+        # gunicorn checks the line; on the last chunk it also parses the trailers and leaves what follows
+        # them (a pipelined request) in the unreader for the next parse
+        left, _ = reader.parse_chunk_size(_RestOfRead(block, end + 2, unreader), data=block[at:end + 2])
+        if not left:
             reader.parser = None
             if pieces:
                 yield b"".join(pieces)
             return
-        left, _ = reader.parse_chunk_size(_NothingMore(), data=line)  # raises on a malformed line
         at = end + 2
-
-
-def _is_last(line: bytes) -> bool:
-    """Whether a chunk-size line says 0 (a malformed one is not: parse_chunk_size then says why)."""
-    digits = line.split(b";", 1)[0].strip(b" \t\r\n")
-    return bool(digits) and not digits.strip(b"0")

@@ -51,8 +51,7 @@ def pooled_connections(name: str) -> int:
 class DatabaseWrapper(base.DatabaseWrapper):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        pool = self.settings_dict["OPTIONS"].get("pool")
-        self.max_idle = int(pool.get("max_idle", 10)) if isinstance(pool, dict) else 10 if pool else 0
+        self.max_idle = int((self.settings_dict["OPTIONS"].get("pool") or {}).get("max_idle", 0))
         self._cursors: weakref.WeakSet = weakref.WeakSet()
         self._altered = False  # a PRAGMA changed on this connection: not for another user
 
